@@ -1,0 +1,2 @@
+"""mlfem: placeholder during bootstrap."""
+__version__ = "0.1.0"
