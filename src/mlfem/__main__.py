@@ -1,0 +1,5 @@
+import sys
+
+from mlfem.cli import main
+
+sys.exit(main())
