@@ -1,0 +1,147 @@
+"""Fusion operators: how MLFEM turns L per-layer maps into one explanation map.
+
+Every operator takes per-layer maps of shape (B, L, H, W), layers in forward order
+(shallow to deep), and returns one map (B, H, W) in [0, 1].
+
+The algebraic operators of the paper are *recursive* (design.md §2): the
+accumulated map starts as the first layer's map, then for each later layer
+``S = op(S, S_l)``; the first operand is always the accumulated map. Subclasses of
+:class:`RecursiveFusion` only define that binary step.
+
+A learned operator (the paper's NET) is any object satisfying :class:`FusionOperator`,
+typically an ``nn.Module`` whose ``forward`` maps (B, L, H, W) to (B, H, W); it can
+declare the layers it was trained for through a ``layer_names`` attribute so that
+MLFEM refuses to feed it maps from other layers.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from typing import Literal, Protocol, runtime_checkable
+
+from torch import Tensor
+
+from mlfem.normalize import minmax_normalize
+
+__all__ = [
+    "AddFusion",
+    "FemFusion",
+    "FusionOperator",
+    "MaxFusion",
+    "Normalization",
+    "RecursiveFusion",
+    "TopFusion",
+]
+
+Normalization = Literal["end", "interleaved"]
+_NORMALIZATIONS = ("end", "interleaved")
+
+
+@runtime_checkable
+class FusionOperator(Protocol):
+    """Anything that fuses per-layer maps (B, L, H, W) into one map (B, H, W) in [0, 1]."""
+
+    def __call__(self, maps: Tensor) -> Tensor: ...
+
+
+def check_layer_maps(maps: Tensor) -> None:
+    """Raise a clear error unless ``maps`` has the (B, L, H, W) layout with L >= 1."""
+    if not isinstance(maps, Tensor):
+        raise TypeError(f"maps must be a torch.Tensor of shape (B, L, H, W), got {type(maps).__name__}")
+    if maps.ndim != 4:
+        raise ValueError(f"maps must have shape (B, L, H, W), got {tuple(maps.shape)}")
+    if maps.shape[1] < 1:
+        raise ValueError("maps must hold at least one layer (L >= 1)")
+
+
+class RecursiveFusion(ABC):
+    """Base of the algebraic operators: ``S = S_1``, then ``S = combine(S, S_l)`` for l = 2..L.
+
+    Args:
+        normalize: ``"end"`` min-max normalises once, after the last step (the
+            default); ``"interleaved"`` normalises after every binary step.
+    """
+
+    name: str = "recursive"
+
+    def __init__(self, normalize: Normalization = "end") -> None:
+        if normalize not in _NORMALIZATIONS:
+            raise ValueError(f"normalize must be one of {_NORMALIZATIONS}, got {normalize!r}")
+        self.normalize: Normalization = normalize
+
+    @abstractmethod
+    def combine(self, accumulated: Tensor, current: Tensor) -> Tensor:
+        """One binary step on maps (B, H, W): the accumulated map first, then the current layer."""
+
+    def __call__(self, maps: Tensor) -> Tensor:
+        check_layer_maps(maps)
+        fused = maps[:, 0]
+        for layer in range(1, maps.shape[1]):
+            fused = self.combine(fused, maps[:, layer])
+            if self.normalize == "interleaved":
+                fused = minmax_normalize(fused)
+        return minmax_normalize(fused)
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(normalize={self.normalize!r})"
+
+
+class MaxFusion(RecursiveFusion):
+    """``max(a, b)``: element-wise maximum (commutative)."""
+
+    name = "max"
+
+    def combine(self, accumulated: Tensor, current: Tensor) -> Tensor:
+        return accumulated.maximum(current)
+
+
+class AddFusion(RecursiveFusion):
+    """``add(a, b) = alpha * a + (1 - alpha) * b`` (not commutative).
+
+    With end normalisation this is, up to the final min-max, the geometric sum
+    ``alpha^(L-1) S_1 + sum_{l>=2} (1 - alpha) alpha^(L-l) S_l``: a larger alpha keeps
+    more of the shallow layers.
+    """
+
+    name = "add"
+
+    def __init__(self, alpha: float = 0.5, normalize: Normalization = "end") -> None:
+        super().__init__(normalize)
+        self.alpha = _check_alpha(alpha)
+
+    def combine(self, accumulated: Tensor, current: Tensor) -> Tensor:
+        return accumulated * self.alpha + current * (1.0 - self.alpha)
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(alpha={self.alpha}, normalize={self.normalize!r})"
+
+
+class TopFusion(AddFusion):
+    """``top(a, b) = add(a, b')`` with ``b' = b`` where ``b > mean(b)``, else 0.
+
+    The mean is taken per image over the current layer's map, so only the
+    above-average half (roughly) of each deeper layer is added.
+    """
+
+    name = "top"
+
+    def combine(self, accumulated: Tensor, current: Tensor) -> Tensor:
+        mean = current.mean(dim=(-2, -1), keepdim=True)
+        kept = current * (current > mean)
+        return super().combine(accumulated, kept)
+
+
+class FemFusion(RecursiveFusion):
+    """``fem(a, b) = b``: keeps the last layer only, i.e. single-layer FEM on the deepest layer."""
+
+    name = "fem"
+
+    def combine(self, accumulated: Tensor, current: Tensor) -> Tensor:
+        return current
+
+
+def _check_alpha(alpha: float) -> float:
+    alpha = float(alpha)
+    if not 0.0 <= alpha <= 1.0:
+        raise ValueError(f"alpha must lie in [0, 1], got {alpha}")
+    return alpha

@@ -1,0 +1,286 @@
+"""Which layers MLFEM reads: automatic discovery of a CNN's blocks, or names given by the user.
+
+FEM is meant to read a block's output *after* its non-linearity (design.md §2). The
+rules below pick, per architecture family:
+
+* ResNet / ResNeXt / Wide-ResNet (torchvision and timm): every residual block
+  (16 bottlenecks in ResNet-50, 8 basic blocks in ResNet-18);
+* VGG: the end of each convolutional stage, i.e. the ReLU just before each max-pool;
+* DenseNet: each dense block after its batch-norm + ReLU, which is the ReLU inside
+  the following transition, and ``features.norm5`` for the last block (torchvision
+  applies that ReLU functionally, so the map is rectified here);
+* MobileNetV2/V3, EfficientNet: every inverted-residual / MBConv block, then the
+  final 1x1 convolution block (the last layer with a non-linearity);
+* ConvNeXt (torchvision and timm): every ConvNeXt block.
+
+Any other model is probed with one forward pass: the activation modules (ReLU,
+GELU, SiLU, ...) producing 4-D maps are candidates, and the last one of each
+spatial resolution is kept (the end of each stage).
+"""
+
+from __future__ import annotations
+
+import difflib
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+__all__ = ["LayerSpec", "find_layers", "resolve_layers"]
+
+# Residual-style blocks, by class name so that torchvision and timm (whose classes
+# share these names) are covered without importing either library.
+_BLOCK_CLASS_NAMES = frozenset(
+    {
+        "BasicBlock",  # ResNet-18/34 (torchvision, timm)
+        "Bottleneck",  # ResNet-50+, ResNeXt, Wide-ResNet (torchvision, timm)
+        "InvertedResidual",  # MobileNetV2/V3 (torchvision), timm MobileNets
+        "MBConv",  # EfficientNet (torchvision)
+        "FusedMBConv",  # EfficientNetV2 (torchvision)
+        "CNBlock",  # ConvNeXt (torchvision)
+        "ConvNeXtBlock",  # ConvNeXt (timm)
+    }
+)
+# The final 1x1 conv + norm + activation of MobileNet / EfficientNet's ``features``.
+_HEAD_CONV_CLASS_NAMES = frozenset({"Conv2dNormActivation"})
+_ACTIVATION_TYPES: tuple[type[nn.Module], ...] = (
+    nn.ReLU,
+    nn.ReLU6,
+    nn.LeakyReLU,
+    nn.PReLU,
+    nn.ELU,
+    nn.SELU,
+    nn.CELU,
+    nn.GELU,
+    nn.SiLU,
+    nn.Mish,
+    nn.Hardswish,
+    nn.Softplus,
+)
+
+
+@dataclass(frozen=True)
+class LayerSpec:
+    """A layer FEM reads: a module name, and whether its output must be rectified first.
+
+    ``relu`` is set for modules whose output the network passes through a functional
+    ReLU before use (torchvision DenseNet's ``features.norm5``).
+    """
+
+    name: str
+    relu: bool = False
+
+
+def find_layers(model: nn.Module, probe_size: tuple[int, int] = (224, 224)) -> list[LayerSpec]:
+    """Discover the blocks of ``model`` that MLFEM reads, in forward order.
+
+    Args:
+        model: the network.
+        probe_size: (H, W) of the dummy image used only for models that no static rule
+            recognises (one forward pass of a single image).
+
+    Raises:
+        ValueError: the model produces no 4-D feature map; the message lists candidates.
+    """
+    for rule in (_residual_blocks, _vgg_stages, _densenet_blocks):
+        layers = rule(model)
+        if layers:
+            return layers
+    return _probe_stage_ends(model, probe_size)
+
+
+def resolve_layers(
+    model: nn.Module,
+    layers: str | Sequence[str] | None = "auto",
+    probe_size: tuple[int, int] = (224, 224),
+) -> list[LayerSpec]:
+    """Turn a user's ``layers`` argument into layer specs.
+
+    Args:
+        layers: ``"auto"`` (or None) for :func:`find_layers`; a comma-separated string
+            or a sequence of module names (as in ``model.named_modules()``) to override
+            it. Explicit names keep the order given; fusion treats it as forward order.
+
+    Raises:
+        ValueError: an unknown module name; the message lists candidate layers.
+    """
+    if layers is None or (isinstance(layers, str) and layers == "auto"):
+        return find_layers(model, probe_size)
+    names = [part.strip() for part in layers.split(",")] if isinstance(layers, str) else list(layers)
+    names = [name for name in names if name]
+    if not names:
+        raise ValueError("layers: expected 'auto' or at least one module name, got nothing")
+    duplicates = sorted({name for name in names if names.count(name) > 1})
+    if duplicates:
+        raise ValueError(f"layers: each module may be named once; repeated: {', '.join(duplicates)}")
+    modules = dict(model.named_modules())
+    unknown = [name for name in names if name not in modules or name == ""]
+    if unknown:
+        raise ValueError(_unknown_layer_message(model, unknown, modules))
+    # Keep the rectification flag that auto-discovery would give the same module.
+    auto_flags = {spec.name: spec.relu for spec in _static_layers(model)}
+    return [LayerSpec(name, auto_flags.get(name, False)) for name in names]
+
+
+def _static_layers(model: nn.Module) -> list[LayerSpec]:
+    for rule in (_residual_blocks, _vgg_stages, _densenet_blocks):
+        layers = rule(model)
+        if layers:
+            return layers
+    return []
+
+
+def _residual_blocks(model: nn.Module) -> list[LayerSpec]:
+    blocks: list[str] = []
+    for name, module in model.named_modules():
+        if type(module).__name__ not in _BLOCK_CLASS_NAMES:
+            continue
+        # Keep outermost blocks only (a block nested inside another is part of it).
+        if any(name.startswith(parent + ".") for parent in blocks):
+            continue
+        blocks.append(name)
+    if not blocks:
+        return []
+    layers = [LayerSpec(name) for name in blocks]
+    head = _head_conv_after(model, blocks[-1])
+    if head is not None:
+        layers.append(LayerSpec(head))
+    return layers
+
+
+def _head_conv_after(model: nn.Module, last_block: str) -> str | None:
+    """MobileNet/EfficientNet: the final conv-norm-activation following the last block."""
+    parent_name, _, _ = last_block.rpartition(".")
+    # Blocks sit either directly in ``features`` (MobileNet) or in stages inside it
+    # (EfficientNet: features.<stage>.<block>); the head conv is a sibling of the
+    # outermost container's children.
+    top = parent_name.split(".")[0] if parent_name else ""
+    if not top:
+        return None
+    container = model.get_submodule(top)
+    children = list(container.named_children())
+    if not children:
+        return None
+    last_name, last_module = children[-1]
+    if type(last_module).__name__ in _HEAD_CONV_CLASS_NAMES and _has_activation(last_module):
+        candidate = f"{top}.{last_name}"
+        if not last_block.startswith(candidate + ".") and candidate != last_block:
+            return candidate
+    return None
+
+
+def _has_activation(module: nn.Module) -> bool:
+    return any(isinstance(child, _ACTIVATION_TYPES) for child in module.modules())
+
+
+def _vgg_stages(model: nn.Module) -> list[LayerSpec]:
+    if type(model).__name__ != "VGG":
+        return []
+    features = getattr(model, "features", None)
+    if not isinstance(features, nn.Sequential):
+        return []
+    children = list(features.named_children())
+    stage_ends: list[LayerSpec] = []
+    for (name, module), (_, following) in zip(children, children[1:]):
+        if isinstance(module, nn.ReLU) and isinstance(following, nn.MaxPool2d):
+            stage_ends.append(LayerSpec(f"features.{name}"))
+    return stage_ends
+
+
+def _densenet_blocks(model: nn.Module) -> list[LayerSpec]:
+    if type(model).__name__ != "DenseNet":
+        return []
+    layers = [
+        LayerSpec(f"{name}.relu")
+        for name, module in model.named_modules()
+        if type(module).__name__ == "_Transition" and hasattr(module, "relu")
+    ]
+    modules = dict(model.named_modules())
+    if "features.norm5" in modules:
+        layers.append(LayerSpec("features.norm5", relu=True))
+    return layers
+
+
+def _probe_stage_ends(model: nn.Module, probe_size: tuple[int, int]) -> list[LayerSpec]:
+    """Run one dummy image and keep the last activation module of each resolution."""
+    calls = _probe_output_shapes(model, probe_size)
+    four_d = [(name, module, shape) for name, module, shape in calls if len(shape) == 4]
+    activations = [(name, shape) for name, module, shape in four_d if isinstance(module, _ACTIVATION_TYPES)]
+    if not activations:
+        if four_d:
+            raise ValueError(
+                "could not choose layers automatically: no activation module (ReLU, GELU, ...) "
+                "produces a 4-D feature map. Name the layers to explain explicitly, e.g. "
+                f"layers=[...]; modules with 4-D outputs: {_format_names([n for n, _, _ in four_d])}"
+            )
+        raise ValueError(
+            "the model produces no 4-D (B, C, H, W) feature map that FEM could read; "
+            f"its modules are: {_format_names([n for n, _ in model.named_modules() if n])}"
+        )
+    counts: dict[str, int] = {}
+    for name, _ in activations:
+        counts[name] = counts.get(name, 0) + 1
+    # A module called several times per forward (a shared ReLU) has no single output.
+    activations = [(name, shape) for name, shape in activations if counts[name] == 1]
+    stage_ends: list[LayerSpec] = []
+    for (name, shape), following in zip(activations, activations[1:] + [None]):
+        if following is None or tuple(following[1][-2:]) != tuple(shape[-2:]):
+            stage_ends.append(LayerSpec(name))
+    if not stage_ends:
+        raise ValueError(
+            "could not choose layers automatically: every activation module is called more than "
+            "once per forward pass. Name the blocks to explain explicitly."
+        )
+    return stage_ends
+
+
+def _probe_output_shapes(
+    model: nn.Module, probe_size: tuple[int, int]
+) -> list[tuple[str, nn.Module, tuple[int, ...]]]:
+    calls: list[tuple[str, nn.Module, tuple[int, ...]]] = []
+    handles = []
+
+    def record(name: str):
+        def hook(module: nn.Module, inputs: object, output: object) -> None:
+            if isinstance(output, torch.Tensor):
+                calls.append((name, module, tuple(output.shape)))
+
+        return hook
+
+    parameter = next(model.parameters(), None)
+    device = parameter.device if parameter is not None else torch.device("cpu")
+    dtype = parameter.dtype if parameter is not None and parameter.is_floating_point() else torch.float32
+    try:
+        for name, module in model.named_modules():
+            if name:
+                handles.append(module.register_forward_hook(record(name)))
+        with torch.inference_mode():
+            model(torch.zeros(1, 3, *probe_size, device=device, dtype=dtype))
+    finally:
+        for handle in handles:
+            handle.remove()
+    return calls
+
+
+def _unknown_layer_message(model: nn.Module, unknown: list[str], modules: dict[str, nn.Module]) -> str:
+    all_names = [name for name in modules if name]
+    parts = []
+    for name in unknown:
+        close = difflib.get_close_matches(name, all_names, n=3, cutoff=0.6)
+        hint = f" (did you mean {', '.join(close)}?)" if close else ""
+        parts.append(f"{name!r}{hint}")
+    candidates = [spec.name for spec in _static_layers(model)]
+    listed = candidates if candidates else all_names
+    label = "candidate layers" if candidates else "modules"
+    return (
+        f"unknown layer {', '.join(parts)} in {type(model).__name__}; "
+        f"{label}: {_format_names(listed)}"
+    )
+
+
+def _format_names(names: Sequence[str], limit: int = 40) -> str:
+    names = list(names)
+    if len(names) <= limit:
+        return ", ".join(names)
+    return ", ".join(names[:limit]) + f", ... ({len(names) - limit} more)"
