@@ -1,0 +1,65 @@
+"""FEM on one feature tensor: the paper's formula, checked by hand and against a direct version."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from mlfem import fem_saliency
+
+
+def test_golden_hand_computed() -> None:
+    # One image, two channels of 2x2.
+    # Channel 0: [0, 0, 0, 4]: mean 1, population std sqrt(3) ~ 1.732;
+    #   k=1 threshold 2.732: only the 4 is kept, weight = mean = 1.
+    # Channel 1: [1, 3, 1, 3]: mean 2, std 1; k=1 threshold 3: the two 3s are kept (>=), weight 2.
+    activations = torch.tensor([[[[0.0, 0.0], [0.0, 4.0]], [[1.0, 3.0], [1.0, 3.0]]]])
+    expected = torch.tensor([[[0.0, 2.0], [0.0, 1.0 + 2.0]]])
+    torch.testing.assert_close(fem_saliency(activations, k=1.0), expected)
+
+
+def test_threshold_is_inclusive_and_constant_channel_fires_everywhere() -> None:
+    # A constant channel has sigma = 0, so every pixel equals mu + k*sigma and is kept.
+    activations = torch.full((1, 1, 3, 3), 0.7)
+    torch.testing.assert_close(fem_saliency(activations), torch.full((1, 3, 3), 0.7))
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_matches_direct_formula(dtype: torch.dtype) -> None:
+    generator = torch.Generator().manual_seed(1)
+    activations = torch.relu(torch.randn(3, 40, 9, 11, generator=generator, dtype=torch.float64))
+    mean = activations.mean(dim=(2, 3), keepdim=True)
+    std = activations.std(dim=(2, 3), correction=0, keepdim=True)
+    expected = ((activations >= mean + 2 * std) * mean).sum(1)
+    result = fem_saliency(activations.to(dtype), k=2.0)
+    assert result.shape == (3, 9, 11)
+    torch.testing.assert_close(result.double(), expected, rtol=1e-5, atol=1e-5)
+
+
+def test_chunking_does_not_change_the_result() -> None:
+    activations = torch.relu(torch.randn(2, 33, 7, 5, generator=torch.Generator().manual_seed(2)))
+    whole = fem_saliency(activations, chunk_elements=1 << 30)
+    for chunk in (1, 70, 700):
+        torch.testing.assert_close(fem_saliency(activations, chunk_elements=chunk), whole)
+
+
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
+def test_half_precision_accumulates_in_float32(dtype: torch.dtype) -> None:
+    # Large activations: float16 sums of squares would overflow (> 65504).
+    activations = torch.relu(torch.randn(2, 16, 32, 32, generator=torch.Generator().manual_seed(3))) * 200
+    reference = fem_saliency(activations.to(dtype).float())
+    result = fem_saliency(activations.to(dtype))
+    assert result.dtype == torch.float32
+    assert torch.isfinite(result).all()
+    torch.testing.assert_close(result, reference, rtol=1e-3, atol=1e-2)
+
+
+def test_bad_input_errors() -> None:
+    with pytest.raises(ValueError, match=r"\(B, C, H, W\)"):
+        fem_saliency(torch.zeros(3, 4, 5))
+    with pytest.raises(TypeError, match="floating point"):
+        fem_saliency(torch.zeros(1, 2, 3, 3, dtype=torch.int64))
+    with pytest.raises(TypeError, match="torch.Tensor"):
+        fem_saliency([[1.0]])  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="k must be"):
+        fem_saliency(torch.zeros(1, 1, 2, 2), k=float("nan"))
