@@ -105,6 +105,12 @@ def resolve_layers(
     Raises:
         ValueError: an unknown module name; the message lists candidate layers.
     """
+    if isinstance(model, torch.jit.ScriptModule):
+        raise TypeError(
+            "TorchScript modules do not support forward hooks, which FEM needs to read layer "
+            "outputs. Save the model with torch.export (.pt2), or pass its Python factory "
+            "(package.module:factory) with --weights."
+        )
     if layers is None or (isinstance(layers, str) and layers == "auto"):
         return find_layers(model, probe_size)
     names = [part.strip() for part in layers.split(",")] if isinstance(layers, str) else list(layers)

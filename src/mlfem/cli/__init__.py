@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import sys
+import warnings
 from collections.abc import Sequence
 
 # Order here is the order in ``mlfem --help``.
@@ -47,6 +48,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``mlfem`` console script. Returns the process exit code."""
     parser = build_parser()
     args = parser.parse_args(argv)
+    # Warnings meant for the user (untrained model, training mode) without source lines.
+    warnings.formatwarning = lambda message, category, *rest: f"warning: {message}\n"
     if getattr(args, "func", None) is None:
         parser.print_help()
         return 2

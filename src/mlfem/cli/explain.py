@@ -1,0 +1,186 @@
+"""``mlfem explain``: explanation maps for images or folders of images."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from mlfem.cli import UsageError
+
+DTYPES = ("float32", "float16", "bfloat16")
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser(
+        "explain",
+        help="explain a model's view of images with MLFEM, FEM or another method",
+        description=(
+            "For each image, writes OUT/<stem>.npy (float32 map in [0, 1] at the image's size), "
+            "OUT/<stem>_overlay.png (heat map over the image) and, for multi-layer FEM methods, "
+            "OUT/<stem>_layers.png (every layer's FEM map, as in the paper's Fig. 1)."
+        ),
+    )
+    parser.add_argument("inputs", nargs="+", metavar="IMAGE_OR_DIR", help="image files or folders")
+    parser.add_argument(
+        "--model",
+        required=True,
+        help="torchvision name (resnet50), timm:<name>, a TorchScript/.pt2 file, or package.module:factory",
+    )
+    parser.add_argument(
+        "--weights",
+        default=None,
+        help="'imagenet' (downloads), or a local state_dict (.pth read with weights_only=True, .safetensors)",
+    )
+    parser.add_argument("--method", default="mlfem", help="explanation method (see 'mlfem methods'); default mlfem")
+    parser.add_argument("--fusion", default=None, help="MLFEM fusion: max, add, top, fem (default: the method's)")
+    parser.add_argument("--alpha", type=float, default=0.5, help="weight of the accumulated map in add/top")
+    parser.add_argument("--k", type=float, default=2.0, help="FEM threshold in standard deviations (default 2)")
+    parser.add_argument("--layers", default="auto", help="'auto' or comma-separated module names")
+    parser.add_argument("--normalize", choices=("end", "interleaved"), default="end", help="fusion normalisation")
+    parser.add_argument(
+        "--fit",
+        choices=("whole", "crop", "none"),
+        default="whole",
+        help="how images meet the model input: whole image resized (default), centre crop, or native size",
+    )
+    parser.add_argument("--batch-size", type=int, default=8, help="images per forward pass (default 8)")
+    parser.add_argument("--device", default=None, help="cpu, cuda, cuda:1... (default: cuda if available)")
+    parser.add_argument("--dtype", choices=DTYPES, default="float32", help="model precision")
+    parser.add_argument("--out", required=True, type=Path, help="output folder (created if needed)")
+    parser.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    import torch
+    from tqdm import tqdm
+
+    from mlfem.explainers.registry import create_explainer
+    from mlfem.images import find_images
+    from mlfem.models import ModelLoadError, load_model
+
+    if args.batch_size < 1:
+        raise UsageError(f"--batch-size must be at least 1, got {args.batch_size}")
+    if not 0.0 <= args.alpha <= 1.0:
+        raise UsageError(f"--alpha must lie in [0, 1], got {args.alpha}")
+    try:
+        paths = find_images(args.inputs)
+    except FileNotFoundError as error:
+        raise UsageError(str(error)) from error
+    if not paths:
+        raise UsageError(f"no image files found in {', '.join(args.inputs)}")
+    device = torch.device(args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise UsageError(f"--device {args.device}: CUDA is not available on this machine")
+    dtype = getattr(torch, args.dtype)
+
+    try:
+        loaded = load_model(args.model, args.weights, device=device, dtype=dtype)
+    except ModelLoadError as error:
+        raise UsageError(str(error)) from error
+    options = {"layers": args.layers, "alpha": args.alpha, "k": args.k, "normalize": args.normalize}
+    if args.fusion is not None:
+        options["fusion"] = args.fusion
+    try:
+        explainer = create_explainer(args.method, loaded.model, **options)
+    except (ValueError, TypeError) as error:
+        raise UsageError(str(error)) from error
+    preprocessing = loaded.preprocessing.with_fit(args.fit)
+    args.out.mkdir(parents=True, exist_ok=True)
+    names = _output_names(paths)
+
+    print(f"mlfem explain: {loaded.description}, method {args.method}, {len(paths)} image(s) on {device}",
+          file=sys.stderr)
+    failures: list[tuple[Path, str]] = []
+    with explainer, tqdm(total=len(paths), unit="img", desc="explain", file=sys.stderr) as progress:
+        for start in range(0, len(paths), args.batch_size):
+            batch_paths = paths[start : start + args.batch_size]
+            failures.extend(
+                _explain_batch(explainer, batch_paths, names, preprocessing, device, dtype, args.out)
+            )
+            progress.update(len(batch_paths))
+
+    written = len(paths) - len(failures)
+    print(f"wrote maps for {written} of {len(paths)} image(s) to {args.out}", file=sys.stderr)
+    if failures:
+        print(f"{len(failures)} input(s) failed and were skipped:", file=sys.stderr)
+        for path, reason in failures:
+            print(f"  {path}: {reason}", file=sys.stderr)
+        return 1
+    return 0
+
+
+def _explain_batch(explainer, paths, names, preprocessing, device, dtype, out: Path) -> list[tuple[Path, str]]:
+    """Explain one batch; returns the (path, reason) of the images that failed."""
+    import torch
+
+    from mlfem.explainers import LayerFEMExplainer
+    from mlfem.images import ImageReadError, read_image
+
+    failures: list[tuple[Path, str]] = []
+    items = []
+    for path in paths:
+        try:
+            image = read_image(path)
+        except ImageReadError as error:
+            failures.append((path, str(error).removeprefix(f"{path}: ")))
+            continue
+        tensor, placement = preprocessing(image)
+        items.append((path, image, tensor, placement))
+    # Images of different sizes (--fit none) go through the model in separate groups.
+    groups: dict[tuple[int, ...], list] = {}
+    for item in items:
+        groups.setdefault(tuple(item[2].shape), []).append(item)
+    for group in groups.values():
+        images = torch.stack([item[2] for item in group]).to(device=device, dtype=dtype)
+        per_layer = None
+        if isinstance(explainer, LayerFEMExplainer) and len(explainer.layers) > 1 and hasattr(explainer, "fusion"):
+            fused, per_layer = explainer(images, return_layers=True)
+        else:
+            fused = explainer(images)
+        for index, (path, image, _, placement) in enumerate(group):
+            _write_outputs(out, names[path], image, placement, fused[index], per_layer, index, explainer)
+    return failures
+
+
+def _write_outputs(out, stem, image, placement, fused, per_layer, index, explainer) -> None:
+    import numpy as np
+    import torch
+
+    from mlfem.normalize import resize_maps
+    from mlfem.visualize import overlay, save_layer_grid
+
+    saliency = placement.to_original(fused.float().cpu()).numpy().astype(np.float32)
+    np.save(out / f"{stem}.npy", saliency)
+    overlay(image, saliency).save(out / f"{stem}_overlay.png")
+    if per_layer is not None:
+        # Shown at the image's own aspect ratio, at most 256 pixels wide.
+        scale = min(1.0, 256 / image.width)
+        size = (max(1, round(image.height * scale)), max(1, round(image.width * scale)))
+        layer_maps = resize_maps(placement.to_original(per_layer[index].float().cpu()), size)
+        save_layer_grid(
+            out / f"{stem}_layers.png",
+            layer_maps.numpy(),
+            explainer.layer_names,
+            image=image.resize((size[1], size[0])),
+            fused=resize_maps(torch.from_numpy(saliency), size).numpy(),
+            title=stem,
+        )
+
+
+def _output_names(paths: list[Path]) -> dict[Path, str]:
+    """Output stem per input; inputs sharing a stem get their parent folder's name added."""
+    by_stem: dict[str, list[Path]] = {}
+    for path in paths:
+        by_stem.setdefault(path.stem, []).append(path)
+    names: dict[Path, str] = {}
+    for stem, group in by_stem.items():
+        if len(group) == 1:
+            names[group[0]] = stem
+            continue
+        for number, path in enumerate(group):
+            names[path] = f"{path.parent.name}_{stem}" if path.parent.name else f"{stem}_{number}"
+        if len(set(names[p] for p in group)) < len(group):
+            for number, path in enumerate(group):
+                names[path] = f"{stem}_{number}"
+    return names
