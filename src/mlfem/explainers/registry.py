@@ -35,7 +35,7 @@ class MethodInfo:
 _METHODS: dict[str, MethodInfo] = {}
 # Modules whose import registers further methods; imported on first look-up so that
 # ``import mlfem`` does not pay for them.
-_PLUGIN_MODULES: list[str] = ["mlfem.explainers._builtin"]
+_PLUGIN_MODULES: list[str] = ["mlfem.explainers._builtin", "mlfem.explainers._baselines"]
 _plugins_loaded = False
 
 
