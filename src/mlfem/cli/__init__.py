@@ -19,6 +19,7 @@ from collections.abc import Sequence
 _SUBCOMMAND_MODULES: tuple[str, ...] = (
     "explain",
     "gfdm",
+    "methods",
 )
 
 

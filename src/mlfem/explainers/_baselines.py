@@ -120,7 +120,7 @@ register_method(
 register_method(
     "occlusion",
     _factory(Occlusion),
-    "Occlusion: logit drop under a sliding grey patch, via captum (window, stride); no gradients",
+    "Occlusion: target-logit drop under a sliding baseline patch, via captum (window, stride)",
 )
 register_method(
     "lime",
