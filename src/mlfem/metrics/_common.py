@@ -1,0 +1,143 @@
+"""Shared plumbing of the metrics: batching, size matching, dtype/device and normalisations.
+
+Every metric works on (B, H, W) batches; (H, W) inputs are treated as a batch of one and give a
+0-d result. A batch of one broadcasts against a batch of B (one centre-bias map against many
+ground truths, say).
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+__all__ = [
+    "EPS",
+    "Prepared",
+    "as_batch",
+    "finish",
+    "is_constant",
+    "match_size",
+    "minmax",
+    "prepare",
+    "sum_normalise",
+    "weighted_mean",
+]
+
+#: The MIT benchmark's regulariser (MATLAB ``eps`` rounded as in design.md).
+EPS: float = 2.2204e-16
+
+
+def _to_tensor(x: object, name: str) -> torch.Tensor:
+    if torch.is_tensor(x):
+        return x
+    try:
+        return torch.as_tensor(np.asarray(x))
+    except (TypeError, ValueError) as error:
+        raise TypeError(f"{name} must be a tensor or array, got {type(x).__name__}") from error
+
+
+def as_batch(x: object, name: str) -> tuple[torch.Tensor, bool]:
+    """``x`` as a (B, H, W) tensor, and whether it was a single (H, W) map."""
+    t = _to_tensor(x, name)
+    if t.dim() == 2:
+        return t.unsqueeze(0), True
+    if t.dim() == 3:
+        return t, False
+    raise ValueError(f"{name} must have shape (H, W) or (B, H, W), got {tuple(t.shape)}")
+
+
+def _float_dtype(*tensors: torch.Tensor) -> torch.dtype:
+    dtypes = [t.dtype for t in tensors if torch.is_floating_point(t)]
+    if not dtypes:
+        return torch.float32
+    out = dtypes[0]
+    for d in dtypes[1:]:
+        out = torch.promote_types(out, d)
+    # Half precision sums over a whole image lose too much; compute in at least float32.
+    return torch.promote_types(out, torch.float32)
+
+
+def match_size(pred: torch.Tensor, size: tuple[int, int]) -> tuple[torch.Tensor, bool]:
+    """Resize (B, H, W) ``pred`` to ``size`` bilinearly; also say whether it had to.
+
+    ``align_corners=False`` (the convention for upsampled explanation maps) with antialiasing,
+    which only matters when shrinking: it keeps a large prediction from aliasing.
+    """
+    if tuple(pred.shape[-2:]) == tuple(size):
+        return pred, False
+    dtype = pred.dtype if torch.is_floating_point(pred) else torch.float32
+    resized = F.interpolate(
+        pred.to(dtype).unsqueeze(1), size=tuple(size), mode="bilinear",
+        align_corners=False, antialias=True,
+    )
+    return resized.squeeze(1), True
+
+
+class Prepared(NamedTuple):
+    """Inputs of a metric after :func:`prepare`."""
+
+    pred: torch.Tensor  # (B, H, W), floating
+    target: torch.Tensor  # (B, H, W), same dtype and device
+    squeeze: bool  # both inputs were (H, W): return a 0-d result
+    resized: bool  # pred was resized to the target's size
+
+
+def prepare(pred: object, target: object, target_name: str = "gt") -> Prepared:
+    """Batch, broadcast, resize ``pred`` to ``target`` and move both to one float dtype/device."""
+    p, p2d = as_batch(pred, "pred")
+    t, t2d = as_batch(target, target_name)
+    p = p.to(t.device)
+    dtype = _float_dtype(p, t)
+    p, resized = match_size(p.to(dtype), tuple(t.shape[-2:]))
+    t = t.to(dtype)
+    if p.shape[0] != t.shape[0]:
+        if p.shape[0] == 1:
+            p = p.expand(t.shape[0], -1, -1)
+        elif t.shape[0] == 1:
+            t = t.expand(p.shape[0], -1, -1)
+        else:
+            raise ValueError(
+                f"batch sizes differ: pred has {p.shape[0]} maps, {target_name} has {t.shape[0]}"
+            )
+    return Prepared(p, t, p2d and t2d, resized)
+
+
+def finish(values: torch.Tensor, squeeze: bool) -> torch.Tensor:
+    """(B,) per-map values, or a 0-d tensor for single-map inputs."""
+    return values[0] if squeeze else values
+
+
+def is_constant(maps: torch.Tensor) -> torch.Tensor:
+    """(B,) True where a map has a single value (exact test, no tolerance)."""
+    flat = maps.flatten(1)
+    return flat.amax(dim=1) == flat.amin(dim=1)
+
+
+def minmax(maps: torch.Tensor, constant: str = "nan") -> torch.Tensor:
+    """Rescale each map to [0, 1]; a constant map becomes NaN (``constant="nan"``) or zeros."""
+    flat = maps.flatten(1)
+    lo = flat.amin(dim=1).view(-1, 1, 1)
+    hi = flat.amax(dim=1).view(-1, 1, 1)
+    span = hi - lo
+    out = (maps - lo) / torch.where(span > 0, span, torch.ones_like(span))
+    fill = float("nan") if constant == "nan" else 0.0
+    return torch.where(span > 0, out, torch.full_like(out, fill))
+
+
+def sum_normalise(maps: torch.Tensor) -> torch.Tensor:
+    """Clip each map at 0 and divide by its sum; maps whose sum is not positive become NaN."""
+    clipped = maps.clamp_min(0)
+    total = clipped.sum(dim=(1, 2), keepdim=True)
+    ok = total > 0
+    return torch.where(ok, clipped / torch.where(ok, total, torch.ones_like(total)), float("nan"))
+
+
+def weighted_mean(values: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
+    """Per-map mean of (B, H, W) ``values`` weighted by ``weights`` (NaN where weights sum to 0)."""
+    total = weights.sum(dim=(1, 2))
+    # Pixels without weight must not contribute, even if their value is inf or NaN.
+    contrib = torch.where(weights > 0, values * weights, torch.zeros_like(values))
+    return torch.where(total > 0, contrib.sum(dim=(1, 2)) / total, float("nan"))
