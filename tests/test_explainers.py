@@ -178,3 +178,23 @@ def test_cuda(resnet18: nn.Module, dtype: torch.dtype) -> None:
         assert MLFEM(model)(images.cpu()).device.type == "cpu"
     finally:
         resnet18.to("cpu", torch.float32)
+
+
+@pytest.mark.parametrize("fusion", ["max", "add", "top", "fem"])
+@pytest.mark.parametrize("normalize", ["end", "interleaved"])
+def test_fusing_inside_hooks_equals_fusing_stored_maps(resnet18: nn.Module, fusion: str, normalize: str) -> None:
+    images = torch.randn(2, 3, 64, 64)
+    explainer = MLFEM(resnet18, fusion=fusion, alpha=0.3, normalize=normalize)  # type: ignore[arg-type]
+    streamed = explainer(images)
+    fused, layers = explainer(images, return_layers=True)
+    torch.testing.assert_close(streamed, fused)
+    torch.testing.assert_close(streamed, fuse(layers, fusion, alpha=0.3, normalize=normalize))  # type: ignore[arg-type]
+
+
+def test_explicit_layer_order_is_the_fusion_order(resnet18: nn.Module) -> None:
+    images = torch.randn(1, 3, 64, 64)
+    backwards = MLFEM(resnet18, layers=["layer4.1", "layer2.0", "layer1.0"], fusion="add", alpha=0.7)
+    fused, layers = backwards(images, return_layers=True)
+    forwards = MLFEM(resnet18, layers=["layer1.0", "layer2.0", "layer4.1"]).layer_maps(images).maps
+    torch.testing.assert_close(layers, forwards.flip(1))
+    torch.testing.assert_close(fused, fuse(layers, "add", alpha=0.7))

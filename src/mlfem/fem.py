@@ -5,18 +5,22 @@ channel (``F >= mu + k * sigma``) and weights the binary mask by the channel's m
 activation: ``s = sum_c [F_c >= mu_c + k * sigma_c] * mu_c`` (design.md §2).
 
 The computation is written for speed and bounded memory, because MLFEM runs it
-inside forward hooks on every block of the network:
+inside forward hooks on every block of the network (benchmarks/profile_mlfem.py
+shows where the time goes):
 
-* channels are processed in chunks, so the temporaries (a boolean mask and its
-  float copy) stay small and cache-resident instead of costing a full copy of a
-  large early-layer activation;
-* the mean and variance come from one pass computing a sum and a sum of squares
-  (``torch.var_mean`` over (H, W) is several times slower on CPU). To keep that
-  one-pass formula well conditioned, each channel is first shifted by one of its
-  own values, which also makes a constant channel give exactly ``sigma = 0``;
-* sums accumulate in float32 whatever the activation dtype (float16 sums of
-  squares overflow), and the threshold is formed in float64 then rounded *up* to
-  the activation dtype, so that ``>=`` is decided as if in exact arithmetic.
+* channels are processed in chunks through a scratch buffer allocated once per
+  call, so the temporaries stay small and no large tensor is allocated (and
+  page-faulted) per chunk; on CPU, fresh allocations cost more than the arithmetic;
+* on CPU the mean and variance come from a sum and a sum of squares
+  (``torch.var_mean`` over (H, W) is several times slower there); on accelerators one
+  Welford kernel (``var_mean``) is cheapest. Sums accumulate in float32 whatever the
+  activation dtype (float16 sums of squares overflow);
+* the one-pass variance loses precision when a channel is nearly constant
+  (variance below about 1e-5 of the mean square): those rare channels are recomputed
+  exactly, two-pass in float64, so that a constant channel gets ``sigma = 0`` exactly;
+* the threshold is formed in float64 and lowered by a relative 1e-6, so that an
+  activation equal to ``mu + k * sigma`` (a tie, as in constant or small-integer data)
+  is kept as ``>=`` requires even though the float32 statistics carry rounding errors.
 """
 
 from __future__ import annotations
@@ -62,46 +66,84 @@ def fem_saliency(activations: Tensor, k: float = 2.0, *, chunk_elements: int | N
 
     batch, channels, height, width = activations.shape
     pixels = height * width
-    flat = activations.reshape(batch, channels, pixels)
+    # One row per (image, channel): a contiguous view, so every chunk of rows is
+    # contiguous too and the statistics need no copy.
+    rows = activations.contiguous().view(batch * channels, pixels)
     if chunk_elements is None:
         chunk_elements = (
             _CPU_CHUNK_ELEMENTS if activations.device.type == "cpu" else _ACCELERATOR_CHUNK_ELEMENTS
         )
-    chunk = max(1, min(channels, chunk_elements // max(1, batch * pixels)))
+    chunk_rows = max(1, min(rows.shape[0], chunk_elements // max(1, pixels)))
 
-    # (B, 1, P) so that baddbmm accumulates (B, 1, c) @ (B, c, P) in place.
     out_dtype = torch.float64 if activations.dtype == torch.float64 else torch.float32
-    saliency = torch.zeros(batch, 1, pixels, dtype=out_dtype, device=activations.device)
-    for start in range(0, channels, chunk):
-        features = flat[:, start : start + chunk]
+    device = activations.device
+    saliency = torch.zeros(batch, pixels, dtype=out_dtype, device=device)
+    mask_buffer = torch.empty(chunk_rows * pixels, dtype=out_dtype, device=device)
+    row_index = torch.arange(rows.shape[0], device=device)
+    for start in range(0, rows.shape[0], chunk_rows):
+        features = rows[start : start + chunk_rows]
+        count = features.shape[0]
         mean, threshold = _channel_mean_and_threshold(features, k)
-        strong = features >= threshold.unsqueeze(-1)
-        saliency.baddbmm_(mean.to(out_dtype).unsqueeze(1), strong.to(out_dtype))
+        strong = mask_buffer[: count * pixels].view(count, pixels)
+        torch.ge(features, threshold.unsqueeze(-1), out=strong)
+        # The chunk may span several images: a small block-diagonal weight matrix
+        # (images x rows, each row's mean in its image's line) adds every image's
+        # weighted channel sum with one matrix product.
+        first, last = start // channels, (start + count - 1) // channels + 1
+        chunk_index = row_index[start : start + count]
+        weights = torch.zeros(last - first, count, dtype=out_dtype, device=device)
+        weights[chunk_index // channels - first, chunk_index - start] = mean.to(out_dtype)
+        saliency[first:last].addmm_(weights, strong)
     return saliency.view(batch, height, width)
 
 
-def _channel_mean_and_threshold(features: Tensor, k: float) -> tuple[Tensor, Tensor]:
-    """Per-channel mean (float64) and threshold (in the features' dtype, rounded up).
+# Below this ratio of variance to mean square, float32 one-pass statistics cannot be
+# trusted (their relative error is ~1e-6) and the channel is recomputed exactly.
+_NEAR_CONSTANT = 1e-5
+# Relative tolerance of the threshold: well above the error of float32 statistics, far
+# below any difference that could matter between two activations.
+_TIE_TOLERANCE = 1e-6
 
-    ``features`` is (B, c, P). Returns tensors of shape (B, c).
+
+def _channel_mean_and_threshold(features: Tensor, k: float) -> tuple[Tensor, Tensor]:
+    """Per-channel mean (float64) and threshold (float32, float64 for float64 features).
+
+    ``features`` is (N, P), one channel of one image per row. Returns tensors (N,).
+    """
+    if features.device.type == "cpu":
+        mean, variance = _cpu_mean_and_variance(features)
+    else:
+        # On accelerators a single Welford kernel is both exact enough and the fastest:
+        # kernel launches, not memory traffic, dominate there. No host synchronisation.
+        rows = features if features.dtype in (torch.float32, torch.float64) else features.float()
+        variance, mean = torch.var_mean(rows, dim=-1, correction=0)
+        mean, variance = mean.double(), variance.double()
+    # Statistics accumulated in float32 carry a relative error of about 1e-7 per sum; an
+    # activation within _TIE_TOLERANCE of the threshold is a tie, and ties are kept (>=).
+    threshold = mean + k * variance.sqrt()
+    threshold = threshold - _TIE_TOLERANCE * threshold.abs()
+    # Half-precision activations are compared with a float32 threshold: rounding the
+    # threshold to float16 would move it by up to 0.05%.
+    return mean, threshold.to(torch.float64 if features.dtype == torch.float64 else torch.float32)
+
+
+def _cpu_mean_and_variance(features: Tensor) -> tuple[Tensor, Tensor]:
+    """Mean and population variance (float64, (N,)) from a sum and a sum of squares.
+
+    On CPU, a sum and a norm (two reads, no temporary) are several times faster than
+    ``torch.var_mean``. Nearly constant rows, where that formula cancels badly, are
+    recomputed exactly.
     """
     pixels = features.shape[-1]
-    pivot = features[..., :1]
-    shifted = features - pivot
     accumulate = torch.float64 if features.dtype == torch.float64 else torch.float32
-    shifted_sum = shifted.sum(-1, dtype=accumulate).double()
-    shifted_sq = torch.linalg.vector_norm(shifted, dim=-1, dtype=accumulate).double().square()
-    shifted_mean = shifted_sum / pixels
-    variance = (shifted_sq / pixels - shifted_mean * shifted_mean).clamp(min=0.0)
-    mean = pivot.squeeze(-1).double() + shifted_mean
-    exact_threshold = mean + k * variance.sqrt()
-
-    # Round the threshold up to the features' dtype: x >= t (exact) <=> x >= round_up(t)
-    # for every representable x.
-    threshold = exact_threshold.to(features.dtype)
-    too_low = threshold.double() < exact_threshold
-    if bool(too_low.any()):
-        threshold = torch.where(
-            too_low, torch.nextafter(threshold, torch.full_like(threshold, float("inf"))), threshold
-        )
-    return mean, threshold
+    mean = features.sum(-1, dtype=accumulate).double() / pixels
+    norm = torch.linalg.vector_norm(features, dim=-1, dtype=accumulate).double()
+    mean_square = norm * norm / pixels
+    variance = (mean_square - mean * mean).clamp(min=0.0)
+    near_constant = (variance <= _NEAR_CONSTANT * mean_square) & (mean_square > 0)
+    if bool(near_constant.any()):
+        exact = features[near_constant].double()  # (K, P), K small
+        exact_variance, exact_mean = torch.var_mean(exact, dim=-1, correction=0)
+        mean = mean.masked_scatter(near_constant, exact_mean)
+        variance = variance.masked_scatter(near_constant, exact_variance)
+    return mean, variance

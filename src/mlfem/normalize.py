@@ -20,8 +20,7 @@ def minmax_normalize(maps: Tensor) -> Tensor:
         where no channel fires) becomes all zeros rather than NaN (design.md §2).
     """
     flat = maps.flatten(-2)
-    low = flat.amin(-1, keepdim=True)
-    high = flat.amax(-1, keepdim=True)
+    low, high = torch.aminmax(flat, dim=-1, keepdim=True)
     span = high - low
     # Where span is 0, divide by 1 instead: (x - low) is exactly 0 there.
     normalised = (flat - low) / torch.where(span > 0, span, torch.ones_like(span))

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any, NamedTuple
 
 import torch
@@ -58,37 +58,52 @@ class LayerFEMExplainer(Explainer):
 
         The maps are float32 (float64 for float64 images), on the images' device.
         """
-        self.check_images(images)
-        input_device = images.device
-        model_device = self.model_device
-        batch, _, height, width = images.shape
-        out_dtype = torch.float64 if images.dtype == torch.float64 else torch.float32
+        stored: list[Tensor] = []
+        logits = self.forward_layer_maps(images, lambda index, layer_map: stored.append(layer_map))
         with torch.inference_mode():
-            inputs = images.to(model_device)
-            maps = torch.empty(batch, len(self.layers), height, width, dtype=out_dtype, device=model_device)
-            seen = [False] * len(self.layers)
+            maps = torch.stack(stored, dim=1).to(images.device)
+        # Cloning outside inference mode returns ordinary tensors that callers may
+        # modify in place or feed to autograd code.
+        return LayerMaps(maps.clone(), logits)
+
+    def forward_layer_maps(self, images: Tensor, deliver: Callable[[int, Tensor], None]) -> Any:
+        """Run the model once, calling ``deliver(index, map)`` for each layer in layer order.
+
+        Each map is (B, H, W): the layer's FEM map upsampled to the input size and min-max
+        normalised, on the model's device, computed inside the layer's forward hook (or as
+        soon as the layers before it in ``self.layers`` are delivered, when the forward
+        order differs). Returns the model's output, as an ordinary (non-inference) tensor.
+        """
+        self.check_images(images)
+        size = (images.shape[-2], images.shape[-1])
+        out_dtype = torch.float64 if images.dtype == torch.float64 else torch.float32
+        pending: dict[int, Tensor] = {}
+        next_index = [0]
+        seen = [False] * len(self.layers)
+
+        def on_map(index: int, layer_map: Tensor) -> None:
+            pending[index] = layer_map
+            while next_index[0] in pending:
+                deliver(next_index[0], pending.pop(next_index[0]))
+                next_index[0] += 1
+
+        with torch.inference_mode():
+            inputs = images.to(self.model_device)
             callbacks = {
-                spec.name: self._layer_callback(index, spec, maps, seen)
+                spec.name: self._layer_callback(index, spec, size, out_dtype, seen, on_map)
                 for index, spec in enumerate(self.layers)
             }
             with forward_hooks(self.model, callbacks):
                 logits = self.model(inputs)
-            missing = [spec.name for spec, ran in zip(self.layers, seen) if not ran]
-            if missing:
-                raise RuntimeError(
-                    f"layer(s) {', '.join(missing)} did not run during the forward pass of "
-                    f"{type(self.model).__name__}; choose modules that the model's forward calls"
-                )
-        # Cloning outside inference mode returns ordinary tensors that callers may
-        # modify in place or feed to autograd code.
-        maps = maps.to(input_device).clone()
-        if isinstance(logits, Tensor):
-            logits = logits.clone()
-        return LayerMaps(maps, logits)
+        missing = [spec.name for spec, ran in zip(self.layers, seen) if not ran]
+        if missing:
+            raise RuntimeError(
+                f"layer(s) {', '.join(missing)} did not run during the forward pass of "
+                f"{type(self.model).__name__}; choose modules that the model's forward calls"
+            )
+        return logits.clone() if isinstance(logits, Tensor) else logits
 
-    def _layer_callback(self, index: int, spec: LayerSpec, maps: Tensor, seen: list[bool]):
-        size = tuple(maps.shape[-2:])
-
+    def _layer_callback(self, index, spec, size, out_dtype, seen, on_map):
         def on_output(output: Tensor) -> None:
             if seen[index]:
                 raise RuntimeError(
@@ -100,9 +115,9 @@ class LayerFEMExplainer(Explainer):
                     f"layer {spec.name!r} produced a tensor of shape {tuple(output.shape)}; "
                     "FEM needs a 4-D (B, C, H, W) feature map"
                 )
+            seen[index] = True
             activations = output.clamp(min=0) if spec.relu else output
             raw = fem_saliency(activations, self.k)
-            maps[:, index] = minmax_normalize(resize_maps(raw, size)).to(maps.dtype)
-            seen[index] = True
+            on_map(index, minmax_normalize(resize_maps(raw, size)).to(out_dtype))
 
         return on_output

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import overload, Literal
+from typing import Literal, overload
 
 from torch import Tensor, nn
 
 from mlfem.explainers._layer_fem import LayerFEMExplainer
-from mlfem.fusion import FusionOperator, Normalization, make_fusion
+import torch
+
+from mlfem.fusion import FusionOperator, Normalization, RecursiveFusion, make_fusion
 
 __all__ = ["MLFEM"]
 
@@ -70,9 +72,24 @@ class MLFEM(LayerFEMExplainer):
     ) -> Tensor | tuple[Tensor, Tensor]:
         """MLFEM maps (B, H, W) in [0, 1]; with ``return_layers`` also the per-layer maps
         (B, L, H, W). ``targets`` is ignored: MLFEM is class-agnostic."""
-        layer_maps = self.layer_maps(images).maps
-        fused = self.fusion(layer_maps)
-        return (fused, layer_maps) if return_layers else fused
+        if return_layers or not isinstance(self.fusion, RecursiveFusion):
+            layer_maps = self.layer_maps(images).maps
+            fused = self.fusion(layer_maps)
+            return (fused, layer_maps) if return_layers else fused
+        return self._fuse_while_forwarding(images, self.fusion)
+
+    def _fuse_while_forwarding(self, images: Tensor, fusion: RecursiveFusion) -> Tensor:
+        """Recursive fusion folded in layer by layer inside the hooks: only the running map
+        is kept, never the L full-resolution maps."""
+        running: list[Tensor | None] = [None]
+
+        def fold(index: int, layer_map: Tensor) -> None:
+            running[0] = fusion.accumulate(running[0], layer_map)
+
+        self.forward_layer_maps(images, fold)
+        with torch.inference_mode():
+            fused = fusion.finish(running[0]).to(images.device)
+        return fused.clone()
 
     def explain(self, images: Tensor, targets: Tensor | None = None) -> Tensor:
         return self(images, targets)

@@ -73,14 +73,27 @@ class RecursiveFusion(ABC):
     def combine(self, accumulated: Tensor, current: Tensor) -> Tensor:
         """One binary step on maps (B, H, W): the accumulated map first, then the current layer."""
 
+    def accumulate(self, accumulated: Tensor | None, current: Tensor) -> Tensor:
+        """Fold the next layer's map (B, H, W) into the running fusion (None before the first).
+
+        This incremental form lets MLFEM fuse inside the forward hooks, layer by layer,
+        without keeping all L full-resolution maps.
+        """
+        if accumulated is None:
+            return current
+        fused = self.combine(accumulated, current)
+        return minmax_normalize(fused) if self.normalize == "interleaved" else fused
+
+    def finish(self, accumulated: Tensor) -> Tensor:
+        """The final map in [0, 1] from the running fusion."""
+        return minmax_normalize(accumulated)
+
     def __call__(self, maps: Tensor) -> Tensor:
         check_layer_maps(maps)
-        fused = maps[:, 0]
-        for layer in range(1, maps.shape[1]):
-            fused = self.combine(fused, maps[:, layer])
-            if self.normalize == "interleaved":
-                fused = minmax_normalize(fused)
-        return minmax_normalize(fused)
+        fused = None
+        for layer in range(maps.shape[1]):
+            fused = self.accumulate(fused, maps[:, layer])
+        return self.finish(fused)
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}(normalize={self.normalize!r})"

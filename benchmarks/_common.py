@@ -1,0 +1,110 @@
+"""Helpers shared by the benchmarks: timing, and peak memory measured in a fresh process.
+
+Timings are medians of repeated runs after a warm-up, and every figure is printed as a
+ratio to a baseline timed in the same run, because ratios carry across machines while
+absolute times do not.
+
+Peak memory on CPU is the rise of the process's peak resident set (VmHWM) during one
+call, in a fresh subprocess: the peak is reset through /proc/self/clear_refs just before
+the call, and MALLOC_MMAP_THRESHOLD_ makes glibc return large freed blocks to the
+system so that memory freed by the warm-up does not hide the call's own peak. On CUDA
+it is the rise of ``torch.cuda.max_memory_allocated``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import statistics
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import torch
+
+
+def wall_time(function: Callable[[], object], device: torch.device) -> float:
+    """Wall time of one call of ``function`` in seconds (synchronised on CUDA)."""
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+    start = time.perf_counter()
+    function()
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+    return time.perf_counter() - start
+
+
+def interleaved_ratios(
+    functions: dict[str, Callable[[], object]], baseline: str, rounds: int, device: torch.device
+) -> tuple[dict[str, float], dict[str, float]]:
+    """Median time of each function, and median of its per-round ratio to ``baseline``.
+
+    Every round times each function once, in turn, after one warm-up call each, so that a
+    machine getting busier or quieter affects the baseline and the method alike.
+    """
+    for function in functions.values():
+        function()
+    samples: dict[str, list[float]] = {name: [] for name in functions}
+    for _ in range(rounds):
+        for name, function in functions.items():
+            samples[name].append(wall_time(function, device))
+    medians = {name: statistics.median(values) for name, values in samples.items()}
+    ratios = {
+        name: statistics.median(t / b for t, b in zip(values, samples[baseline]))
+        for name, values in samples.items()
+    }
+    return medians, ratios
+
+
+def _read_status_kib(field: str) -> int:
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith(field + ":"):
+            return int(line.split()[1])
+    raise RuntimeError(f"{field} not found in /proc/self/status")
+
+
+def peak_memory_bytes(function: Callable[[], object], device: torch.device) -> int:
+    """Rise of peak memory during one call of ``function`` (after a warm-up call)."""
+    function()
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+        torch.cuda.reset_peak_memory_stats(device)
+        before = torch.cuda.memory_allocated(device)
+        function()
+        torch.cuda.synchronize(device)
+        return torch.cuda.max_memory_allocated(device) - before
+    Path("/proc/self/clear_refs").write_text("5")
+    before = _read_status_kib("VmRSS")
+    function()
+    return (_read_status_kib("VmHWM") - before) * 1024
+
+
+def measure_in_subprocess(script: Path, arguments: list[str]) -> dict:
+    """Run ``script --child ARGS`` in a fresh interpreter; it prints one JSON line last."""
+    environment = dict(os.environ, MALLOC_MMAP_THRESHOLD_="65536", MALLOC_TRIM_THRESHOLD_="0")
+    completed = subprocess.run(
+        [sys.executable, str(script), "--child", *arguments],
+        capture_output=True,
+        text=True,
+        env=environment,
+        check=False,
+    )
+    if completed.returncode != 0:
+        raise RuntimeError(f"child {arguments} failed:\n{completed.stderr[-2000:]}")
+    return json.loads(completed.stdout.strip().splitlines()[-1])
+
+
+def machine_description(device: torch.device) -> str:
+    if device.type == "cuda":
+        return f"{torch.cuda.get_device_name(device)}, torch {torch.__version__}"
+    cpu = "unknown CPU"
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    return f"{cpu}, {torch.get_num_threads()} threads, torch {torch.__version__}"

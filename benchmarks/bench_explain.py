@@ -1,0 +1,172 @@
+"""MLFEM's cost against a bare forward pass, and against Grad-CAM implementations.
+
+Times, in one run, on ResNet-50 (random weights; cost does not depend on them):
+  forward       one forward pass under inference mode (the baseline)
+  mlfem         MLFEM over the 16 bottleneck blocks, add fusion
+  fem           FEM on the last block
+  naive-mlfem   a straightforward MLFEM: hooks keep every activation, var_mean, masks
+  gradcam-pgc   pytorch-grad-cam GradCAM on layer4 (if installed: benchmark extra)
+  gradcam-captum captum LayerGradCam on layer4 (if installed)
+
+Prints each time as a ratio to the forward pass, and each method's peak memory rise as
+a ratio to the forward pass's, measured in a fresh process per method.
+
+    uv run python benchmarks/bench_explain.py                # CPU, 2 threads, batch 8, 224x224
+    uv run python benchmarks/bench_explain.py --device cuda --batch 32
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _common import interleaved_ratios, machine_description, measure_in_subprocess, peak_memory_bytes  # noqa: E402
+
+METHODS = ("forward", "mlfem", "fem", "naive-mlfem", "gradcam-pgc", "gradcam-captum")
+
+
+def build(method: str, model: torch.nn.Module, images: torch.Tensor) -> Callable[[], object] | None:
+    """A zero-argument callable running ``method`` once, or None when its library is missing."""
+    from mlfem import FEM, MLFEM
+
+    if method == "forward":
+
+        def forward() -> object:
+            with torch.inference_mode():
+                return model(images)
+
+        return forward
+    if method == "mlfem":
+        explainer = MLFEM(model, fusion="add")
+        return lambda: explainer(images)
+    if method == "fem":
+        fem = FEM(model)
+        return lambda: fem(images)
+    if method == "naive-mlfem":
+        return lambda: naive_mlfem(model, images)
+    if method == "gradcam-pgc":
+        try:
+            from pytorch_grad_cam import GradCAM
+        except ImportError:
+            return None
+        cam = GradCAM(model=model, target_layers=[model.layer4[-1]])
+        return lambda: cam(input_tensor=images, targets=None)
+    if method == "gradcam-captum":
+        try:
+            from captum.attr import LayerAttribution, LayerGradCam
+        except ImportError:
+            return None
+        gradcam = LayerGradCam(model, model.layer4)
+
+        def captum_gradcam() -> object:
+            with torch.no_grad():
+                targets = model(images).argmax(1)
+            attribution = gradcam.attribute(images, target=targets, relu_attributions=True)
+            return LayerAttribution.interpolate(attribution, images.shape[-2:], "bilinear")
+
+        return captum_gradcam
+    raise ValueError(method)
+
+
+def naive_mlfem(model: torch.nn.Module, images: torch.Tensor) -> torch.Tensor:
+    """The straightforward version design.md §7 measured at 1.5-1.6x: keep all, then compute."""
+    from mlfem import find_layers
+
+    captured: list[torch.Tensor] = []
+    handles = [
+        model.get_submodule(spec.name).register_forward_hook(lambda m, i, o: captured.append(o))
+        for spec in find_layers(model)
+    ]
+    try:
+        with torch.inference_mode():
+            model(images)
+            maps = []
+            for activation in captured:
+                var, mean = torch.var_mean(activation, dim=(2, 3), keepdim=True, correction=0)
+                mask = (activation >= mean + 2 * var.sqrt()).float()
+                saliency = (mask * mean).sum(1, keepdim=True)
+                saliency = F.interpolate(saliency, images.shape[-2:], mode="bilinear", align_corners=False)
+                low = saliency.amin((2, 3), keepdim=True)
+                high = saliency.amax((2, 3), keepdim=True)
+                maps.append((saliency - low) / (high - low).clamp_min(1e-12))
+            fused = maps[0]
+            for layer_map in maps[1:]:
+                fused = 0.5 * fused + 0.5 * layer_map
+            return fused
+    finally:
+        for handle in handles:
+            handle.remove()
+
+
+def setup(args: argparse.Namespace) -> tuple[torch.nn.Module, torch.Tensor, torch.device]:
+    import torchvision
+
+    torch.set_num_threads(args.threads)
+    device = torch.device(args.device)
+    torch.manual_seed(0)
+    model = torchvision.models.resnet50().eval().to(device)
+    images = torch.randn(args.batch, 3, args.size, args.size, device=device)
+    return model, images, device
+
+
+def child(args: argparse.Namespace) -> None:
+    model, images, device = setup(args)
+    function = build(args.method, model, images)
+    peak = peak_memory_bytes(function, device) if function is not None else None
+    print(json.dumps({"peak": peak}))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--batch", type=int, default=8)
+    parser.add_argument("--size", type=int, default=224)
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--repeats", type=int, default=7, help="timed rounds (median)")
+    parser.add_argument("--methods", default=",".join(METHODS))
+    parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--method", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.child:
+        child(args)
+        return
+
+    model, images, device = setup(args)
+    methods = [m for m in args.methods.split(",") if m]
+    print(f"ResNet-50, batch {args.batch}, {args.size}x{args.size}, {machine_description(device)}")
+    functions = {}
+    for method in ["forward", *[m for m in methods if m != "forward"]]:
+        function = build(method, model, images)
+        if function is not None:
+            functions[method] = function
+    times, ratios = interleaved_ratios(functions, "forward", args.repeats, device)
+    peaks: dict[str, float] = {}
+    common = ["--device", args.device, "--batch", str(args.batch), "--size", str(args.size),
+              "--threads", str(args.threads)]
+    for method in times:
+        result = measure_in_subprocess(Path(__file__), [*common, "--method", method])
+        peaks[method] = result["peak"]
+
+    base_peak = peaks["forward"]
+    print()
+    print("| method | time (ms) | time / forward | peak memory rise (MiB) | peak / forward |")
+    print("|---|---:|---:|---:|---:|")
+    for method in times:
+        print(
+            f"| {method} | {times[method] * 1000:.1f} | {ratios[method]:.3f} | "
+            f"{peaks[method] / 2**20:.1f} | {peaks[method] / base_peak:.3f} |"
+        )
+    missing = [m for m in methods if m not in times]
+    if missing:
+        print(f"\nnot run (library not installed): {', '.join(missing)}")
+
+
+if __name__ == "__main__":
+    main()

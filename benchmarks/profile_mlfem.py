@@ -1,0 +1,83 @@
+"""Where MLFEM's time goes beyond the forward pass, stage by stage (a diagnostic).
+
+Each row adds one stage inside the same 16 forward hooks of ResNet-50 and prints its
+time as a ratio to a bare forward pass timed in the same rounds:
+
+  hooks-only   hooks that do nothing
+  stats        + per-channel mean and threshold
+  fem-raw      + mask and weighted channel sum (the raw FEM map)
+  upsample     + bilinear upsampling to the input size and min-max
+  mlfem        the full explainer, with fusion
+
+    uv run python benchmarks/profile_mlfem.py [--device cuda] [--batch 8]
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _common import interleaved_ratios, machine_description  # noqa: E402
+
+
+def main() -> None:
+    import torchvision
+
+    from mlfem import MLFEM, fem_saliency, find_layers, minmax_normalize, resize_maps
+    from mlfem.fem import _channel_mean_and_threshold
+    from mlfem.hooks import forward_hooks
+
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--batch", type=int, default=8)
+    parser.add_argument("--size", type=int, default=224)
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--repeats", type=int, default=7)
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+    device = torch.device(args.device)
+    model = torchvision.models.resnet50().eval().to(device)
+    images = torch.randn(args.batch, 3, args.size, args.size, device=device)
+    names = [spec.name for spec in find_layers(model)]
+
+    def with_hooks(stage):
+        def run():
+            with torch.inference_mode(), forward_hooks(model, {name: stage for name in names}):
+                model(images)
+
+        return run
+
+    def stats(output):
+        _channel_mean_and_threshold(output.flatten(0, 1).flatten(1), 2.0)
+
+    def upsample(output):
+        minmax_normalize(resize_maps(fem_saliency(output), (args.size, args.size)))
+
+    explainer = MLFEM(model)
+
+    def forward():
+        with torch.inference_mode():
+            model(images)
+
+    functions = {
+        "forward": forward,
+        "hooks-only": with_hooks(lambda output: None),
+        "stats": with_hooks(stats),
+        "fem-raw": with_hooks(fem_saliency),
+        "upsample": with_hooks(upsample),
+        "mlfem": lambda: explainer(images),
+    }
+    times, ratios = interleaved_ratios(functions, "forward", args.repeats, device)
+    print(f"ResNet-50, batch {args.batch}, {args.size}x{args.size}, {machine_description(device)}")
+    print("| stage | time (ms) | time / forward |")
+    print("|---|---:|---:|")
+    for name in functions:
+        print(f"| {name} | {times[name] * 1000:.1f} | {ratios[name]:.3f} |")
+
+
+if __name__ == "__main__":
+    main()
