@@ -161,3 +161,37 @@ def test_import_is_light() -> None:
             "print(sorted(m for m in ('scipy', 'torchvision', 'matplotlib') if m in sys.modules))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"
+
+
+# --------------------------------------------------------------------------- shared readers
+def test_numeric_table_header_separators_and_errors(tmp_path: Path) -> None:
+    from mlfem.datasets._io import read_numeric_table
+
+    path = tmp_path / "t.txt"
+    path.write_text("\n# comment\nx y d\n1,2,3\n4\t5 6  # trailing comment\n")
+    assert read_numeric_table(path, 2).tolist() == [[1, 2, 3], [4, 5, 6]]
+    path.write_text("1 2\n3\n")
+    with pytest.raises(ValueError, match="different numbers of columns"):
+        read_numeric_table(path, 2)
+    path.write_text("1 2\n3 nan\n")
+    with pytest.raises(ValueError, match="non-finite"):
+        read_numeric_table(path, 2)
+    path.write_text("1\n")
+    with pytest.raises(ValueError, match="at least 2 columns"):
+        read_numeric_table(path, 2)
+
+
+def test_cell_items_follow_matlab_linear_order(tmp_path: Path) -> None:
+    import numpy as np
+
+    from mlfem.datasets._io import cell_items, loadmat
+    from test_datasets_fixtures import savemat
+
+    c = np.empty((2, 2), dtype=object)
+    c[0, 0], c[1, 0], c[0, 1], c[1, 1] = "a", "b", "c", "d"  # MATLAB c{1..4} = a, b, c, d
+    savemat(tmp_path / "c.mat", {"c": c})
+    items = cell_items(loadmat(tmp_path / "c.mat")["c"])
+    assert ["".join(i) for i in items] == ["a", "b", "c", "d"]
+    (tmp_path / "bad.mat").write_bytes(b"MATLAB 5.0 MAT-file garbage")
+    with pytest.raises(ValueError, match="mat"):
+        loadmat(tmp_path / "bad.mat")

@@ -160,6 +160,7 @@ def read_numeric_table(path: Path, min_columns: int) -> np.ndarray:
     except (OSError, UnicodeDecodeError) as error:
         raise ValueError(f"unreadable text file: {error}") from error
     rows: list[list[float]] = []
+    first = True
     for number, line in enumerate(text.splitlines(), start=1):
         line = line.split("#", 1)[0].strip()
         if not line:
@@ -168,9 +169,11 @@ def read_numeric_table(path: Path, min_columns: int) -> np.ndarray:
         try:
             rows.append([float(f) for f in fields])
         except ValueError:
-            if not rows and number == 1:
-                continue  # header line
+            if first:
+                first = False
+                continue  # the first non-blank line may be a header
             raise ValueError(f"line {number}: non-numeric value in {line!r:.60}") from None
+        first = False
     if not rows:
         return np.zeros((0, min_columns))
     widths = {len(r) for r in rows}
