@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+import warnings
 from pathlib import Path
 
 from mlfem.cli import UsageError
@@ -75,9 +76,13 @@ def run(args: argparse.Namespace) -> int:
     dtype = getattr(torch, args.dtype)
 
     try:
-        loaded = load_model(args.model, args.weights, device=device, dtype=dtype)
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            loaded = load_model(args.model, args.weights, device=device, dtype=dtype)
     except ModelLoadError as error:
         raise UsageError(str(error)) from error
+    for warning in caught:  # e.g. "random weights": the user must see it, whatever the filters
+        print(f"warning: {warning.message}", file=sys.stderr)
     options = {"layers": args.layers, "alpha": args.alpha, "k": args.k, "normalize": args.normalize}
     if args.fusion is not None:
         options["fusion"] = args.fusion

@@ -1,0 +1,129 @@
+"""Model loading from specifications, safe weights, and preprocessing placement."""
+
+from __future__ import annotations
+
+import pickle
+import urllib.error
+from pathlib import Path
+
+import pytest
+import torch
+from PIL import Image
+
+from mlfem import MLFEM
+from mlfem.models import ModelLoadError, Preprocessing, load_model, load_state_dict_file
+from tiny_models import TinyCNN
+
+
+def quiet_load(*args, **kwargs):
+    with pytest.warns(UserWarning, match="random weights"):
+        return load_model(*args, **kwargs)
+
+
+def test_factory_spec_and_untrained_warning() -> None:
+    loaded = quiet_load("tiny_models:TinyCNN")
+    assert isinstance(loaded.model, TinyCNN) and not loaded.model.training and not loaded.trained
+
+
+@pytest.mark.parametrize("suffix", [".pth", ".safetensors"])
+def test_state_dict_round_trip(tmp_path: Path, suffix: str) -> None:
+    torch.manual_seed(3)
+    source = TinyCNN().eval()
+    path = tmp_path / f"weights{suffix}"
+    if suffix == ".safetensors":
+        from safetensors.torch import save_file
+
+        save_file(source.state_dict(), str(path))
+    else:
+        torch.save({"state_dict": source.state_dict()}, path)
+    loaded = load_model("tiny_models:TinyCNN", str(path))
+    assert loaded.trained
+    images = torch.randn(2, 3, 16, 16)
+    torch.testing.assert_close(loaded.model(images), source(images))
+    torch.testing.assert_close(MLFEM(loaded.model)(images), MLFEM(source)(images))
+
+
+class NotATensor:
+    pass
+
+
+def test_pickled_objects_are_never_unpickled(tmp_path: Path) -> None:
+    path = tmp_path / "evil.pth"
+    with path.open("wb") as handle:
+        pickle.dump({"weight": NotATensor()}, handle)
+    with pytest.raises(ModelLoadError, match="weights_only=True"):
+        load_state_dict_file(path)
+
+
+def test_mismatched_state_dict(tmp_path: Path) -> None:
+    path = tmp_path / "other.pth"
+    torch.save({"conv.weight": torch.zeros(1)}, path)
+    with pytest.raises(ModelLoadError, match="does not match .*missing keys"):
+        load_model("tiny_models:TinyCNN", str(path))
+
+
+def test_bad_specs() -> None:
+    with pytest.raises(ModelLoadError, match="not a torchvision architecture. Did you mean resnet50"):
+        load_model("resnet5O")
+    with pytest.raises(ModelLoadError, match="cannot import module 'no_such_module'"):
+        load_model("no_such_module:factory")
+    with pytest.raises(ModelLoadError, match="has no callable 'Nope'"):
+        load_model("tiny_models:Nope")
+    with pytest.raises(ModelLoadError, match="file not found"):
+        load_model("missing/model.pt")
+    with pytest.raises(ModelLoadError, match="--weights: file not found"):
+        load_model("tiny_models:TinyCNN", "missing.safetensors")
+
+
+def test_imagenet_download_failure_says_what_to_pass(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    import torchvision.models._api as api
+
+    def offline(*args, **kwargs):
+        raise urllib.error.URLError("no network")
+
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path))  # no cached weights to find
+    monkeypatch.setattr(api, "load_state_dict_from_url", offline)
+    with pytest.raises(ModelLoadError, match=r"could not download .*resnet18.*--weights /path/to/resnet18-"):
+        load_model("resnet18", "imagenet")
+
+
+def test_torchscript_loads_but_fem_explains_why_it_cannot_hook(tmp_path: Path) -> None:
+    path = tmp_path / "tiny.pt"
+    torch.jit.trace(TinyCNN().eval(), torch.randn(1, 3, 16, 16)).save(str(path))
+    loaded = load_model(str(path))
+    assert loaded.model(torch.randn(1, 3, 16, 16)).shape == (1, 3)
+    with pytest.raises(TypeError, match="torch.export"):
+        MLFEM(loaded.model)
+
+
+def test_exported_program_with_explicit_layers(tmp_path: Path) -> None:
+    path = tmp_path / "tiny.pt2"
+    model = TinyCNN().eval()
+    torch.export.save(torch.export.export(model, (torch.randn(1, 3, 16, 16),)), str(path))
+    loaded = load_model(str(path))
+    images = torch.randn(1, 3, 16, 16)
+    torch.testing.assert_close(
+        MLFEM(loaded.model, layers="features.1,features.4")(images),
+        MLFEM(model, layers="features.1,features.4")(images),
+    )
+
+
+def test_preprocessing_fits_and_placement() -> None:
+    image = Image.new("RGB", (300, 200), (255, 0, 0))
+    whole, placement = Preprocessing(crop_size=64)(image)
+    assert whole.shape == (3, 64, 64)
+    torch.testing.assert_close(whole[0], torch.full((64, 64), (1 - 0.485) / 0.229))
+    assert placement.to_original(torch.rand(64, 64)).shape == (200, 300)
+
+    cropped, placement = Preprocessing(crop_size=64, resize_size=80, fit="crop")(image)
+    assert cropped.shape == (3, 64, 64)
+    assert placement.resized == (80, 120) and placement.region == (8, 28, 64, 64)
+    back = placement.to_original(torch.ones(64, 64))
+    assert back.shape == (200, 300)
+    # The model never saw the margins (left, right, top, bottom): nothing is attributed there.
+    assert back[:, :40].max() == 0 and back[:15].max() == 0 and back[30:170, 150].min() > 0.99
+
+    native, placement = Preprocessing(fit="none")(image)
+    assert native.shape == (3, 200, 300) and placement.region == (0, 0, 200, 300)
+    with pytest.raises(ValueError, match="fit must be one of"):
+        Preprocessing().with_fit("stretch")  # type: ignore[arg-type]
