@@ -69,12 +69,11 @@ def read_osie(folder: str | Path, *, size: tuple[int, int] | None = None) -> lis
     Image sizes come from the stimuli (header only) unless ``size=(height, width)`` is given.
     """
     from scipy.io import loadmat
-    from scipy.io.matlab import MatReadError
 
     mat, stimuli = find_osie(folder)
     try:
         data = loadmat(mat, squeeze_me=True, struct_as_record=False)
-    except (MatReadError, ValueError, OSError) as error:
+    except Exception as error:  # noqa: BLE001 - scipy raises many types on a damaged file
         raise GazeDataError(f"{mat}: not a readable MATLAB file ({error})") from error
     if "fixations" not in data:
         raise GazeDataError(f"{mat}: no variable 'fixations' (OSIE layout expected)")

@@ -117,13 +117,14 @@ def is_constant(maps: torch.Tensor) -> torch.Tensor:
 
 
 def minmax(maps: torch.Tensor, constant: str = "nan") -> torch.Tensor:
-    """Rescale each map to [0, 1]; a constant map becomes NaN (``constant="nan"``) or zeros."""
+    """Rescale each map to [0, 1]; a constant map becomes NaN, zeros or ones
+    (``constant="nan" | "zero" | "one"``)."""
     flat = maps.flatten(1)
     lo = flat.amin(dim=1).view(-1, 1, 1)
     hi = flat.amax(dim=1).view(-1, 1, 1)
     span = hi - lo
     out = (maps - lo) / torch.where(span > 0, span, torch.ones_like(span))
-    fill = float("nan") if constant == "nan" else 0.0
+    fill = {"nan": float("nan"), "zero": 0.0, "one": 1.0}[constant]
     return torch.where(span > 0, out, torch.full_like(out, fill))
 
 

@@ -306,8 +306,9 @@ def info_gain(
     """Information gain over a baseline, in bits per fixation.
 
     Both maps are turned into distributions (``"default"``: clipped at 0 and divided by the sum;
-    ``"mit"``: min-max rescaled first, as the MIT code does), then the per-image mean over
-    fixations (duplicates counted) of ``log2(eps + p) - log2(eps + b)``. ``baseline`` is a map
+    ``"mit"``: min-max rescaled first, as the MIT code does, a constant map counting as
+    uniform), then the per-image mean over fixations (duplicates counted) of
+    ``log2(eps + p) - log2(eps + b)``. ``baseline`` is a map
     ((H, W) or (B, H, W), resized like ``pred``), ``"centre"`` (:func:`mlfem.gaze.centre_bias`
     with its default widths) or ``"uniform"``. Positive: the prediction beats the baseline.
     """
@@ -330,7 +331,9 @@ def info_gain(
     b = prepare(base, p.target, "fix")
     pd, bd = p.pred, b.pred
     if variant == "mit":
-        pd, bd = minmax(pd), minmax(bd)
+        # MIT's code divides by zero on a constant map; a constant map carries no information,
+        # so it is taken as the uniform density (a "uniform" baseline stays usable).
+        pd, bd = minmax(pd, constant="one"), minmax(bd, constant="one")
     pd, bd = sum_normalise(pd), sum_normalise(bd)
     gain = torch.log2(EPS + pd) - torch.log2(EPS + bd)
     return finish(weighted_mean(gain, p.target), p.squeeze)
