@@ -65,7 +65,7 @@ def test_human_ceiling_beats_centre_bias_on_a_subset(osie):
     ceiling, same_protocol, against_full = _ceiling_vs_centre(osie[::10])
     assert 0.5 < ceiling < 0.9
     assert ceiling > same_protocol + 0.25
-    assert ceiling > against_full + 0.2
+    assert ceiling > against_full + 0.1  # different targets: full GFDM, not one observer
 
 
 def test_location_metrics_on_real_fixations(osie):
