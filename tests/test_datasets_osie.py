@@ -134,3 +134,18 @@ def test_real_sample_first_image_and_gfdm() -> None:
     assert s.durations[0][0].item() == 246.0
     assert s.gfdm.shape == (600, 800)
     assert float(s.gfdm.sum()) == pytest.approx(1.0, abs=1e-4)
+
+
+def test_truncated_image_is_skipped_at_open_or_reported_on_read(tmp_path: Path) -> None:
+    make_osie(tmp_path, {"1.jpg": [([1.0], [1.0], [10])], "2.jpg": [([2.0], [2.0], [10])]})
+    path = tmp_path / "stimuli" / "2.jpg"
+    data = path.read_bytes()
+    path.write_bytes(data[: len(data) // 2])  # header intact, pixels and end marker cut off
+    with pytest.warns(DatasetWarning, match="truncated JPEG"):
+        ds = open_dataset("osie", tmp_path, sigma=2.0)
+    assert ds.image_ids == ["1"] and ds.skipped[0].image_id == "2"
+    from mlfem.datasets import SampleError
+
+    unchecked = open_dataset("osie", tmp_path, sigma=2.0, verify="none")
+    with pytest.raises(SampleError, match="2.jpg"):
+        unchecked[1]

@@ -112,8 +112,10 @@ def test_options_size_and_validation() -> None:
                       fixations_per_observer=(2, 2), gfdm="none")[1]
     assert s.image.shape == (3, 64, 96) and s.gfdm is None
     assert sum(len(f) for f in s.fixations) + s.n_outside == 6
-    for bad in ({"mode": "both"}, {"n_classes": 7}, {"size": 16}, {"p_centre": 0.9,
-                "p_distractor": 0.2}, {"gfdm": "shipped"}, {"fixations_per_observer": (3, 2)}):
+    bad_options = ({"mode": "both"}, {"seed": -1}, {"n_classes": 7}, {"size": 16},
+                   {"p_centre": 0.9, "p_distractor": 0.2}, {"gfdm": "shipped"},
+                   {"fixations_per_observer": (3, 2)})
+    for bad in bad_options:
         with pytest.raises(ValueError):
             SyntheticGaze(n=1, **bad)
 
@@ -132,6 +134,16 @@ def test_splits_on_synthetic_ids(tmp_path) -> None:
 def test_a_tiny_cnn_learns_the_single_label_task() -> None:
     # Tiny budget (48 px, 300 images, 50 steps; a few seconds of compute): chance is 1/3.
     # The full-size measurement (128 px, 6 classes) is in docs/datasets.md.
+    threads = torch.get_num_threads()
+    # One thread: on a busy 2-core machine, two threads contend and run ~10x slower.
+    torch.set_num_threads(1)
+    try:
+        _train_and_check_tiny_cnn()
+    finally:
+        torch.set_num_threads(threads)
+
+
+def _train_and_check_tiny_cnn() -> None:
     torch.manual_seed(0)
 
     def data(seed: int, n: int) -> tuple[torch.Tensor, torch.Tensor]:

@@ -115,8 +115,9 @@ class GazeDataset(Dataset[Sample]):
             OSIE, MexCulture scanpaths, folder with a duration column, synthetic).
         drop_outside: Remove fixations outside the image from ``sample.fixations`` (they are
             counted either way in ``sample.n_outside`` and ``n_fixations_outside``).
-        verify: ``"header"`` (default): check every referenced file exists and every image
-            header is readable, and check shared fixation annotations against image sizes;
+        verify: ``"header"`` (default): check every referenced file exists, every image
+            header is readable and JPEG/PNG files are not truncated, and check fixations
+            parsed at open time against image sizes;
             ``"full"``: also decode every image, per-sample fixation file and map once at
             open time, so ``__getitem__`` cannot fail later; ``"none"``: trust the listing.
             Items that fail are skipped and listed in ``skipped``.
@@ -364,7 +365,7 @@ class GazeDataset(Dataset[Sample]):
     def _check_record(self, record: Record) -> tuple[str | None, Path]:
         """``(reason, path)`` when the record is unusable, ``(None, path)`` otherwise."""
         try:
-            record.size = _io.image_size(record.image_path)
+            record.size = _io.check_image(record.image_path)
         except FileNotFoundError:
             return "image file missing", record.image_path
         except ValueError as error:

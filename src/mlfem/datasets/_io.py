@@ -38,6 +38,26 @@ def image_size(path: Path) -> tuple[int, int]:
     return height, width
 
 
+def check_image(path: Path) -> tuple[int, int]:
+    """``(H, W)`` from the header, plus a cheap end-of-file check for JPEG and PNG.
+
+    Truncated downloads are the common corruption: a JPEG without its end-of-image marker or
+    a PNG without its ``IEND`` chunk is rejected here without decoding any pixels.
+    """
+    size = image_size(path)
+    with open(path, "rb") as handle:
+        head = handle.read(8)
+        handle.seek(0, 2)
+        length = handle.tell()
+        handle.seek(max(0, length - 1024))
+        tail = handle.read()
+    if head[:3] == b"\xff\xd8\xff" and b"\xff\xd9" not in tail:
+        raise ValueError("truncated JPEG (no end-of-image marker)")
+    if head == b"\x89PNG\r\n\x1a\n" and b"IEND" not in tail:
+        raise ValueError("truncated PNG (no IEND chunk)")
+    return size
+
+
 def read_image(path: Path) -> torch.Tensor:
     """Decode an image to a ``uint8`` ``(3, H, W)`` RGB tensor (grey and RGBA converted)."""
     try:

@@ -38,7 +38,7 @@ Categories: """ + ", ".join(CATEGORIES) + "\n"
 
 
 def read_fixlocs(path: Path) -> tuple[np.ndarray, tuple[int, int]]:
-    """0-based ``(x, y)`` of the non-zero pixels of a ``fixLocs`` map (row-major), and its (H, W)."""
+    """0-based ``(x, y)`` of the non-zero pixels of a ``fixLocs`` map (row-major), and (H, W)."""
     contents = _io.loadmat(path)
     if "fixLocs" not in contents:
         raise ValueError("no variable 'fixLocs'")

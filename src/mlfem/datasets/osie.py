@@ -85,12 +85,13 @@ class OSIE(GazeDataset):
     default_sigma = 24.0  # the authors' blur for 800x600 maps (design.md section 3)
 
     def _index(self) -> list[Record]:
-        if (self.root / "data" / "eye" / "fixations.mat").is_file():
-            stimuli, mat = self.root / "data" / "stimuli", self.root / "data" / "eye" / "fixations.mat"
+        official = self.root / "data" / "eye" / "fixations.mat"
+        if official.is_file():
+            stimuli, mat = self.root / "data" / "stimuli", official
         elif (self.root / "fixations.mat").is_file():
             stimuli, mat = self.root / "stimuli", self.root / "fixations.mat"
         else:
-            raise LayoutError(self.name, self.root / "data" / "eye" / "fixations.mat", LAYOUT)
+            raise LayoutError(self.name, official, LAYOUT)
         self._require(stimuli)
         try:
             gazes, bad = parse_osie_fixations(mat)

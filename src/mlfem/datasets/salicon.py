@@ -274,7 +274,8 @@ class SALICON(GazeDataset):
         if self.instances not in (None, True):
             if len(self.subsets) != 1:
                 raise ValueError("instances=<path> needs a single subset (subsets='train'|'val')")
-            paths[self.subsets[0]] = self._require(Path(self.instances), "file")  # type: ignore[arg-type]
+            path = Path(self.instances)  # type: ignore[arg-type]
+            paths[self.subsets[0]] = self._require(path, "file")
         else:
             for subset in self.subsets:
                 found = _find(self.root, f"instances_{subset}2014.json", ("", "annotations"))

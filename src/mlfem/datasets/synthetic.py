@@ -67,8 +67,8 @@ class SyntheticConfig:
     gfdm: str = "fixations"
 
     def __post_init__(self) -> None:
-        if self.n < 0:
-            raise ValueError("n must be >= 0")
+        if self.n < 0 or self.seed < 0:
+            raise ValueError("n and seed must be >= 0")
         if self.mode not in ("single", "multi"):
             raise ValueError("mode must be 'single' or 'multi'")
         if not 1 <= self.n_classes <= len(CLASS_NAMES):
@@ -152,7 +152,8 @@ class SyntheticGaze(Dataset[Sample]):
             elif splits is not None and Path(splits).exists():
                 chosen = Splits.load(splits)
             else:
-                chosen = make_splits(ids, tuple(split_fractions), seed=split_seed, dataset=self.name)
+                fractions = tuple(split_fractions)
+                chosen = make_splits(ids, fractions, seed=split_seed, dataset=self.name)
                 if splits is not None:
                     chosen.save(splits)
             if split is not None and split not in chosen.names:
@@ -222,12 +223,13 @@ class SyntheticGaze(Dataset[Sample]):
                 points = torch.tensor([[objects[0].cx, objects[0].cy]], dtype=torch.float32)
             gfdm = build_gfdm(points, height, width, cfg.effective_sigma, cfg.collapse)
         labels = sorted({item.kind for item in objects})
+        no_masks = np.zeros((0, height, width), bool)
         extras = {
             "masks": torch.from_numpy(np.stack(object_masks)),
             "boxes": _boxes(object_masks),
             "object_labels": torch.tensor([item.kind for item in objects], dtype=torch.long),
             "distractor_masks": torch.from_numpy(
-                np.stack(distractor_masks) if distractor_masks else np.zeros((0, height, width), bool)
+                np.stack(distractor_masks) if distractor_masks else no_masks
             ),
             "distractor_boxes": _boxes(distractor_masks),
             "index": i,
