@@ -110,3 +110,12 @@ def test_errors_name_the_argument() -> None:
         fuse(maps, "add", normalize="never")  # type: ignore[arg-type]
     with pytest.raises(ValueError, match=r"\(B, L, H, W\)"):
         fuse(torch.rand(2, 3, 3), "max")
+
+
+@pytest.mark.parametrize("op", ["max", "add", "top", "fem"])
+@pytest.mark.parametrize("normalize", ["end", "interleaved"])
+def test_fusion_leaves_its_input_untouched(op: str, normalize: str) -> None:
+    maps = torch.rand(2, 4, 5, 6, generator=torch.Generator().manual_seed(7))
+    before = maps.clone()
+    fuse(maps, op, normalize=normalize)  # type: ignore[arg-type]
+    torch.testing.assert_close(maps, before)

@@ -6,7 +6,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-__all__ = ["minmax_normalize", "resize_maps"]
+__all__ = ["minmax_normalize", "minmax_normalize_", "resize_maps"]
 
 
 def minmax_normalize(maps: Tensor) -> Tensor:
@@ -25,6 +25,15 @@ def minmax_normalize(maps: Tensor) -> Tensor:
     # Where span is 0, divide by 1 instead: (x - low) is exactly 0 there.
     normalised = (flat - low) / torch.where(span > 0, span, torch.ones_like(span))
     return normalised.view_as(maps)
+
+
+def minmax_normalize_(maps: Tensor) -> Tensor:
+    """In-place :func:`minmax_normalize` of a contiguous tensor the caller owns; returns it."""
+    flat = maps.view(*maps.shape[:-2], -1)
+    low, high = torch.aminmax(flat, dim=-1, keepdim=True)
+    span = high - low
+    flat.sub_(low).div_(torch.where(span > 0, span, torch.ones_like(span)))
+    return maps
 
 
 def resize_maps(maps: Tensor, size: tuple[int, int]) -> Tensor:

@@ -12,7 +12,7 @@ from mlfem.explainers.base import Explainer
 from mlfem.fem import fem_saliency
 from mlfem.hooks import forward_hooks
 from mlfem.layers import LayerSpec, resolve_layers
-from mlfem.normalize import minmax_normalize, resize_maps
+from mlfem.normalize import minmax_normalize_, resize_maps
 
 __all__ = ["LayerFEMExplainer", "LayerMaps"]
 
@@ -118,6 +118,8 @@ class LayerFEMExplainer(Explainer):
             seen[index] = True
             activations = output.clamp(min=0) if spec.relu else output
             raw = fem_saliency(activations, self.k)
-            on_map(index, minmax_normalize(resize_maps(raw, size)).to(out_dtype))
+            upsampled = resize_maps(raw, size)
+            # The upsampled map is a fresh tensor (or the raw map itself): normalise in place.
+            on_map(index, minmax_normalize_(upsampled.to(out_dtype)))
 
         return on_output

@@ -19,9 +19,10 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from typing import Literal, Protocol, runtime_checkable
 
+import torch
 from torch import Tensor
 
-from mlfem.normalize import minmax_normalize
+from mlfem.normalize import minmax_normalize_
 
 __all__ = [
     "AddFusion",
@@ -73,20 +74,28 @@ class RecursiveFusion(ABC):
     def combine(self, accumulated: Tensor, current: Tensor) -> Tensor:
         """One binary step on maps (B, H, W): the accumulated map first, then the current layer."""
 
+    def combine_(self, accumulated: Tensor, current: Tensor) -> Tensor:
+        """:meth:`combine` written into ``accumulated``, which is returned.
+
+        Subclasses override it to avoid a full-resolution temporary per layer.
+        """
+        return accumulated.copy_(self.combine(accumulated, current))
+
     def accumulate(self, accumulated: Tensor | None, current: Tensor) -> Tensor:
         """Fold the next layer's map (B, H, W) into the running fusion (None before the first).
 
         This incremental form lets MLFEM fuse inside the forward hooks, layer by layer,
-        without keeping all L full-resolution maps.
+        without keeping all L full-resolution maps. The running map belongs to the
+        fusion and is updated in place; ``current`` is only read.
         """
         if accumulated is None:
-            return current
-        fused = self.combine(accumulated, current)
-        return minmax_normalize(fused) if self.normalize == "interleaved" else fused
+            return current.clone()
+        fused = self.combine_(accumulated, current)
+        return minmax_normalize_(fused) if self.normalize == "interleaved" else fused
 
     def finish(self, accumulated: Tensor) -> Tensor:
-        """The final map in [0, 1] from the running fusion."""
-        return minmax_normalize(accumulated)
+        """The final map in [0, 1] from the running fusion (normalised in place)."""
+        return minmax_normalize_(accumulated)
 
     def __call__(self, maps: Tensor) -> Tensor:
         check_layer_maps(maps)
@@ -107,6 +116,9 @@ class MaxFusion(RecursiveFusion):
     def combine(self, accumulated: Tensor, current: Tensor) -> Tensor:
         return accumulated.maximum(current)
 
+    def combine_(self, accumulated: Tensor, current: Tensor) -> Tensor:
+        return torch.maximum(accumulated, current, out=accumulated)
+
 
 class AddFusion(RecursiveFusion):
     """``add(a, b) = alpha * a + (1 - alpha) * b`` (not commutative).
@@ -125,6 +137,9 @@ class AddFusion(RecursiveFusion):
     def combine(self, accumulated: Tensor, current: Tensor) -> Tensor:
         return accumulated * self.alpha + current * (1.0 - self.alpha)
 
+    def combine_(self, accumulated: Tensor, current: Tensor) -> Tensor:
+        return accumulated.mul_(self.alpha).add_(current, alpha=1.0 - self.alpha)
+
     def __repr__(self) -> str:
         return f"{type(self).__name__}(alpha={self.alpha}, normalize={self.normalize!r})"
 
@@ -139,9 +154,15 @@ class TopFusion(AddFusion):
     name = "top"
 
     def combine(self, accumulated: Tensor, current: Tensor) -> Tensor:
+        return super().combine(accumulated, self._above_mean(current))
+
+    def combine_(self, accumulated: Tensor, current: Tensor) -> Tensor:
+        return super().combine_(accumulated, self._above_mean(current))
+
+    @staticmethod
+    def _above_mean(current: Tensor) -> Tensor:
         mean = current.mean(dim=(-2, -1), keepdim=True)
-        kept = current * (current > mean)
-        return super().combine(accumulated, kept)
+        return current * (current > mean)
 
 
 class FemFusion(RecursiveFusion):
@@ -151,6 +172,9 @@ class FemFusion(RecursiveFusion):
 
     def combine(self, accumulated: Tensor, current: Tensor) -> Tensor:
         return current
+
+    def combine_(self, accumulated: Tensor, current: Tensor) -> Tensor:
+        return accumulated.copy_(current)
 
 
 def _check_alpha(alpha: float) -> float:
