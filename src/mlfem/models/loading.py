@@ -6,6 +6,8 @@
 * ``timm:<name>`` (needs the ``timm`` extra);
 * a TorchScript file (``.pt``/``.pth``/``.ts`` made by ``torch.jit.save``) or a
   ``torch.export`` program (``.pt2``);
+* a classifier checkpoint written by ``mlfem train-classifier`` (``.safetensors`` with a
+  ``.json`` sidecar): the architecture is rebuilt from the sidecar;
 * ``package.module:factory``, a Python callable returning an ``nn.Module``.
 
 ``--weights`` accepts ``imagenet`` (the library's download; offline it fails with a
@@ -67,6 +69,8 @@ def load_model(
     path = Path(spec)
     if path.suffix == ".pt2" or (path.suffix in _SCRIPT_SUFFIXES and path.exists()):
         loaded = _load_program_file(path, weights)
+    elif path.suffix == ".safetensors" and path.is_file():
+        loaded = _load_mlfem_checkpoint(path, weights)
     elif spec.startswith("timm:"):
         loaded = _load_timm(spec.removeprefix("timm:"), weights)
     elif ":" in spec:
@@ -235,6 +239,21 @@ def _load_program_file(path: Path, weights: str | None) -> LoadedModel:
             "passed as --model ARCH --weights FILE instead."
         ) from error
     return LoadedModel(model, Preprocessing(), f"TorchScript {path.name}", trained=True)
+
+
+def _load_mlfem_checkpoint(path: Path, weights: str | None) -> LoadedModel:
+    """A checkpoint of ``mlfem train-classifier``: architecture, classes and preprocessing
+    come from its JSON sidecar (see ``mlfem.training``)."""
+    if weights is not None:
+        raise ModelLoadError(f"--weights: {path} already contains its weights")
+    from mlfem.training.checkpoint import CheckpointError, load_classifier
+
+    try:
+        return load_classifier(path)
+    except CheckpointError as error:
+        raise ModelLoadError(
+            f"--model: {error}. A bare state_dict is passed as --model ARCH --weights FILE."
+        ) from error
 
 
 def _load_factory(spec: str, weights: str | None) -> LoadedModel:

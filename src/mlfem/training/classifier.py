@@ -1,0 +1,414 @@
+"""Fine-tuning the classifier to explain (``mlfem train-classifier``).
+
+The paper explains a ResNet-50 fine-tuned per dataset with Adam, binary cross-entropy for
+multi-label data (SALICON) and categorical cross-entropy otherwise. :func:`train_classifier`
+does that for any torchvision classification model (its final linear layer replaced for
+the dataset's classes) or a small built-in CNN, on the ``train`` split of a saved splits
+file, validating on ``val`` after every epoch.
+
+Files written to ``out``:
+
+* ``classifier.safetensors`` + ``classifier.json``: the best epoch so far (accuracy, or
+  mAP for multi-label data; ties go to the lower validation loss), loadable with
+  :func:`mlfem.training.load_classifier` or ``mlfem explain --model out/classifier.safetensors``;
+* ``training_state.safetensors`` + ``.json``: model, optimizer, RNG states and progress,
+  written after every epoch and on interruption, read by ``resume=True``;
+* ``history.json``: per-epoch training loss and validation metrics;
+* ``splits.json`` unless another splits file is given.
+
+Reproducibility: the global RNG is seeded before the head is built; each epoch's sample
+order comes from a generator seeded by ``(seed, epoch)``; augmentations draw from a
+generator whose state is saved. Interrupting (Ctrl-C, or a ``stop`` event) saves the
+state at the next step boundary, and resuming continues from that exact step, so on CPU
+the final weights equal those of an uninterrupted run.
+"""
+
+from __future__ import annotations
+
+import math
+import signal
+import sys
+import threading
+import warnings
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+from torch.utils.data import DataLoader
+
+from mlfem.models.preprocessing import IMAGENET_MEAN, IMAGENET_STD, Preprocessing
+from mlfem.training._data import DatasetSpec, EpochBatches, ImageBatch
+from mlfem.training._state import (
+    TrainingInterrupted,
+    derived_seed,
+    load_training_state,
+    save_training_state,
+    stop_on_sigint,
+)
+from mlfem.training.architectures import build_classifier
+from mlfem.training.augment import AUGMENTATIONS, augment_batch, normalize_batch
+from mlfem.training.checkpoint import save_classifier, sidecar_path, write_json_atomic
+from mlfem.training.metrics import classification_metrics
+
+__all__ = ["CLASSIFIER_FILE", "ClassifierConfig", "ClassifierRun", "train_classifier"]
+
+CLASSIFIER_FILE = "classifier.safetensors"
+STATE_FILE = "training_state.safetensors"
+HISTORY_FILE = "history.json"
+
+# Settings that must not change when a run is resumed (epochs may grow; workers, device
+# and progress display are free).
+_RESUME_FIXED = (
+    "dataset", "root", "dataset_options", "model", "weights", "batch_size", "lr",
+    "weight_decay", "image_size", "augment", "seed", "splits", "split_seed", "split_fractions",
+)
+
+
+@dataclass
+class ClassifierConfig:
+    """Settings of :func:`train_classifier` (the CLI options of ``mlfem train-classifier``).
+
+    Args:
+        dataset: dataset name (``open_dataset``); ``root`` its folder (None for synthetic).
+        out: output folder.
+        dataset_options: further ``open_dataset`` options (synthetic: ``n``, ``seed``,
+            ``mode``; its ``size`` defaults to ``image_size``).
+        model: ``"small-cnn"`` or a torchvision classification model name.
+        weights: starting weights of a torchvision model: None, ``"imagenet"`` or a file.
+        image_size: the model input is ``image_size`` x ``image_size`` (whole image resized).
+        augment: ``"standard"`` (crop, flip, colour jitter), ``"crop"`` (no flip) or ``"none"``.
+        splits: splits file (default ``out/splits.json``), created on first use.
+        device: ``"cpu"``, ``"cuda"``...; None picks CUDA when available.
+        deterministic: deterministic cuDNN kernels (GPU runs; CPU kernels are deterministic).
+    """
+
+    dataset: str
+    out: str | Path
+    root: str | Path | None = None
+    dataset_options: dict[str, Any] = field(default_factory=dict)
+    model: str = "small-cnn"
+    weights: str | None = None
+    epochs: int = 10
+    batch_size: int = 32
+    lr: float = 1e-3
+    weight_decay: float = 0.0
+    image_size: int = 224
+    augment: str = "standard"
+    seed: int = 0
+    splits: str | Path | None = None
+    split_seed: int = 0
+    split_fractions: tuple[float, float, float] = (0.8, 0.1, 0.1)
+    num_workers: int = 0
+    device: str | None = None
+    deterministic: bool = True
+    resume: bool = False
+
+    def __post_init__(self) -> None:
+        if self.epochs < 1 or self.batch_size < 2 or self.image_size < 8:
+            raise ValueError("need epochs >= 1, batch_size >= 2 and image_size >= 8")
+        if not self.lr > 0 or self.weight_decay < 0:
+            raise ValueError("need lr > 0 and weight_decay >= 0")
+        if self.augment not in AUGMENTATIONS:
+            raise ValueError(f"augment must be one of {', '.join(AUGMENTATIONS)}, got {self.augment!r}")
+        if self.num_workers < 0:
+            raise ValueError("num_workers must be >= 0")
+
+    def settings(self) -> dict[str, Any]:
+        """The JSON-able settings recorded in the checkpoint and the training state."""
+        data = asdict(self)
+        data["out"] = str(Path(self.out).resolve())
+        data["root"] = None if self.root is None else str(Path(self.root).resolve())
+        data["splits"] = str(self.splits_path.resolve())
+        data["split_fractions"] = list(self.split_fractions)
+        data["dataset_options"] = DatasetSpec(self.dataset, options=self.dataset_options).options
+        return data
+
+    @property
+    def splits_path(self) -> Path:
+        return Path(self.splits) if self.splits is not None else Path(self.out) / "splits.json"
+
+
+@dataclass
+class ClassifierRun:
+    """Result of :func:`train_classifier`."""
+
+    #: The best checkpoint (weights file; its sidecar is beside it).
+    checkpoint: Path
+    best_epoch: int
+    best_metrics: dict[str, float]
+    history: list[dict[str, float]]
+
+
+StepCallback = Callable[[int, int, float], None]
+
+
+def train_classifier(
+    config: ClassifierConfig,
+    *,
+    progress: bool = True,
+    stop: threading.Event | None = None,
+    on_step: StepCallback | None = None,
+) -> ClassifierRun:
+    """Fine-tune a classifier as described by ``config`` (see the module docstring).
+
+    Args:
+        progress: show tqdm progress bars and per-epoch summaries on stderr.
+        stop: setting this event (or pressing Ctrl-C) saves the state and raises
+            :class:`TrainingInterrupted` at the next step boundary.
+        on_step: called as ``on_step(epoch, step, loss)`` after every optimizer step.
+
+    Raises:
+        FileExistsError: ``out`` already holds a training state and ``resume`` is False.
+        TrainingInterrupted: the run was stopped; its state is saved.
+    """
+    with deterministic_algorithms(config.deterministic):
+        return _Trainer(config, progress, stop or threading.Event(), on_step).run()
+
+
+class _Trainer:
+    def __init__(self, config: ClassifierConfig, progress: bool, stop: threading.Event, on_step):
+        self.config = config
+        self.progress = progress
+        self.stop = stop
+        self.on_step = on_step
+        self.out = Path(config.out)
+        self.device = torch.device(config.device or ("cuda" if torch.cuda.is_available() else "cpu"))
+        options = dict(config.dataset_options)
+        if config.dataset == "synthetic":
+            options.setdefault("size", config.image_size)
+        self.spec = DatasetSpec(
+            config.dataset, config.root, options, str(config.splits_path),
+            config.split_seed, config.split_fractions,
+        )
+        self.augmentation = AUGMENTATIONS[config.augment]
+        self.preprocessing = Preprocessing(
+            crop_size=config.image_size, resize_size=config.image_size,
+            mean=IMAGENET_MEAN, std=IMAGENET_STD, fit="whole", source="mlfem train-classifier",
+        )
+
+    # ------------------------------------------------------------------ set-up
+    def run(self) -> ClassifierRun:
+        config = self.config
+        self.out.mkdir(parents=True, exist_ok=True)
+        state_path = self.out / STATE_FILE
+        if sidecar_path(state_path).exists() and not config.resume:
+            raise FileExistsError(
+                f"{self.out} already holds a training run ({state_path.name}); "
+                "pass --resume to continue it or choose another --out"
+            )
+        self.train_set = self.spec.open("train", gfdm="none")
+        self.val_set = self.spec.open("val", gfdm="none")
+        self.class_names = list(self.train_set.class_names)
+        self.multi_label = bool(getattr(self.train_set, "multi_label", False))
+        if not self.class_names:
+            raise ValueError(f"{config.dataset} has no class labels: a classifier cannot be trained on it")
+        if len(self.train_set) < 2:
+            raise ValueError(f"the train split of {config.dataset} has {len(self.train_set)} image(s)")
+        if len(self.val_set) == 0:
+            warnings.warn("the val split is empty: the last epoch is kept as the best", stacklevel=3)
+
+        torch.manual_seed(config.seed)
+        model, self.architecture = build_classifier(config.model, len(self.class_names), config.weights)
+        self.model = model.to(self.device)
+        self.optimizer = torch.optim.Adam(
+            self.model.parameters(), lr=config.lr, weight_decay=config.weight_decay
+        )
+        self.generators = {"augment": torch.Generator().manual_seed(derived_seed(config.seed, "augment"))}
+        self.collate = ImageBatch(config.image_size, len(self.class_names))
+
+        progress: dict[str, Any] = {"epoch": 0, "step": 0, "loss_sum": 0.0, "count": 0,
+                                    "history": [], "best": None}
+        if sidecar_path(state_path).exists():
+            progress = load_training_state(state_path, self.model, self.optimizer, self.generators)
+            self._check_resumable(progress["settings"])
+            self._log(f"resuming from epoch {progress['epoch'] + 1}, step {progress['step']}")
+        with stop_on_sigint(self.stop):
+            return self._train(progress, state_path)
+
+    def _check_resumable(self, saved: dict[str, Any]) -> None:
+        current = self.config.settings()
+        changed = [key for key in _RESUME_FIXED if saved.get(key) != current.get(key)]
+        if changed:
+            details = ", ".join(f"{k}: {saved.get(k)!r} -> {current.get(k)!r}" for k in changed)
+            raise ValueError(f"cannot resume {self.out}: settings differ from the saved run ({details})")
+
+    # ------------------------------------------------------------------ loop
+    def _train(self, progress: dict[str, Any], state_path: Path) -> ClassifierRun:
+        from tqdm import tqdm
+
+        config = self.config
+        history: list[dict[str, Any]] = progress["history"]
+        best = progress["best"]
+        for epoch in range(progress["epoch"], config.epochs):
+            start = progress["step"] if epoch == progress["epoch"] else 0
+            loss_sum = progress["loss_sum"] if start else 0.0
+            count = progress["count"] if start else 0
+            batches = EpochBatches(self._order(epoch), config.batch_size, start)
+            loader = self._loader(self.train_set, batches, derived_seed(config.seed, "loader", epoch))
+            self.model.train()
+            step = start
+            with tqdm(total=batches.total, initial=start, desc=f"epoch {epoch + 1}/{config.epochs}",
+                      unit="batch", disable=not self.progress, leave=False, file=sys.stderr) as bar:
+                for batch in loader:
+                    loss = self._step(batch)
+                    step += 1
+                    loss_sum += loss * len(batch["image_id"])
+                    count += len(batch["image_id"])
+                    bar.set_postfix(loss=f"{loss_sum / count:.4f}")
+                    bar.update(1)
+                    if self.on_step is not None:
+                        self.on_step(epoch, step, loss)
+                    if self.stop.is_set():
+                        self._save_state(state_path, epoch, step, loss_sum, count, history, best)
+                        raise TrainingInterrupted(state_path, epoch, step)
+            record = {"epoch": epoch + 1, "train_loss": loss_sum / max(count, 1), **self._validate()}
+            history.append(record)
+            if best is None or self._better(record, best):
+                best = record
+                self._save_best(record)
+            self._save_state(state_path, epoch + 1, 0, 0.0, 0, history, best)
+            write_json_atomic(self.out / HISTORY_FILE, history)
+            self._log(_summary(record))
+            if self.stop.is_set():
+                raise TrainingInterrupted(state_path, epoch + 1, 0)
+        assert best is not None
+        return ClassifierRun(self.out / CLASSIFIER_FILE, int(best["epoch"]), best, history)
+
+    def _order(self, epoch: int) -> list[int]:
+        generator = torch.Generator().manual_seed(derived_seed(self.config.seed, "shuffle", epoch))
+        return torch.randperm(len(self.train_set), generator=generator).tolist()
+
+    def _loader(self, dataset, batch_sampler, seed: int) -> DataLoader:
+        # A dedicated generator keeps the loader from drawing on the global RNG, which a
+        # resumed run must find exactly as the interrupted run left it.
+        workers = self.config.num_workers
+        return DataLoader(
+            dataset, batch_sampler=batch_sampler, collate_fn=self.collate, num_workers=workers,
+            generator=torch.Generator().manual_seed(seed),
+            worker_init_fn=_ignore_sigint if workers else None,
+        )
+
+    def _inputs(self, batch: dict[str, Any], train: bool) -> Tensor:
+        images = batch["image"].to(self.device, non_blocking=True).float() / 255.0
+        if train and self.augmentation is not None:
+            images = augment_batch(images, self.augmentation, self.generators["augment"])
+        return normalize_batch(images, self.preprocessing.mean, self.preprocessing.std)
+
+    def _loss(self, logits: Tensor, targets: Tensor) -> Tensor:
+        if self.multi_label:
+            return F.binary_cross_entropy_with_logits(logits, targets)
+        # Images without a label (possible in user folders) are ignored, not guessed.
+        labels = targets.argmax(1)
+        labels[targets.sum(1) == 0] = -100
+        return F.cross_entropy(logits, labels, ignore_index=-100)
+
+    def _step(self, batch: dict[str, Any]) -> float:
+        logits = _logits(self.model(self._inputs(batch, train=True)))
+        loss = self._loss(logits, batch["targets"].to(self.device))
+        self.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        self.optimizer.step()
+        return float(loss.detach())
+
+    @torch.no_grad()
+    def _validate(self) -> dict[str, float]:
+        if len(self.val_set) == 0:
+            return {"val_loss": math.nan}
+        self.model.eval()
+        order = list(range(len(self.val_set)))
+        batches = EpochBatches(order, self.config.batch_size, drop_single=False)
+        loader = self._loader(self.val_set, batches, 0)
+        logits, targets = [], []
+        for batch in loader:
+            logits.append(_logits(self.model(self._inputs(batch, train=False))).float().cpu())
+            targets.append(batch["targets"])
+        all_logits, all_targets = torch.cat(logits), torch.cat(targets)
+        loss = float(self._loss(all_logits, all_targets))
+        return {"val_loss": loss, **classification_metrics(all_logits, all_targets, self.multi_label)}
+
+    def _better(self, record: dict[str, float], best: dict[str, float]) -> bool:
+        if len(self.val_set) == 0:
+            return True
+        key = "mAP" if self.multi_label else "accuracy"
+
+        def score(r: dict[str, float]) -> tuple[float, float]:
+            metric, loss = r.get(key, math.nan), r.get("val_loss", math.nan)
+            return (-math.inf if math.isnan(metric) else metric, -math.inf if math.isnan(loss) else -loss)
+
+        return score(record) > score(best)
+
+    # ------------------------------------------------------------------ saving
+    def _save_best(self, record: dict[str, float]) -> None:
+        from mlfem import __version__
+
+        save_classifier(
+            self.out / CLASSIFIER_FILE, self.model, self.architecture, self.class_names,
+            self.multi_label, self.preprocessing,
+            extra={
+                "dataset": self.spec.as_dict(),
+                "training": {
+                    **self.config.settings(),
+                    "optimizer": "Adam",
+                    "loss": "binary_cross_entropy_with_logits" if self.multi_label else "cross_entropy",
+                    "augmentation": None if self.augmentation is None else self.augmentation.as_dict(),
+                },
+                "epoch": record["epoch"],
+                "val_metrics": record,
+                "train_ids": list(self.train_set.image_ids),
+                "val_ids": list(self.val_set.image_ids),
+                "mlfem_version": __version__,
+            },
+        )
+
+    def _save_state(self, path, epoch, step, loss_sum, count, history, best) -> None:
+        save_training_state(path, self.model, self.optimizer, self.generators, {
+            "epoch": epoch, "step": step, "loss_sum": loss_sum, "count": count,
+            "history": history, "best": best, "settings": self.config.settings(),
+        })
+
+    def _log(self, message: str) -> None:
+        if self.progress:
+            print(f"train-classifier: {message}", file=sys.stderr)
+
+
+def _logits(output: Any) -> Tensor:
+    """The main logits of a model output (Inception/GoogLeNet return a named tuple in training)."""
+    if isinstance(output, Tensor):
+        return output
+    logits = getattr(output, "logits", None)
+    return logits if isinstance(logits, Tensor) else output[0]
+
+
+def _summary(record: dict[str, float]) -> str:
+    parts = [f"epoch {record['epoch']}"]
+    parts += [f"{k} {v:.4f}" for k, v in record.items() if k != "epoch"]
+    return ", ".join(parts)
+
+
+def _ignore_sigint(worker_id: int) -> None:
+    # Ctrl-C reaches the whole process group; workers must survive it so that the main
+    # process can finish its step and save the state.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
+@contextmanager
+def deterministic_algorithms(enabled: bool) -> Iterator[None]:
+    """Deterministic cuDNN kernels and no autotuning during a run, restored after.
+
+    The CPU kernels a CNN training step uses are deterministic already;
+    ``torch.use_deterministic_algorithms`` is not called because importing what it needs
+    costs seconds and it does not change CPU results.
+    """
+    previous = (torch.backends.cudnn.deterministic, torch.backends.cudnn.benchmark)
+    if enabled:
+        torch.backends.cudnn.deterministic = True
+        torch.backends.cudnn.benchmark = False
+    try:
+        yield
+    finally:
+        torch.backends.cudnn.deterministic, torch.backends.cudnn.benchmark = previous
