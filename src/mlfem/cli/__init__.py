@@ -20,6 +20,9 @@ _SUBCOMMAND_MODULES: tuple[str, ...] = (
     "explain",
     "gfdm",
     "methods",
+    "evaluate",
+    "report",
+    "demo",
 )
 
 
