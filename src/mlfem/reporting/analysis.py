@@ -1,0 +1,93 @@
+"""All analyses of one run, computed once and shared by the tables, the figures and the HTML."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+from mlfem.evaluation.analyses import (
+    GroupMean,
+    PairTest,
+    SummaryRow,
+    WinMatrix,
+    by_classes_present,
+    correct_vs_wrong,
+    distributions,
+    higher_is_better,
+    pairwise_tests,
+    summarize,
+    win_matrix,
+)
+from mlfem.evaluation.results import ResultTable
+
+__all__ = ["RunAnalysis", "analyze"]
+
+
+@dataclass
+class RunAnalysis:
+    """Everything the report shows, per metric."""
+
+    table: ResultTable
+    metrics: list[str]
+    methods: list[str]  # explanation methods
+    references: list[str]
+    summary: list[SummaryRow]
+    tests: dict[str, list[PairTest]] = field(default_factory=dict)
+    wins: dict[str, WinMatrix] = field(default_factory=dict)
+    distributions: dict[str, dict[str, object]] = field(default_factory=dict)
+    correct_wrong: dict[str, list[GroupMean]] = field(default_factory=dict)
+    clutter: dict[str, list[GroupMean]] = field(default_factory=dict)
+    alpha: float = 0.05
+
+    def mean(self, method: str, metric: str) -> SummaryRow:
+        for row in self.summary:
+            if row.method == method and row.metric == metric:
+                return row
+        raise KeyError((method, metric))
+
+    def best(self, metric: str) -> str | None:
+        """The explanation method with the best mean on ``metric`` (None if all are NaN)."""
+        sign = 1.0 if higher_is_better(metric) else -1.0
+        scored = [(sign * self.mean(m, metric).mean, m) for m in self.methods
+                  if not math.isnan(self.mean(m, metric).mean)]
+        return max(scored)[1] if scored else None
+
+    def tied_with_best(self, method: str, metric: str) -> bool:
+        """True when ``method`` is not significantly different from the best method on
+        ``metric`` (Holm-adjusted Wilcoxon p >= alpha, or no test possible)."""
+        best = self.best(metric)
+        if best is None or method == best:
+            return False
+        for test in self.tests.get(metric, []):
+            if {test.method, test.versus} == {method, best}:
+                return not test.significant
+        return False
+
+    def has_verdicts(self) -> bool:
+        """Whether any image has a correct/wrong verdict (the data has labels)."""
+        import numpy as np
+
+        return bool((~np.isnan(self.table["correct"])).any())
+
+    def has_clutter(self) -> bool:
+        """Whether images differ in their number of classes present."""
+        counts = {int(v) for v in self.table["n_classes_present"] if int(v) >= 0}
+        return len(counts) > 1
+
+
+def analyze(table: ResultTable, *, seed: int = 0, resamples: int = 2000, alpha: float = 0.05) -> RunAnalysis:
+    """Run every analysis of :mod:`mlfem.evaluation.analyses` on a results table."""
+    methods = table.explanation_methods
+    references = table.reference_methods
+    metrics = list(table.metrics)
+    result = RunAnalysis(
+        table=table, metrics=metrics, methods=methods, references=references,
+        summary=summarize(table, metrics, seed=seed, resamples=resamples), alpha=alpha,
+    )
+    for metric in metrics:
+        result.tests[metric] = pairwise_tests(table, metric, methods, alpha=alpha)
+        result.wins[metric] = win_matrix(table, metric, methods)
+        result.distributions[metric] = distributions(table, metric)
+        result.correct_wrong[metric] = correct_vs_wrong(table, metric, methods, seed=seed, resamples=resamples)
+        result.clutter[metric] = by_classes_present(table, metric, methods, seed=seed, resamples=resamples)
+    return result

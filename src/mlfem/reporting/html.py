@@ -1,0 +1,210 @@
+"""``write_report``: one self-contained HTML page for an evaluation run.
+
+Reads ``DIR/results.csv`` (and ``DIR/run.json``, ``DIR/maps/`` when present), runs the
+analyses, and writes ``DIR/report.html`` (figures embedded as base64 PNG, inline CSS and
+JS, nothing fetched from the network) plus every figure as PNG and SVG under
+``DIR/figures`` and every table as CSV under ``DIR/tables``.
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+import json
+import math
+from pathlib import Path
+from typing import Any
+
+from mlfem.evaluation.analyses import higher_is_better
+from mlfem.evaluation.maps import load_gallery
+from mlfem.evaluation.results import read_results
+from mlfem.reporting import figures as fig
+from mlfem.reporting.analysis import RunAnalysis, analyze
+from mlfem.reporting.gallery import gallery_html
+from mlfem.reporting.tables import write_tables
+from mlfem.reporting.template import CSS, ERROR_CAPTURE, SCRIPT
+
+__all__ = ["ReportError", "write_report"]
+
+
+class ReportError(ValueError):
+    """The folder holds no usable evaluation results."""
+
+
+def _e(value: Any) -> str:
+    return html.escape(str(value))
+
+
+def _figure(png: bytes, name: str, caption: str) -> str:
+    uri = "data:image/png;base64," + base64.b64encode(png).decode("ascii")
+    return (
+        f'<figure><img src="{uri}" alt="{_e(name)}">'
+        f'<figcaption>{caption} <span class="note">(figures/{_e(name)}.png, .svg)</span></figcaption></figure>'
+    )
+
+
+def _fmt(value: float, digits: int = 3) -> str:
+    return "nan" if value is None or math.isnan(value) else f"{value:.{digits}f}"
+
+
+def _summary_table(analysis: RunAnalysis) -> str:
+    head = "".join(
+        f"<th>{_e(m.upper())} {'&uarr;' if higher_is_better(m) else '&darr;'}</th>" for m in analysis.metrics
+    )
+    body = []
+    for method in analysis.methods + analysis.references:
+        is_ref = method in analysis.references
+        first = analysis.mean(method, analysis.metrics[0])
+        cells = [f"<td>{_e(method)}{' (reference)' if is_ref else ''}</td>", f"<td>{first.n + first.n_nan}</td>"]
+        for metric in analysis.metrics:
+            row = analysis.mean(method, metric)
+            best = not is_ref and analysis.best(metric) == method
+            mark = "&dagger;" if not is_ref and analysis.tied_with_best(method, metric) else ""
+            nan = f' <span class="ci">({row.n_nan} NaN)</span>' if row.n_nan else ""
+            cells.append(
+                f'<td class="{"best" if best else ""}">{_fmt(row.mean)}{mark} '
+                f'<span class="ci">[{_fmt(row.ci_low)}, {_fmt(row.ci_high)}]</span>{nan}</td>'
+            )
+        body.append(f'<tr class="{"reference" if is_ref else "method"}">{"".join(cells)}</tr>')
+    return (
+        f'<table id="summary-table"><thead><tr><th>method</th><th>images</th>{head}</tr></thead>'
+        f'<tbody>{"".join(body)}</tbody></table>'
+    )
+
+
+def _tests_table(analysis: RunAnalysis, metric: str) -> str:
+    rows = []
+    for t in analysis.tests[metric]:
+        rows.append(
+            f"<tr><td>{_e(t.method)} vs {_e(t.versus)}</td><td>{t.n}</td><td>{t.n_nonzero}</td>"
+            f"<td>{_fmt(t.median_difference, 4)}</td><td>{_fmt(t.statistic, 1)}</td>"
+            f"<td>{t.pvalue:.3g}</td><td>{t.p_holm:.3g}</td>"
+            f"<td>{'yes: ' + _e(t.better) if t.significant and t.better else 'no'}</td></tr>"
+        )
+    return (
+        "<table><thead><tr><th>pair (a vs b)</th><th>n</th><th>non-zero</th><th>median a&minus;b</th>"
+        "<th>W</th><th>p</th><th>p (Holm)</th><th>significant: better</th></tr></thead>"
+        f"<tbody>{''.join(rows)}</tbody></table>"
+    )
+
+
+def _header(run: dict[str, Any], analysis: RunAnalysis, directory: Path) -> str:
+    settings = run.get("settings", {})
+    dataset = run.get("dataset", {}).get("name") or settings.get("dataset", "?")
+    split = settings.get("split") or "all"
+    model = settings.get("model_description") or settings.get("classifier") or settings.get("model") or "?"
+    n_images = len(analysis.table.image_ids)
+    parts = [
+        f"dataset <b>{_e(dataset)}</b> ({_e(split)} split, {n_images} images)",
+        f"classifier {_e(model)}",
+        f"device {_e(run.get('device', '?'))}",
+    ]
+    if run.get("elapsed_s") is not None:
+        parts.append(f"last run {float(run['elapsed_s']):.1f} s")
+    banners = []
+    if run and run.get("status") != "complete":
+        banners.append(f"The run is <b>{_e(run.get('status', 'unknown'))}</b>: rerun the same evaluate command to finish it.")
+    if run.get("model_trained") is False:
+        banners.append("The classifier has random weights: its explanations carry no meaning.")
+    leakage = run.get("leakage", {})
+    if leakage.get("mode") == "flag" and leakage.get("report"):
+        banners.append("Leakage guard in flag mode: see run.json for images a checkpoint was trained on.")
+    skipped = run.get("skipped", {}).get("count", 0)
+    if skipped:
+        banners.append(f"{skipped} image(s) could not be read and were skipped (listed in run.json).")
+    banner_html = "".join(f'<div class="banner">{b}</div>' for b in banners)
+    return (
+        f"<header><h1>mlfem evaluation report</h1><div class=\"meta\">{' &middot; '.join(parts)}<br>"
+        f"folder {_e(directory.resolve())}</div></header>{banner_html}"
+    )
+
+
+def _load_run(directory: Path) -> dict[str, Any]:
+    path = directory / "run.json"
+    if not path.is_file():
+        return {}
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except ValueError:
+        return {}
+
+
+def write_report(
+    directory: str | Path, *, seed: int = 0, resamples: int = 2000, alpha: float = 0.05
+) -> Path:
+    """Write ``report.html``, ``figures/`` and ``tables/`` for the run in ``directory``.
+
+    Returns the report's path. Raises :class:`ReportError` when ``results.csv`` is missing
+    or holds no rows.
+    """
+    directory = Path(directory)
+    results = directory / "results.csv"
+    if not results.is_file():
+        raise ReportError(f"{directory} holds no results.csv: run 'mlfem evaluate --out {directory}' first")
+    table = read_results(results)
+    if len(table) == 0 or not table.explanation_methods:
+        raise ReportError(f"{results} holds no method rows yet")
+    run = _load_run(directory)
+    analysis = analyze(table, seed=seed, resamples=resamples, alpha=alpha)
+    figures_dir, tables_dir = directory / "figures", directory / "tables"
+    write_tables(analysis, tables_dir)
+
+    wins, dists, cw, clutter = [], [], [], []
+    for metric in analysis.metrics:
+        name = f"fig4_wins_{metric}"
+        wins.append(_figure(fig.save_figure(fig.win_matrix_figure(analysis, metric), figures_dir, name), name,
+                            f"Fig. 4 ({metric.upper()}): cell (row b, column a) = images on which a scores "
+                            "better than b, count and fraction of the images where both are defined; ties "
+                            "are in neither (tables/wins_*.csv)."))
+        name = f"fig5_distribution_{metric}"
+        dists.append(_figure(fig.save_figure(fig.distribution_figure(analysis, metric), figures_dir, name), name,
+                             f"Fig. 5 ({metric.upper()}): per-image values; references in grey."))
+        if analysis.has_verdicts():
+            name = f"fig6_correct_wrong_{metric}"
+            cw.append(_figure(fig.save_figure(fig.correct_wrong_figure(analysis, metric), figures_dir, name), name,
+                              f"Fig. 6 ({metric.upper()}): means with 95% bootstrap intervals."))
+        if analysis.has_clutter():
+            name = f"fig7_clutter_{metric}"
+            clutter.append(_figure(fig.save_figure(fig.clutter_figure(analysis, metric), figures_dir, name), name,
+                                   f"Fig. 7 ({metric.upper()}): means with 95% bootstrap bands."))
+    no_verdicts = '<p class="note">No image has class labels the classifier predicts: no correct/wrong split.</p>'
+    no_clutter = '<p class="note">Every image has the same number of classes present: no clutter analysis.</p>'
+    tests = "".join(
+        f"<details><summary>{_e(m.upper())}: {len(analysis.tests[m])} pairwise tests</summary>{_tests_table(analysis, m)}</details>"
+        for m in analysis.metrics
+    )
+    gallery = gallery_html(load_gallery(directory / "maps"), table, analysis.methods)
+    versions = ", ".join(f"{k} {v}" for k, v in run.get("versions", {}).items())
+    page = f"""<!DOCTYPE html>
+<html lang="en"><head><meta charset="utf-8">
+<meta name="viewport" content="width=device-width, initial-scale=1">
+<title>mlfem report: {_e(run.get('dataset', {}).get('name', 'evaluation'))}</title>
+<script>{ERROR_CAPTURE}</script>
+<style>{CSS}</style></head>
+<body>
+{_header(run, analysis, directory)}
+<nav><a href="#summary">Summary</a><a href="#wins">Win matrices</a><a href="#distributions">Distributions</a>
+<a href="#correct-wrong">Correct vs wrong</a><a href="#clutter">Clutter</a><a href="#tests">Tests</a><a href="#gallery">Gallery</a></nav>
+<main>
+<h2 id="summary">Summary</h2>
+{_summary_table(analysis)}
+<p class="note">Mean over images [95% percentile-bootstrap interval, {resamples} resamples, seed {seed}].
+<b>Bold</b>: best explanation method of the column; &dagger;: not significantly different from it
+(paired Wilcoxon signed-rank test, Holm-corrected over all pairs of methods, p &ge; {alpha}).
+References in grey: the human ceiling (leave-one-observer-out) and the centre-bias map.</p>
+<h2 id="wins">Which method wins (Fig. 4)</h2><div class="figures">{''.join(wins)}</div>
+<h2 id="distributions">Distributions (Fig. 5)</h2><div class="figures">{''.join(dists)}</div>
+<h2 id="correct-wrong">Correct vs wrong predictions (Fig. 6)</h2><div class="figures">{''.join(cw) or no_verdicts}</div>
+<h2 id="clutter">Sensitivity to clutter (Fig. 7)</h2><div class="figures">{''.join(clutter) or no_clutter}</div>
+<h2 id="tests">Pairwise tests</h2>{tests}
+<h2 id="gallery">Gallery</h2>
+<p class="note">Pick an image: its GFDM, every method's map over the image, the per-layer FEM maps, with metric values.</p>
+{gallery}
+</main>
+<footer>Files beside this report: results.csv, run.json, figures/ (PNG, SVG), tables/ (CSV). {_e(versions)}</footer>
+<script>{SCRIPT}</script>
+</body></html>
+"""
+    path = directory / "report.html"
+    path.write_text(page, encoding="utf-8")
+    return path

@@ -1,0 +1,31 @@
+"""A small evaluation run (random tiny CNN, synthetic images) for the report tests."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+
+from mlfem.datasets import open_dataset
+from mlfem.evaluation.model import EvaluatedModel, TensorPreprocessing
+from mlfem.evaluation.runner import EvaluationConfig, run_evaluation
+from mlfem.models import Preprocessing
+from tiny_models import TinyCNN
+
+METHODS = ["mlfem-add", "mlfem-max", "fem", "gradcam"]
+N_IMAGES = 8
+GALLERY = 3
+
+
+def make_run(out: Path) -> Path:
+    """Evaluate four methods on 8 synthetic multi-label images (40 px) into ``out``."""
+    torch.manual_seed(0)
+    preprocessing = Preprocessing(crop_size=40, mean=(0.5,) * 3, std=(0.5,) * 3, fit="whole")
+    model = EvaluatedModel(TinyCNN(6).eval(), TensorPreprocessing(preprocessing), description="tiny CNN")
+    dataset = open_dataset("synthetic", n=N_IMAGES, seed=2, mode="multi", size=40)
+    config = EvaluationConfig(
+        dataset="synthetic", out=out, split=None, methods=METHODS, metrics=["pcc", "sim"],
+        batch_size=4, gallery=GALLERY, progress=False,
+    )
+    run_evaluation(config, model=model, dataset=dataset)
+    return out
