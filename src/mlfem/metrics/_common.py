@@ -7,6 +7,7 @@ ground truths, say).
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import NamedTuple
 
 import numpy as np
@@ -17,11 +18,13 @@ __all__ = [
     "EPS",
     "Prepared",
     "as_batch",
+    "chunked",
     "finish",
     "is_constant",
     "match_size",
     "minmax",
     "prepare",
+    "sort_rows",
     "sum_normalise",
     "weighted_mean",
 ]
@@ -112,16 +115,16 @@ def finish(values: torch.Tensor, squeeze: bool) -> torch.Tensor:
 
 def is_constant(maps: torch.Tensor) -> torch.Tensor:
     """(B,) True where a map has a single value (exact test, no tolerance)."""
-    flat = maps.flatten(1)
-    return flat.amax(dim=1) == flat.amin(dim=1)
+    # Separate amax / amin over (H, W): ~5x faster than aminmax on the CPU (torch 2.x).
+    dims = tuple(range(1, maps.dim()))
+    return maps.amax(dim=dims) == maps.amin(dim=dims)
 
 
 def minmax(maps: torch.Tensor, constant: str = "nan") -> torch.Tensor:
     """Rescale each map to [0, 1]; a constant map becomes NaN, zeros or ones
     (``constant="nan" | "zero" | "one"``)."""
-    flat = maps.flatten(1)
-    lo = flat.amin(dim=1).view(-1, 1, 1)
-    hi = flat.amax(dim=1).view(-1, 1, 1)
+    lo = maps.amin(dim=(1, 2), keepdim=True)
+    hi = maps.amax(dim=(1, 2), keepdim=True)
     span = hi - lo
     out = (maps - lo) / torch.where(span > 0, span, torch.ones_like(span))
     fill = {"nan": float("nan"), "zero": 0.0, "one": 1.0}[constant]
@@ -142,3 +145,36 @@ def weighted_mean(values: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
     # Pixels without weight must not contribute, even if their value is inf or NaN.
     contrib = torch.where(weights > 0, values * weights, torch.zeros_like(values))
     return torch.where(total > 0, contrib.sum(dim=(1, 2)) / total, float("nan"))
+
+
+# Elements per chunk on the CPU (256 MB of float32): only bounds the temporaries of very large
+# batches. Smaller, cache-sized chunks were measured slower on the 2-core development machine
+# (200 maps of 480x640: 23 ms/map unchunked, 28 with 16 MB chunks, 74 with 4 MB chunks): each
+# extra operation is a thread barrier, which costs most when the cores are shared.
+_CPU_CHUNK_ELEMENTS = 1 << 26
+
+
+def chunked(
+    fn: Callable[..., torch.Tensor], *maps: torch.Tensor, elements: int | None = None
+) -> torch.Tensor:
+    """``fn`` over slices of the (B, ...) ``maps`` on the CPU (bounded memory), concatenated.
+
+    ``fn`` must compute one value per map independently. Other devices get the whole batch.
+    """
+    batch = maps[0].shape[0]
+    per_map = max(1, maps[0][0].numel()) if batch else 1
+    step = max(1, (elements or _CPU_CHUNK_ELEMENTS) // per_map)
+    if maps[0].device.type != "cpu" or step >= batch:
+        return fn(*maps)
+    return torch.cat([fn(*(m[i : i + step] for m in maps)) for i in range(0, batch, step)])
+
+
+def sort_rows(x: torch.Tensor) -> torch.Tensor:
+    """Each row of a 2-D tensor sorted ascending (NaN last).
+
+    On the CPU numpy's SIMD sort is used: for float32 rows of 307 200 values it took ~1.6 ms
+    where ``torch.sort`` took ~37 ms on the 2-core development machine.
+    """
+    if x.device.type == "cpu" and x.dtype in (torch.float32, torch.float64):
+        return torch.from_numpy(np.sort(x.detach().contiguous().numpy(), axis=1))
+    return torch.sort(x, dim=1).values

@@ -9,11 +9,32 @@ from __future__ import annotations
 
 import torch
 
-from mlfem.metrics._common import EPS, finish, is_constant, minmax, prepare, sum_normalise
+from mlfem.metrics._common import EPS, chunked, finish, is_constant, minmax, prepare, sum_normalise
 
 __all__ = ["SIM_VARIANTS", "kld", "pcc", "sim"]
 
 SIM_VARIANTS: tuple[str, ...] = ("default", "mit")
+
+
+def _dot(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """Row-wise dot products of (B, N) tensors, as a batched matrix product (no temporary)."""
+    return torch.bmm(a.unsqueeze(1), b.unsqueeze(2)).view(-1)
+
+
+def _pcc(pred: torch.Tensor, gt: torch.Tensor) -> torch.Tensor:
+    x = pred.flatten(1)
+    y = gt.flatten(1)
+    undefined = is_constant(pred) | is_constant(gt)  # zero variance
+    # Both centred maps in one buffer: a single batched matrix product then gives all three
+    # sums of products (the 2x2 Gram matrix), reading each map once.
+    centred = torch.empty((x.shape[0], 2, x.shape[1]), dtype=x.dtype, device=x.device)
+    torch.sub(x, x.mean(dim=1, keepdim=True), out=centred[:, 0])
+    torch.sub(y, y.mean(dim=1, keepdim=True), out=centred[:, 1])
+    gram = torch.bmm(centred, centred.transpose(1, 2))
+    den = torch.sqrt(gram[:, 0, 0] * gram[:, 1, 1])
+    # Clamp guards the last ulp: |r| may exceed 1 by rounding.
+    r = (gram[:, 0, 1] / torch.where(undefined, torch.ones_like(den), den)).clamp(-1.0, 1.0)
+    return torch.where(undefined, float("nan"), r)
 
 
 def pcc(pred: torch.Tensor, gt: torch.Tensor) -> torch.Tensor:
@@ -22,16 +43,26 @@ def pcc(pred: torch.Tensor, gt: torch.Tensor) -> torch.Tensor:
     NaN when either map is constant (its variance is zero).
     """
     p = prepare(pred, gt)
-    x = p.pred.flatten(1)
-    y = p.target.flatten(1)
-    x = x - x.mean(dim=1, keepdim=True)
-    y = y - y.mean(dim=1, keepdim=True)
-    num = (x * y).sum(dim=1)
-    den = torch.sqrt((x * x).sum(dim=1) * (y * y).sum(dim=1))
-    undefined = is_constant(p.pred) | is_constant(p.target)
-    # Clamp guards the last ulp: |r| may exceed 1 by rounding.
-    r = (num / torch.where(undefined, torch.ones_like(den), den)).clamp(-1.0, 1.0)
-    return finish(torch.where(undefined, float("nan"), r), p.squeeze)
+    return finish(chunked(_pcc, p.pred, p.target), p.squeeze)
+
+
+def _sim(pred: torch.Tensor, gt: torch.Tensor, mit: bool) -> torch.Tensor:
+    a, b = pred, gt
+    if mit:
+        a, b = minmax(a), minmax(b)
+    a = a.clamp_min(0)
+    b = b.clamp_min(0)
+    a_sum = a.sum(dim=(1, 2))
+    b_sum = b.sum(dim=(1, 2))
+    ok = (a_sum > 0) & (b_sum > 0)
+    a_safe = torch.where(ok, a_sum, torch.ones_like(a_sum))
+    b_safe = torch.where(ok, b_sum, torch.ones_like(b_sum))
+    # sum(min(a / A, b / B)) = sum(min(a, b * A / B)) / A: no normalised copies, and the
+    # temporaries are reused in place (fresh large allocations cost page faults on the CPU).
+    b.mul_((a_safe / b_safe).view(-1, 1, 1))
+    inter = torch.minimum(a, b, out=a).sum(dim=(1, 2)) / a_safe
+    # The clamp only absorbs rounding (a sum of 1 + 1ulp); NaN passes through.
+    return torch.where(ok, inter.clamp(0.0, 1.0), float("nan"))
 
 
 def sim(pred: torch.Tensor, gt: torch.Tensor, variant: str = "default") -> torch.Tensor:
@@ -45,12 +76,15 @@ def sim(pred: torch.Tensor, gt: torch.Tensor, variant: str = "default") -> torch
     if variant not in SIM_VARIANTS:
         raise ValueError(f"variant must be one of {SIM_VARIANTS}, got {variant!r}")
     p = prepare(pred, gt)
-    a, b = p.pred, p.target
-    if variant == "mit":
-        a, b = minmax(a), minmax(b)
-    a, b = sum_normalise(a), sum_normalise(b)
-    # The clamp only absorbs rounding (a sum of 1 + 1ulp); NaN passes through.
-    return finish(torch.minimum(a, b).sum(dim=(1, 2)).clamp(0.0, 1.0), p.squeeze)
+    return finish(
+        chunked(lambda a, b: _sim(a, b, variant == "mit"), p.pred, p.target), p.squeeze
+    )
+
+
+def _kld(pred: torch.Tensor, gt: torch.Tensor) -> torch.Tensor:
+    pd = sum_normalise(pred)
+    qd = sum_normalise(gt)
+    return (qd * torch.log(EPS + qd / (pd + EPS))).sum(dim=(1, 2))
 
 
 def kld(pred: torch.Tensor, gt: torch.Tensor) -> torch.Tensor:
@@ -61,6 +95,4 @@ def kld(pred: torch.Tensor, gt: torch.Tensor) -> torch.Tensor:
     NaN when a map has zero sum.
     """
     p = prepare(pred, gt)
-    pd = sum_normalise(p.pred)
-    qd = sum_normalise(p.target)
-    return finish((qd * torch.log(EPS + qd / (pd + EPS))).sum(dim=(1, 2)), p.squeeze)
+    return finish(chunked(_kld, p.pred, p.target), p.squeeze)

@@ -16,23 +16,37 @@ import torch
 from mlfem.metrics._common import (
     EPS,
     as_batch,
+    chunked,
     finish,
     is_constant,
     minmax,
     prepare,
+    sort_rows,
     sum_normalise,
     weighted_mean,
 )
+from mlfem.metrics.distribution import _dot
 
 __all__ = ["auc_borji", "auc_judd", "auc_pixels", "info_gain", "nss", "sauc"]
 
-# Elements handled at once by the batched AUC-Judd (bounds the int64 bin-index buffer).
-_CHUNK_ELEMENTS = 1 << 23
-
-
 def _check_counts(fix: torch.Tensor, name: str = "fix") -> None:
-    if bool((fix < 0).any()) or not bool(torch.isfinite(fix).all()):
+    if fix.numel() == 0:
+        return
+    lo, hi = fix.amin(), fix.amax()  # NaN propagates into both
+    if not (bool(lo >= 0) and bool(torch.isfinite(hi))):
         raise ValueError(f"{name} must be a map of fixation counts (finite, >= 0)")
+
+
+def _finite_maps(maps: torch.Tensor) -> torch.Tensor:
+    """(B,) True where a map has no NaN or inf.
+
+    A NaN or inf makes the map's sum non-finite, so one cheap sum settles the usual case; the
+    exact per-pixel test runs only when some sum is not finite (NaN, inf, or overflow).
+    """
+    finite = torch.isfinite(maps.sum(dim=(1, 2)))
+    if bool(finite.all()):
+        return finite
+    return torch.isfinite(maps).flatten(1).all(dim=1)
 
 
 def _generator(
@@ -52,6 +66,16 @@ def _suffix_counts(hist: torch.Tensor) -> torch.Tensor:
     return hist.flip(-1).cumsum(-1).flip(-1)[..., 1:]
 
 
+def _trapz_asc(tp: torch.Tensor, fp: torch.Tensor) -> torch.Tensor:
+    """:func:`_trapz_desc` without reversing: walking the curve from (1, 1) down to (0, 0)
+    gives the negated area (``flip`` is slow on the CPU)."""
+    zeros = torch.zeros_like(tp[..., :1])
+    ones = torch.ones_like(tp[..., :1])
+    tp = torch.cat([ones, tp, zeros], dim=-1)
+    fp = torch.cat([ones, fp, zeros], dim=-1)
+    return ((fp[..., :-1] - fp[..., 1:]) * (tp[..., 1:] + tp[..., :-1])).sum(-1) / 2
+
+
 def _trapz_desc(tp: torch.Tensor, fp: torch.Tensor) -> torch.Tensor:
     """Area under the ROC curve (0,0) -> points (ascending thresholds reversed) -> (1,1)."""
     zeros = torch.zeros_like(tp[..., :1])
@@ -59,6 +83,20 @@ def _trapz_desc(tp: torch.Tensor, fp: torch.Tensor) -> torch.Tensor:
     tp = torch.cat([zeros, tp.flip(-1), ones], dim=-1)
     fp = torch.cat([zeros, fp.flip(-1), ones], dim=-1)
     return ((fp[..., 1:] - fp[..., :-1]) * (tp[..., 1:] + tp[..., :-1])).sum(-1) / 2
+
+
+def _nss(s: torch.Tensor, c: torch.Tensor) -> torch.Tensor:
+    x = s.flatten(1)
+    w = c.flatten(1)
+    const = is_constant(s)
+    mean = x.mean(dim=1)
+    centred = x - mean.unsqueeze(1)
+    std = torch.sqrt(_dot(centred, centred) / x.shape[1])
+    n_fix = w.sum(dim=1)
+    # mean of z at fixations = (weighted mean of the map at fixations - mean) / std: no z map.
+    at_fix = _dot(centred, w) / torch.where(n_fix > 0, n_fix, torch.ones_like(n_fix))
+    out = at_fix / torch.where(const, torch.ones_like(std), std)
+    return torch.where(const | (n_fix <= 0), float("nan"), out)
 
 
 def nss(pred: torch.Tensor, fix: torch.Tensor) -> torch.Tensor:
@@ -70,39 +108,46 @@ def nss(pred: torch.Tensor, fix: torch.Tensor) -> torch.Tensor:
     """
     p = prepare(pred, fix, "fix")
     _check_counts(p.target)
-    s = p.pred
-    mean = s.mean(dim=(1, 2), keepdim=True)
-    std = s.std(dim=(1, 2), correction=0, keepdim=True)
-    const = is_constant(s)
-    z = (s - mean) / torch.where(const.view(-1, 1, 1), torch.ones_like(std), std)
-    out = torch.where(const, float("nan"), weighted_mean(z, p.target))
-    return finish(out, p.squeeze)
+    return finish(chunked(_nss, p.pred, p.target), p.squeeze)
 
 
-def _auc_judd_chunk(s: torch.Tensor, c: torch.Tensor) -> torch.Tensor:
-    """AUC-Judd of (b, N) flattened maps ``s`` and counts ``c``."""
+def _auc_judd(s: torch.Tensor, c: torch.Tensor) -> torch.Tensor:
+    """AUC-Judd of (b, H, W) maps ``s`` and counts ``c``."""
+    s = s.flatten(1)
+    c = c.flatten(1)
     b, n = s.shape
-    fixated = c > 0
-    n_fixated = fixated.sum(dim=1)
-    k = int(n_fixated.max()) if b else 0
+    # Only the fixated pixels are gathered; every other quantity comes from them and from the
+    # sorted map, so the full maps are read just by nonzero() and the sort.
+    rows, cols = torch.nonzero(c, as_tuple=True)  # counts are >= 0: nonzero means fixated
+    n_fixated = torch.bincount(rows, minlength=b)
+    k = int(n_fixated.max()) if rows.numel() else 0
     if k == 0:
         return torch.full((b,), float("nan"), dtype=s.dtype, device=s.device)
-    # Thresholds = the map values at fixated pixels, padded with +inf (a +inf threshold is
-    # reached by nothing, i.e. the (0, 0) point, which adds no area).
-    rows, cols = torch.nonzero(fixated, as_tuple=True)
-    slot = (fixated.cumsum(dim=1) - 1)[rows, cols]
+    slot = torch.arange(rows.numel(), device=s.device) - (torch.cumsum(n_fixated, 0) - n_fixated)[rows]
+    # Thresholds = the map values at fixated pixels (ascending), padded with +inf: a +inf
+    # threshold is reached by nothing, i.e. the (0, 0) point, which adds no area.
     thr = torch.full((b, k), float("inf"), dtype=s.dtype, device=s.device)
+    weight = torch.zeros(b, k, dtype=s.dtype, device=s.device)
     thr[rows, slot] = s[rows, cols]
-    thr = thr.sort(dim=1).values
-    # bins[i] = number of thresholds <= s[i]; pixel i reaches threshold j iff bins[i] > j.
-    bins = torch.searchsorted(thr, s.contiguous(), right=True)
-    negatives = (~fixated).to(s.dtype)
-    hist_pos = torch.zeros(b, k + 1, dtype=s.dtype, device=s.device).scatter_add_(1, bins, c)
-    hist_neg = torch.zeros_like(hist_pos).scatter_add_(1, bins, negatives)
-    tp = _suffix_counts(hist_pos) / c.sum(dim=1, keepdim=True)
+    weight[rows, slot] = c[rows, cols]
+    thr, order = thr.sort(dim=1)
+    weight = weight.gather(1, order)
+    padding = torch.isinf(thr)
+    # Pixels (all of them) reaching each threshold, from the sorted map: O(k log n) look-ups.
+    reach_all = n - torch.searchsorted(sort_rows(s), thr, right=False)
+    # Fixated pixels and fixation weight reaching each threshold, from the sorted thresholds.
+    first_fix = torch.searchsorted(thr, thr, right=False)
+    reach_fix = n_fixated.unsqueeze(1) - first_fix
+    # Fixation weight at or above sorted position i: total minus the weight below i.
+    below = torch.cat([torch.zeros_like(weight[:, :1]), weight.cumsum(1)], dim=1)
+    total = below[:, -1:]
+    tp = (total - below.gather(1, first_fix)) / total
     # Every pixel fixated: no negatives, FPR undefined -> NaN.
-    fp = _suffix_counts(hist_neg) / negatives.sum(dim=1, keepdim=True)
-    return _trapz_desc(tp, fp)
+    negatives = (n - n_fixated).unsqueeze(1).to(s.dtype)
+    fp = (reach_all - reach_fix).clamp_min(0).to(s.dtype) / negatives
+    fp = torch.where(padding, torch.zeros_like(fp), fp)
+    tp = torch.where(padding, torch.zeros_like(tp), tp)
+    return torch.where(n_fixated > 0, _trapz_asc(tp, fp), float("nan"))
 
 
 def auc_judd(pred: torch.Tensor, fix: torch.Tensor) -> torch.Tensor:
@@ -115,17 +160,13 @@ def auc_judd(pred: torch.Tensor, fix: torch.Tensor) -> torch.Tensor:
     """
     p = prepare(pred, fix, "fix")
     _check_counts(p.target)
-    s = p.pred.flatten(1)
-    c = p.target.flatten(1)
-    per_chunk = max(1, _CHUNK_ELEMENTS // max(1, s.shape[1]))
-    out = torch.cat(
-        [
-            _auc_judd_chunk(s[i : i + per_chunk], c[i : i + per_chunk])
-            for i in range(0, s.shape[0], per_chunk)
-        ]
-    )
-    out = torch.where(torch.isfinite(s).all(dim=1), out, float("nan"))
-    return finish(out, p.squeeze)
+    finite = _finite_maps(p.pred)
+    safe = p.pred
+    if not bool(finite.all()):
+        # Non-finite maps are scored as zeros (then set to NaN) so the sort stays well defined.
+        safe = torch.where(finite.view(-1, 1, 1), p.pred, torch.zeros_like(p.pred))
+    out = chunked(_auc_judd, safe, p.target)
+    return finish(torch.where(finite, out, float("nan")), p.squeeze)
 
 
 def _thresholds(step: float, dtype: torch.dtype, device: torch.device) -> torch.Tensor:
@@ -176,6 +217,7 @@ def auc_borji(
     """
     p = prepare(pred, fix, "fix")
     _check_counts(p.target)
+    finite = _finite_maps(p.pred)
     s = minmax(p.pred, constant="zero").flatten(1)
     c = p.target.flatten(1)
     gen = _generator(generator, seed, s.device)
@@ -185,7 +227,7 @@ def auc_borji(
     out = torch.full((s.shape[0],), float("nan"), dtype=s.dtype, device=s.device)
     totals = c.sum(dim=1).round().to(torch.int64).tolist()
     for i, n_fix in enumerate(totals):
-        if n_fix == 0 or not bool(torch.isfinite(s[i]).all()):
+        if n_fix == 0 or not bool(finite[i]):
             continue
         si = s[i]
 
@@ -206,7 +248,8 @@ def _rank_auc(s: torch.Tensor, pos_w: torch.Tensor, neg_w: torch.Tensor) -> torc
     if not bool(neg_mask.any()) or not bool(pos_mask.any()):
         return torch.tensor(float("nan"), dtype=s.dtype, device=s.device)
     neg_vals, order = s[neg_mask].sort()
-    cum = torch.cat([torch.zeros(1, dtype=s.dtype, device=s.device), neg_w[neg_mask][order].cumsum(0)])
+    cum = neg_w[neg_mask][order].cumsum(0)
+    cum = torch.cat([torch.zeros(1, dtype=s.dtype, device=s.device), cum])
     pos_vals = s[pos_mask].contiguous()
     below = cum[torch.searchsorted(neg_vals, pos_vals, right=False)]
     at_or_below = cum[torch.searchsorted(neg_vals, pos_vals, right=True)]
@@ -269,6 +312,7 @@ def sauc(
         for i in range(c.shape[0]):
             out[i] = _rank_auc(s[i], c[i], o[i])
         return finish(out, p.squeeze)
+    finite = _finite_maps(p.pred)
     s = minmax(p.pred, constant="zero").flatten(1)
     gen = _generator(generator, seed, s.device)
     gen_device = gen.device if gen is not None else s.device
@@ -277,7 +321,7 @@ def sauc(
     for i, n_fix in enumerate(totals):
         flat = torch.nonzero(o[i] > 0).squeeze(1)
         locations = torch.repeat_interleave(flat, o[i][flat].round().to(torch.int64))
-        if n_fix == 0 or locations.numel() == 0 or not bool(torch.isfinite(s[i]).all()):
+        if n_fix == 0 or locations.numel() == 0 or not bool(finite[i]):
             continue
         n_draw = min(n_fix, locations.numel())
         si = s[i]
