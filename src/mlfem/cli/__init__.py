@@ -23,6 +23,8 @@ _SUBCOMMAND_MODULES: tuple[str, ...] = (
     "evaluate",
     "report",
     "demo",
+    "train_classifier",
+    "train_fusion",
 )
 
 

@@ -48,6 +48,17 @@ _FACTORIES: dict[str, FusionFactory] = {
 }
 
 
+def _net_factory(argument: str | None, alpha: float, normalize: Normalization) -> FusionOperator:
+    """``net:PATH``: a NET trained by ``mlfem train-fusion``. Imported on first use, so
+    ``import mlfem`` does not load the training code."""
+    from mlfem.training.fusion_net import net_fusion_factory
+
+    return net_fusion_factory(argument, alpha, normalize)
+
+
+_FACTORIES["net"] = _net_factory
+
+
 def register_fusion(name: str, factory: FusionFactory) -> None:
     """Make ``name`` (or ``name:ARG``) usable wherever a fusion spec is accepted."""
     _FACTORIES[name] = factory

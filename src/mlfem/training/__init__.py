@@ -2,19 +2,28 @@
 
 The flat public API::
 
-    from mlfem.training import ClassifierConfig, train_classifier, load_classifier
+    from mlfem.training import (ClassifierConfig, train_classifier, load_classifier,
+                                FusionConfig, train_fusion, load_fusion_net, check_leakage)
 
-    run = train_classifier(ClassifierConfig(dataset="synthetic", out="runs/clf",
+    clf = train_classifier(ClassifierConfig(dataset="synthetic", out="runs/clf",
                                             dataset_options={"n": 2000}, image_size=128))
-    loaded = load_classifier(run.checkpoint)        # LoadedClassifier (a LoadedModel)
-    loaded.model, loaded.preprocessing, loaded.metadata["train_ids"]
+    loaded = load_classifier(clf.checkpoint)       # LoadedClassifier (a LoadedModel)
+    net = train_fusion(FusionConfig(classifier=clf.checkpoint, out="runs/net"))
+    MLFEM(loaded.model, fusion=f"net:{net.checkpoint}")
+    check_leakage("synthetic", test_ids, [clf.checkpoint, net.checkpoint])
 
 Checkpoints are safetensors weights plus a JSON sidecar; nothing is ever unpickled.
 See ``docs/training.md``.
 """
 
 from mlfem.training._state import TrainingInterrupted
-from mlfem.training.architectures import SMALL_CNN, SmallCNN, build_classifier, rebuild_classifier, replace_head
+from mlfem.training.architectures import (
+    SMALL_CNN,
+    SmallCNN,
+    build_classifier,
+    rebuild_classifier,
+    replace_head,
+)
 from mlfem.training.augment import AUGMENTATIONS, Augmentation
 from mlfem.training.checkpoint import (
     CheckpointError,
@@ -26,27 +35,68 @@ from mlfem.training.checkpoint import (
     state_fingerprint,
 )
 from mlfem.training.classifier import ClassifierConfig, ClassifierRun, train_classifier
+from mlfem.training.fusion_net import (
+    FusionMismatchError,
+    FusionNet,
+    NetFusion,
+    load_fusion_net,
+    save_fusion_net,
+)
+from mlfem.training.leakage import (
+    LeakageError,
+    LeakageReport,
+    LeakageWarning,
+    check_leakage,
+    find_overlap,
+    seen_images,
+)
+from mlfem.training.map_cache import CacheMismatchError, MapCache
 from mlfem.training.metrics import average_precision, classification_metrics
+from mlfem.training.train_fusion import (
+    FusionConfig,
+    FusionRun,
+    compare_fusions,
+    default_fusions,
+    train_fusion,
+)
 
 __all__ = [
     "AUGMENTATIONS",
     "SMALL_CNN",
     "Augmentation",
+    "CacheMismatchError",
     "CheckpointError",
     "ClassifierConfig",
     "ClassifierRun",
+    "FusionConfig",
+    "FusionMismatchError",
+    "FusionNet",
+    "FusionRun",
+    "LeakageError",
+    "LeakageReport",
+    "LeakageWarning",
     "LoadedClassifier",
+    "MapCache",
+    "NetFusion",
     "SmallCNN",
     "TrainingInterrupted",
     "average_precision",
     "build_classifier",
+    "check_leakage",
     "classification_metrics",
+    "compare_fusions",
+    "default_fusions",
+    "find_overlap",
     "load_classifier",
+    "load_fusion_net",
     "model_fingerprint",
     "read_metadata",
     "rebuild_classifier",
     "replace_head",
     "save_classifier",
+    "save_fusion_net",
+    "seen_images",
     "state_fingerprint",
     "train_classifier",
+    "train_fusion",
 ]

@@ -1,0 +1,117 @@
+"""``mlfem train-classifier``: fine-tune the classifier to explain on a dataset's train split.
+
+Writes OUT/classifier.safetensors + OUT/classifier.json (the best epoch), the resumable
+training state and history; see ``docs/training.md``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+from mlfem.cli import UsageError
+
+_DESCRIPTION = (
+    "Fine-tune a classifier for a dataset's classes (Adam; BCE-with-logits for multi-label "
+    "data, cross-entropy otherwise) on the train split of a splits file, validating on the "
+    "val split every epoch. The best epoch is saved as OUT/classifier.safetensors + .json, "
+    "usable as 'mlfem explain --model OUT/classifier.safetensors'. Ctrl-C saves the state; "
+    "--resume continues it."
+)
+
+
+def add_dataset_arguments(parser: argparse.ArgumentParser, required: bool) -> None:
+    """Dataset options shared by train-classifier and train-fusion."""
+    group = parser.add_argument_group("dataset")
+    group.add_argument("--dataset", required=required, default=None,
+                       help="dataset name: salicon, cat2000, mexculture, mit1003, osie, folder, synthetic")
+    group.add_argument("--root", type=Path, default=None,
+                       help="dataset folder (default $MLFEM_DATA/<name>; none for synthetic)")
+    group.add_argument("-O", "--dataset-option", action="append", default=[], metavar="KEY=VALUE",
+                       help="further open_dataset option, e.g. -O sigma=19 -O json_coords=xy (repeatable)")
+    group.add_argument("--splits", type=Path, default=None,
+                       help="splits file (created on first use; default OUT/splits.json or the classifier's)")
+    group.add_argument("--split-seed", type=int, default=None, help="seed of a new splits file (default 0)")
+    synthetic = parser.add_argument_group("synthetic benchmark")
+    synthetic.add_argument("--n", type=int, default=None, help="number of synthetic images")
+    synthetic.add_argument("--data-seed", type=int, default=None, help="seed of the synthetic images")
+    synthetic.add_argument("--mode", choices=("single", "multi"), default=None, help="single- or multi-label")
+
+
+def dataset_options(args: argparse.Namespace, dataset: str | None) -> dict[str, Any]:
+    """``open_dataset`` options from -O KEY=VALUE and the synthetic shortcuts."""
+    options: dict[str, Any] = {}
+    for item in args.dataset_option:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise UsageError(f"-O expects KEY=VALUE, got {item!r}")
+        try:
+            options[key] = json.loads(value)
+        except ValueError:
+            options[key] = value  # a plain string such as xy
+    shortcuts = {"n": args.n, "seed": args.data_seed, "mode": args.mode}
+    given = {key: value for key, value in shortcuts.items() if value is not None}
+    if given and dataset not in (None, "synthetic"):
+        flags = ", ".join("--data-seed" if k == "seed" else f"--{k}" for k in given)
+        raise UsageError(f"{flags} apply to --dataset synthetic only")
+    options.update(given)
+    return options
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    """Add the ``train-classifier`` sub-command."""
+    parser = subparsers.add_parser(
+        "train-classifier", help="fine-tune the classifier to explain on a dataset", description=_DESCRIPTION
+    )
+    add_dataset_arguments(parser, required=True)
+    model = parser.add_argument_group("model and training")
+    model.add_argument("--model", default="small-cnn",
+                       help="small-cnn (fast on CPU) or a torchvision classifier name, e.g. resnet50")
+    model.add_argument("--weights", default=None,
+                       help="starting weights of a torchvision model: imagenet (downloads) or a local file")
+    model.add_argument("--epochs", type=int, default=10, help="epochs (default 10)")
+    model.add_argument("--batch-size", type=int, default=32, help="batch size (default 32)")
+    model.add_argument("--lr", type=float, default=1e-3, help="Adam learning rate (default 1e-3)")
+    model.add_argument("--weight-decay", type=float, default=0.0, help="Adam weight decay (default 0)")
+    model.add_argument("--image-size", type=int, default=None,
+                       help="model input side (default 224; 128 for small-cnn); synthetic images are generated at it")
+    model.add_argument("--augment", choices=("standard", "crop", "none"), default="standard",
+                       help="standard: crop+flip+colour jitter; crop: no flip; none")
+    model.add_argument("--seed", type=int, default=0, help="training seed (default 0)")
+    run = parser.add_argument_group("run")
+    run.add_argument("--out", type=Path, required=True, help="output folder")
+    run.add_argument("--resume", action="store_true", help="continue the run saved in OUT")
+    run.add_argument("--num-workers", type=int, default=0, help="data loading processes (default 0)")
+    run.add_argument("--device", default=None, help="cpu, cuda, cuda:1... (default: cuda if available)")
+    run.add_argument("--quiet", action="store_true", help="no progress bars")
+    parser.set_defaults(func=run_command)
+
+
+def run_command(args: argparse.Namespace) -> int:
+    from mlfem.datasets import LayoutError
+    from mlfem.training import CheckpointError, ClassifierConfig, TrainingInterrupted, train_classifier
+
+    options = dataset_options(args, args.dataset)
+    image_size = args.image_size or (128 if args.model == "small-cnn" else 224)
+    try:
+        config = ClassifierConfig(
+            dataset=args.dataset, out=args.out, root=args.root, dataset_options=options,
+            model=args.model, weights=args.weights, epochs=args.epochs, batch_size=args.batch_size,
+            lr=args.lr, weight_decay=args.weight_decay, image_size=image_size, augment=args.augment,
+            seed=args.seed, splits=args.splits, split_seed=args.split_seed or 0,
+            num_workers=args.num_workers, device=args.device, resume=args.resume,
+        )
+        result = train_classifier(config, progress=not args.quiet)
+    except TrainingInterrupted as stopped:
+        print(f"mlfem train-classifier: {stopped}", file=sys.stderr)
+        return 130
+    except (ValueError, FileExistsError, LayoutError, CheckpointError) as error:
+        raise UsageError(str(error)) from error
+    metrics = ", ".join(f"{k} {v:.4f}" for k, v in result.best_metrics.items() if k != "epoch")
+    print(f"best epoch {result.best_epoch}: {metrics}")
+    print(f"classifier: {result.checkpoint}")
+    print(f"explain with: mlfem explain --model {result.checkpoint} IMAGES --out DIR")
+    return 0

@@ -1,0 +1,93 @@
+"""``mlfem train-fusion``: train the NET fusion of a classifier's per-layer FEM maps on GFDMs.
+
+Writes OUT/net.safetensors + OUT/net.json, the map caches, the resumable training state
+and history; see ``docs/training.md``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from mlfem.cli import UsageError
+from mlfem.cli.train_classifier import add_dataset_arguments, dataset_options
+
+_DESCRIPTION = (
+    "Train the paper's NET fusion: a light CNN mapping the stacked per-layer FEM maps of "
+    "CLASSIFIER to the human GFDM (Adam, MSE), on the train split, with early stopping on the "
+    "val split. The maps are computed once and cached on disk. The dataset and splits default "
+    "to those the classifier was trained with. Use the result as "
+    "'mlfem explain --model CLASSIFIER --fusion net:OUT/net.safetensors'."
+)
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    """Add the ``train-fusion`` sub-command."""
+    parser = subparsers.add_parser(
+        "train-fusion", help="train the learned NET fusion of MLFEM on human gaze", description=_DESCRIPTION
+    )
+    parser.add_argument("--classifier", type=Path, required=True,
+                        help="classifier checkpoint from train-classifier (.safetensors)")
+    add_dataset_arguments(parser, required=False)
+    net = parser.add_argument_group("maps and NET")
+    net.add_argument("--layers", default="auto", help="'auto' or comma-separated module names")
+    net.add_argument("--k", type=float, default=2.0, help="FEM threshold in standard deviations (default 2)")
+    net.add_argument("--resolution", type=int, default=64,
+                     help="side of the cached maps and of the NET input, a multiple of 4 (default 64)")
+    net.add_argument("--epochs", type=int, default=50, help="maximum epochs (default 50)")
+    net.add_argument("--batch-size", type=int, default=32, help="batch size (default 32)")
+    net.add_argument("--lr", type=float, default=1e-3, help="Adam learning rate (default 1e-3)")
+    net.add_argument("--patience", type=int, default=8,
+                     help="stop after this many epochs without a lower val MSE (default 8)")
+    net.add_argument("--seed", type=int, default=0, help="training seed (default 0)")
+    run = parser.add_argument_group("run")
+    run.add_argument("--out", type=Path, required=True, help="output folder")
+    run.add_argument("--cache", type=Path, default=None, help="map cache folder (default OUT/cache)")
+    run.add_argument("--map-batch-size", type=int, default=16, help="images per forward pass for the maps")
+    run.add_argument("--resume", action="store_true", help="continue the run saved in OUT")
+    run.add_argument("--num-workers", type=int, default=0, help="data loading processes (default 0)")
+    run.add_argument("--device", default=None, help="cpu, cuda, cuda:1... (default: cuda if available)")
+    run.add_argument("--quiet", action="store_true", help="no progress bars")
+    parser.set_defaults(func=run_command)
+
+
+def run_command(args: argparse.Namespace) -> int:
+    from mlfem.datasets import LayoutError
+    from mlfem.training import (
+        CacheMismatchError,
+        CheckpointError,
+        FusionConfig,
+        TrainingInterrupted,
+        train_fusion,
+    )
+
+    if not args.classifier.is_file():
+        raise UsageError(f"--classifier: file not found: {args.classifier}")
+    options = dataset_options(args, args.dataset)
+    try:
+        config = FusionConfig(
+            classifier=args.classifier, out=args.out, dataset=args.dataset, root=args.root,
+            dataset_options=options or None, splits=args.splits, split_seed=args.split_seed,
+            layers=args.layers, k=args.k, resolution=args.resolution, epochs=args.epochs,
+            batch_size=args.batch_size, lr=args.lr, patience=args.patience, seed=args.seed,
+            cache=args.cache, map_batch_size=args.map_batch_size, num_workers=args.num_workers,
+            device=args.device, resume=args.resume,
+        )
+        result = train_fusion(config, progress=not args.quiet)
+    except TrainingInterrupted as stopped:
+        print(f"mlfem train-fusion: {stopped}", file=sys.stderr)
+        return 130
+    except (ValueError, FileExistsError, LayoutError, CheckpointError, CacheMismatchError) as error:
+        raise UsageError(str(error)) from error
+    metrics = ", ".join(f"{k} {v:.5g}" for k, v in result.best_metrics.items() if k != "epoch")
+    print(f"best epoch {result.best_epoch}: {metrics}")
+    if result.comparison:
+        print("mean PCC on the val split (also used for early stopping):")
+        # Best first; an undefined mean (NaN: every map constant) last.
+        ranked = sorted(result.comparison.items(), key=lambda item: (item[1] != item[1], -item[1]))
+        for name, value in ranked:
+            print(f"  {name:<18} {value:.4f}")
+    print(f"NET: {result.checkpoint}")
+    print(f"explain with: mlfem explain --model {args.classifier} --fusion net:{result.checkpoint} IMAGES --out DIR")
+    return 0

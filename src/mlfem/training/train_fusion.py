@@ -1,0 +1,421 @@
+"""Training the NET fusion (``mlfem train-fusion``): a light CNN from per-layer FEM maps to GFDMs.
+
+Steps:
+
+1. load the classifier checkpoint; the dataset, its options and its splits file default to
+   those the classifier was trained with (so the NET's train/val images are the
+   classifier's, and the ``test`` split stays unseen by both);
+2. compute the per-layer FEM maps of the ``train`` and ``val`` splits once, in batches, into
+   on-disk caches at r x r (:mod:`mlfem.training.map_cache`, resumable);
+3. train :class:`~mlfem.training.fusion_net.FusionNet` with Adam on the MSE between its
+   output and the GFDM (resized to r x r, scaled to max 1), validating on ``val`` every
+   epoch, stopping early after ``patience`` epochs without a lower validation loss;
+4. keep the best epoch as ``net.safetensors`` + ``net.json`` (layers, k, resolution,
+   classifier fingerprint and path, dataset, train/val ids, validation metrics and, for
+   reference, the validation PCC of the algebraic fusions on the same maps).
+
+Files in ``out``: ``net.safetensors``/``net.json``, ``training_state.*`` (resume),
+``history.json``, ``cache/<split>-<digest>/`` unless ``cache`` names another folder.
+"""
+
+from __future__ import annotations
+
+import math
+import sys
+import threading
+from collections.abc import Callable, Mapping
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+
+from mlfem.training._data import DatasetSpec, EpochBatches
+from mlfem.training._state import (
+    TrainingInterrupted,
+    derived_seed,
+    load_training_state,
+    save_training_state,
+    stop_on_sigint,
+)
+from mlfem.training.checkpoint import (
+    LoadedClassifier,
+    load_classifier,
+    read_metadata,
+    sidecar_path,
+    write_json_atomic,
+)
+from mlfem.training.fusion_net import FusionNet, NetFusion, save_fusion_net
+from mlfem.training.map_cache import MapCache, cache_key_digest
+
+__all__ = ["NET_FILE", "FusionConfig", "FusionRun", "compare_fusions", "default_fusions", "train_fusion"]
+
+NET_FILE = "net.safetensors"
+STATE_FILE = "training_state.safetensors"
+HISTORY_FILE = "history.json"
+TARGET = "GFDM resized to r x r (bilinear, antialiased when shrinking), divided by its maximum"
+
+_RESUME_FIXED = ("classifier_fingerprint", "layers", "k", "resolution", "batch_size", "lr",
+                 "weight_decay", "seed", "dataset")
+
+
+@dataclass
+class FusionConfig:
+    """Settings of :func:`train_fusion` (the options of ``mlfem train-fusion``).
+
+    Args:
+        classifier: checkpoint written by :func:`~mlfem.training.train_classifier`.
+        out: output folder.
+        dataset, root, dataset_options, splits, split_seed: default to the classifier's
+            (``dataset_options`` given for the same dataset are merged over its options).
+        layers: ``"auto"`` or module names (the NET is tied to this list).
+        k: FEM threshold.
+        resolution: r, side of the cached maps and of the NET's input (multiple of 4).
+        patience: early stopping after this many epochs without a lower validation loss.
+        cache: folder of the map caches (default ``out/cache``).
+        map_batch_size: images per forward pass when computing the maps.
+    """
+
+    classifier: str | Path
+    out: str | Path
+    dataset: str | None = None
+    root: str | Path | None = None
+    dataset_options: dict[str, Any] | None = None
+    splits: str | Path | None = None
+    split_seed: int | None = None
+    layers: str | list[str] = "auto"
+    k: float = 2.0
+    resolution: int = 64
+    epochs: int = 50
+    batch_size: int = 32
+    lr: float = 1e-3
+    weight_decay: float = 0.0
+    patience: int = 8
+    seed: int = 0
+    cache: str | Path | None = None
+    map_batch_size: int = 16
+    shard_size: int = 256
+    num_workers: int = 0
+    device: str | None = None
+    resume: bool = False
+
+    def __post_init__(self) -> None:
+        if self.resolution < 4 or self.resolution % 4:
+            raise ValueError(f"resolution must be a positive multiple of 4, got {self.resolution}")
+        if self.epochs < 1 or self.batch_size < 1 or self.patience < 1 or self.map_batch_size < 1:
+            raise ValueError("epochs, batch_size, patience and map_batch_size must be >= 1")
+        if not self.lr > 0 or self.weight_decay < 0:
+            raise ValueError("need lr > 0 and weight_decay >= 0")
+
+
+@dataclass
+class FusionRun:
+    """Result of :func:`train_fusion`."""
+
+    checkpoint: Path
+    best_epoch: int
+    best_metrics: dict[str, float]
+    history: list[dict[str, Any]]
+    #: Mean PCC on the val split of the NET and of the algebraic fusions (same cached maps).
+    comparison: dict[str, float] = field(default_factory=dict)
+
+
+def default_fusions(alphas: tuple[float, ...] = (0.1, 0.25, 0.5, 0.75, 0.9)) -> dict[str, Any]:
+    """The algebraic fusions a NET is compared with: max, fem, and add/top over ``alphas``."""
+    from mlfem.fusion import make_fusion
+
+    fusions: dict[str, Any] = {"max": make_fusion("max"), "fem": make_fusion("fem")}
+    for alpha in alphas:
+        fusions[f"add(alpha={alpha})"] = make_fusion("add", alpha=alpha)
+        fusions[f"top(alpha={alpha})"] = make_fusion("top", alpha=alpha)
+    return fusions
+
+
+def compare_fusions(
+    maps: torch.Tensor,
+    gfdm: torch.Tensor,
+    fusions: Mapping[str, Callable[[torch.Tensor], torch.Tensor]],
+    batch_size: int = 64,
+) -> dict[str, float]:
+    """Mean PCC with ``gfdm`` (N, r, r) of each fusion applied to ``maps`` (N, L, r, r).
+
+    Images where the PCC is undefined (a constant map) are left out of the mean.
+    """
+    from mlfem.metrics import pcc
+
+    totals = {name: [0.0, 0] for name in fusions}
+    for start in range(0, len(maps), batch_size):
+        batch = maps[start : start + batch_size].float()
+        target = gfdm[start : start + batch_size].float()
+        for name, fusion in fusions.items():
+            values = pcc(fusion(batch).float(), target)
+            finite = values[~torch.isnan(values)]
+            totals[name][0] += float(finite.sum())
+            totals[name][1] += int(finite.numel())
+    return {name: (total / count if count else math.nan) for name, (total, count) in totals.items()}
+
+
+def train_fusion(
+    config: FusionConfig,
+    *,
+    progress: bool = True,
+    stop: threading.Event | None = None,
+    on_step: Callable[[int, int, float], None] | None = None,
+) -> FusionRun:
+    """Train a NET fusion as described by ``config`` (see the module docstring).
+
+    Raises:
+        FileExistsError: ``out`` holds a training state and ``resume`` is False.
+        TrainingInterrupted: stopped by Ctrl-C or ``stop``; what was computed is saved.
+    """
+    return _FusionTrainer(config, progress, stop or threading.Event(), on_step).run()
+
+
+class _FusionTrainer:
+    def __init__(self, config: FusionConfig, progress: bool, stop: threading.Event, on_step) -> None:
+        self.config = config
+        self.progress = progress
+        self.stop = stop
+        self.on_step = on_step
+        self.out = Path(config.out)
+        self.device = torch.device(config.device or ("cuda" if torch.cuda.is_available() else "cpu"))
+
+    def run(self) -> FusionRun:
+        from mlfem.explainers import MLFEM
+
+        config = self.config
+        self.out.mkdir(parents=True, exist_ok=True)
+        state_path = self.out / STATE_FILE
+        if sidecar_path(state_path).exists() and not config.resume:
+            raise FileExistsError(
+                f"{self.out} already holds a training run ({state_path.name}); "
+                "pass --resume to continue it or choose another --out"
+            )
+        self.classifier = load_classifier(config.classifier, device=self.device)
+        self.spec = self._dataset_spec(self.classifier)
+        explainer = MLFEM(self.classifier.model, layers=config.layers, fusion="fem", k=config.k)
+        self.layers = explainer.layer_names
+        with stop_on_sigint(self.stop):
+            self.train_cache = self._cache("train", explainer)
+            self.val_cache = self._cache("val", explainer)
+            if len(self.train_cache) < 1:
+                raise ValueError("the train split is empty")
+            return self._train(state_path)
+
+    # ------------------------------------------------------------------ data
+    def _dataset_spec(self, classifier: LoadedClassifier) -> DatasetSpec:
+        config = self.config
+        recorded = classifier.metadata.get("dataset")
+        same = recorded is not None and config.dataset in (None, recorded["name"])
+        if same:
+            spec = DatasetSpec.from_dict(recorded)
+            if config.root is not None:
+                spec.root = str(Path(config.root).resolve())
+            if config.dataset_options:
+                spec = DatasetSpec(spec.name, spec.root, {**spec.options, **config.dataset_options},
+                                   spec.splits, spec.split_seed, spec.split_fractions)
+        elif config.dataset is None:
+            raise ValueError(f"{config.classifier} records no dataset: pass the dataset to train on")
+        else:
+            spec = DatasetSpec(config.dataset, config.root, dict(config.dataset_options or {}),
+                               None, 0, (0.8, 0.1, 0.1))
+        if config.splits is not None:
+            spec.splits = str(Path(config.splits).resolve())
+        elif spec.splits is None:
+            spec.splits = str((self.out / "splits.json").resolve())
+        if config.split_seed is not None:
+            spec.split_seed = int(config.split_seed)
+        return spec
+
+    def _cache(self, split: str, explainer) -> MapCache:
+        config = self.config
+        dataset = self.spec.open(split)
+        key = {
+            "classifier_fingerprint": self.classifier.fingerprint,
+            "layers": self.layers,
+            "k": config.k,
+            "resolution": config.resolution,
+            "dataset": {"name": self.spec.name, "root": self.spec.root, "options": self.spec.options},
+            "split": split,
+        }
+        root = Path(config.cache) if config.cache is not None else self.out / "cache"
+        p = self.classifier.preprocessing
+        self._log(f"FEM maps of the {split} split ({len(dataset)} images) -> {root}")
+        return MapCache.build(
+            root / f"{split}-{cache_key_digest(key)}", key, explainer, dataset,
+            image_size=p.crop_size, mean=p.mean, std=p.std, resolution=config.resolution,
+            batch_size=config.map_batch_size, shard_size=config.shard_size,
+            num_workers=config.num_workers, progress=self.progress, stop=self.stop,
+        )
+
+    # ------------------------------------------------------------------ loop
+    def _settings(self) -> dict[str, Any]:
+        data = asdict(self.config)
+        data.update(
+            classifier=str(Path(self.config.classifier).resolve()),
+            classifier_fingerprint=self.classifier.fingerprint,
+            layers=self.layers,
+            dataset=self.spec.as_dict(),
+            out=str(self.out.resolve()),
+            cache=None if self.config.cache is None else str(Path(self.config.cache).resolve()),
+        )
+        return data
+
+    def _train(self, state_path: Path) -> FusionRun:
+        from tqdm import tqdm
+
+        config = self.config
+        torch.manual_seed(config.seed)
+        self.net = FusionNet(len(self.layers)).to(self.device)
+        self.optimizer = torch.optim.Adam(self.net.parameters(), lr=config.lr, weight_decay=config.weight_decay)
+        generators: dict[str, torch.Generator] = {}
+        progress: dict[str, Any] = {"epoch": 0, "step": 0, "loss_sum": 0.0, "count": 0, "history": [],
+                                    "best": None, "bad_epochs": 0, "finished": False}
+        if sidecar_path(state_path).exists():
+            progress = load_training_state(state_path, self.net, self.optimizer, generators)
+            self._check_resumable(progress["settings"])
+            self._log(f"resuming from epoch {progress['epoch'] + 1}, step {progress['step']}")
+        history, best = progress["history"], progress["best"]
+        bad_epochs = progress["bad_epochs"]
+        maps, targets = self.train_cache.maps, self.train_cache.gfdm
+        epoch = progress["epoch"]
+        while not progress["finished"] and epoch < config.epochs:
+            start = progress["step"] if epoch == progress["epoch"] else 0
+            loss_sum = progress["loss_sum"] if start else 0.0
+            count = progress["count"] if start else 0
+            generator = torch.Generator().manual_seed(derived_seed(config.seed, "shuffle", epoch))
+            order = torch.randperm(len(maps), generator=generator).tolist()
+            batches = EpochBatches(order, config.batch_size, start, drop_single=False)
+            self.net.train()
+            step = start
+            with tqdm(total=batches.total, initial=start, desc=f"NET epoch {epoch + 1}/{config.epochs}",
+                      unit="batch", disable=not self.progress, leave=False, file=sys.stderr) as bar:
+                for indices in batches:
+                    x = maps[indices].to(self.device).float()
+                    y = targets[indices].to(self.device).float()
+                    loss = F.mse_loss(self.net(x), y)
+                    self.optimizer.zero_grad(set_to_none=True)
+                    loss.backward()
+                    self.optimizer.step()
+                    step += 1
+                    loss_sum += float(loss.detach()) * len(indices)
+                    count += len(indices)
+                    bar.set_postfix(mse=f"{loss_sum / count:.5f}")
+                    bar.update(1)
+                    if self.on_step is not None:
+                        self.on_step(epoch, step, float(loss.detach()))
+                    if self.stop.is_set():
+                        self._save_state(state_path, generators, epoch, step, loss_sum, count,
+                                         history, best, bad_epochs, False)
+                        raise TrainingInterrupted(state_path, epoch, step)
+            record = {"epoch": epoch + 1, "train_mse": loss_sum / max(count, 1), **self._validate(self.net)}
+            history.append(record)
+            # Without validation images, the latest epoch is kept.
+            if best is None or len(self.val_cache) == 0 or _lower(record["val_mse"], best["val_mse"]):
+                best, bad_epochs = record, 0
+                self._save_net(record)
+            else:
+                bad_epochs += 1
+            epoch += 1
+            finished = bad_epochs >= config.patience or epoch >= config.epochs
+            self._save_state(state_path, generators, epoch, 0, 0.0, 0, history, best, bad_epochs, finished)
+            write_json_atomic(self.out / HISTORY_FILE, history)
+            self._log(", ".join(f"{k} {v:.5g}" for k, v in record.items()))
+            if bad_epochs >= config.patience:
+                self._log(f"early stop: no lower val MSE for {bad_epochs} epochs (best epoch {best['epoch']})")
+            progress["finished"] = finished
+            if self.stop.is_set() and not finished:
+                raise TrainingInterrupted(state_path, epoch, 0)
+        assert best is not None
+        comparison = self._compare()
+        return FusionRun(self.out / NET_FILE, int(best["epoch"]), best, history, comparison)
+
+    @torch.no_grad()
+    def _validate(self, net: FusionNet) -> dict[str, float]:
+        from mlfem.metrics import pcc
+
+        if len(self.val_cache) == 0:
+            return {"val_mse": math.nan}
+        net.eval()
+        squared, pccs = 0.0, []
+        for start in range(0, len(self.val_cache), 64):
+            x = self.val_cache.maps[start : start + 64].to(self.device).float()
+            y = self.val_cache.gfdm[start : start + 64].to(self.device).float()
+            pred = net(x)
+            squared += float(F.mse_loss(pred, y, reduction="sum"))
+            pccs.append(pcc(pred, y).cpu())
+        values = torch.cat(pccs)
+        values = values[~torch.isnan(values)]
+        numel = self.val_cache.gfdm[0].numel() * len(self.val_cache)
+        return {"val_mse": squared / numel, "val_pcc": float(values.mean()) if len(values) else math.nan}
+
+    def _compare(self) -> dict[str, float]:
+        """Val PCC of the best NET and of the algebraic fusions, recorded in net.json."""
+        from mlfem.training.fusion_net import load_fusion_net
+
+        path = self.out / NET_FILE
+        if len(self.val_cache) == 0 or not path.exists():
+            return {}
+        fusions = {"net": load_fusion_net(path), **default_fusions()}
+        comparison = compare_fusions(self.val_cache.maps, self.val_cache.gfdm, fusions)
+        metadata = read_metadata(path)
+        metadata["val_comparison"] = {"split": "val", "metric": "mean PCC", "values": comparison}
+        write_json_atomic(sidecar_path(path), metadata)
+        self._log("val mean PCC: " + ", ".join(f"{k} {v:.3f}" for k, v in comparison.items()))
+        return comparison
+
+    # ------------------------------------------------------------------ saving
+    def _save_net(self, record: dict[str, float]) -> None:
+        from mlfem import __version__
+
+        classifier = self.classifier.metadata
+        save_fusion_net(self.out / NET_FILE, self.net, {
+            "layers": self.layers,
+            "k": self.config.k,
+            "resolution": self.config.resolution,
+            "architecture": {
+                "name": "mlfem-net",
+                "channels": [len(self.layers) * m for m in (1, 2, 4, 8, 1)],
+                "pooling": "2x2 max after conv1 and conv2 (x4 in all); 1x1 weighted sum; bilinear x4",
+            },
+            "target": TARGET,
+            "output": "raw; min-max normalised per image when used as a fusion operator",
+            "classifier": {
+                "path": str(Path(self.config.classifier).resolve()),
+                "fingerprint": self.classifier.fingerprint,
+                "architecture": classifier.get("architecture"),
+                "dataset": classifier.get("dataset", {}).get("name"),
+                "train_ids": classifier.get("train_ids", []),
+                "val_ids": classifier.get("val_ids", []),
+            },
+            "dataset": self.spec.as_dict(),
+            "training": self._settings(),
+            "epoch": record["epoch"],
+            "val_metrics": record,
+            "train_ids": list(self.train_cache.image_ids),
+            "val_ids": list(self.val_cache.image_ids),
+            "mlfem_version": __version__,
+        })
+
+    def _save_state(self, path, generators, epoch, step, loss_sum, count, history, best, bad, finished):
+        save_training_state(path, self.net, self.optimizer, generators, {
+            "epoch": epoch, "step": step, "loss_sum": loss_sum, "count": count, "history": history,
+            "best": best, "bad_epochs": bad, "finished": finished, "settings": self._settings(),
+        })
+
+    def _check_resumable(self, saved: dict[str, Any]) -> None:
+        current = self._settings()
+        changed = [key for key in _RESUME_FIXED if saved.get(key) != current.get(key)]
+        if changed:
+            raise ValueError(f"cannot resume {self.out}: settings differ from the saved run ({', '.join(changed)})")
+
+    def _log(self, message: str) -> None:
+        if self.progress:
+            print(f"train-fusion: {message}", file=sys.stderr)
+
+
+def _lower(value: float, best: float) -> bool:
+    if math.isnan(best):
+        return not math.isnan(value)
+    return value < best
