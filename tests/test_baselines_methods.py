@@ -104,6 +104,33 @@ def test_gradcam_agrees_with_pytorch_grad_cam_on_a_small_cnn() -> None:
             assert pcc(maps[index], expected[index]) > 0.99
 
 
+class _NoBackward(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, x):  # type: ignore[override]
+        return x.clone()
+
+    @staticmethod
+    def backward(ctx, grad):  # type: ignore[override]
+        raise AssertionError("the backward pass went upstream of the explained layer")
+
+
+class StemWithoutBackward(PooledHeadCNN):
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return super().forward(_NoBackward.apply(x))
+
+
+@pytest.mark.parametrize("method", ["gradcam", "gradcampp", "layercam", "layercam-multi", "csfem"])
+def test_cam_backward_stops_at_the_explained_layers(method: str) -> None:
+    # Autograd starts at the first explained layer, so nothing upstream is kept for
+    # backward (memory close to a forward pass for deep layers) or back-propagated.
+    model = StemWithoutBackward(mlp_head=True).eval()
+    options = {"weights": "gradient", "layers": ["features.1", "features.4"] if method == "layercam-multi" else None}
+    maps = create_explainer(method, model, **options)(torch.randn(2, 3, 16, 16))
+    assert maps.shape == (2, 16, 16)
+    with pytest.raises(AssertionError, match="upstream"):
+        create_explainer("ig", model, steps=2)(torch.randn(2, 3, 16, 16))
+
+
 def test_gradcam_is_class_specific(resnet18) -> None:
     images = torch.randn(2, 3, 96, 96)
     explainer = GradCAM(resnet18)
@@ -318,9 +345,11 @@ def test_factories_ignore_unknown_options_and_map_layers(resnet18) -> None:
         create_explainer("ig", resnet18, steps=0)
 
 
-def test_listing_methods_imports_no_heavy_library() -> None:
+def test_listing_and_importing_methods_imports_no_heavy_library() -> None:
     code = (
         "import sys, mlfem\n"
+        "assert 'mlfem.explainers.cam' not in sys.modules\n"
+        "from mlfem.explainers import GradCAM, LRP, Lime, CSFEM, IntegratedGradients\n"
         "from mlfem.explainers.registry import available_methods\n"
         "names = [m.name for m in available_methods()]\n"
         "assert 'lrp' in names and 'lime' in names, names\n"

@@ -126,17 +126,30 @@ def seeded(seed: int | None, device: torch.device) -> Iterator[None]:
 
 
 @contextlib.contextmanager
-def capture_outputs(model: nn.Module, names: Sequence[str]) -> Iterator[dict[str, Tensor]]:
+def capture_outputs(
+    model: nn.Module, names: Sequence[str], *, start_graph: bool = False
+) -> Iterator[dict[str, Tensor]]:
     """Record the output tensor of each named submodule during the block.
 
     Yields a dict filled as the modules run. A module that runs twice in one forward
     pass is an error (its output is ambiguous). When the module computes in place
     (``inplace=True``, e.g. a ReLU), the hook hands a copy to the rest of the network,
     so that later in-place operations cannot overwrite the recorded tensor.
-    Every hook is removed on exit, including when the forward pass raises.
+
+    With ``start_graph=True`` the caller runs the forward pass under
+    ``torch.no_grad()``: the first recorded output that is not yet part of an autograd
+    graph is replaced by a leaf tensor that requires grad, and gradients are enabled
+    for the rest of the forward pass. Nothing upstream of the explained layers is
+    recorded for backward, so a Grad-CAM on the last block needs about the memory of a
+    plain forward pass instead of keeping every activation of the network; the
+    gradients with respect to the recorded outputs are unchanged.
+
+    Every hook is removed, and the grad mode restored, on exit — also when the
+    forward pass raises.
     """
     captured: dict[str, Tensor] = {}
     handles = []
+    grad_mode = torch.is_grad_enabled()
 
     def make_hook(name: str) -> Callable[..., Any]:
         def hook(module: nn.Module, inputs: object, output: object) -> Any:
@@ -146,9 +159,16 @@ def capture_outputs(model: nn.Module, names: Sequence[str]) -> Iterator[dict[str
                     "output to explain; choose the block that contains it instead"
                 )
             tensor = module_output_tensor(name, output)
+            if start_graph and not tensor.requires_grad:
+                leaf = tensor.detach().requires_grad_(True)
+                torch.set_grad_enabled(True)
+                captured[name] = leaf
+                # The network continues from a copy, so that in-place operations
+                # downstream never touch the leaf.
+                return _replace_output(output, leaf.clone())
             captured[name] = tensor
-            if getattr(module, "inplace", False) is True and isinstance(output, Tensor):
-                return output.clone()
+            if getattr(module, "inplace", False) is True:
+                return _replace_output(output, tensor.clone())
             return None
 
         return hook
@@ -161,6 +181,18 @@ def capture_outputs(model: nn.Module, names: Sequence[str]) -> Iterator[dict[str
     finally:
         for handle in handles:
             handle.remove()
+        torch.set_grad_enabled(grad_mode)
+
+
+def _replace_output(output: object, tensor: Tensor) -> object:
+    """``output`` with its tensor (the first element of a tuple or list) replaced."""
+    if isinstance(output, Tensor):
+        return tensor
+    if isinstance(output, tuple):
+        return (tensor, *output[1:])
+    if isinstance(output, list):
+        return [tensor, *output[1:]]
+    return output  # pragma: no cover - module_output_tensor already rejected it
 
 
 class _ModelStateGuard:

@@ -132,8 +132,7 @@ class CSFEM(TargetExplainer):
         if torch.is_inference_mode_enabled():
             self._check_grad_mode()
         with torch.enable_grad():
-            inputs = inputs.detach().requires_grad_(True)
-            with capture_outputs(self.model, [self.layer.name]) as captured:
+            with torch.no_grad(), capture_outputs(self.model, [self.layer.name], start_graph=True) as captured:
                 logits = self._model_forward(inputs, targets)
             raw = self._captured(captured)
             if targets is None:
