@@ -253,3 +253,21 @@ def test_metrics_on_cuda(batch):
         assert torch.allclose(metrics.compute(name, s.cuda(), fix=fix.cuda()).cpu(), metrics.compute(name, s, fix=fix))
     assert bool(torch.isfinite(metrics.auc_borji(s.cuda(), fix.cuda())).all())
     assert bool(torch.isfinite(metrics.sauc(s.cuda(), fix.cuda(), fix.flip(0).cuda())).all())
+
+
+def test_float32_accuracy_on_full_size_maps():
+    """Sums over 307 200 pixels stay accurate in float32 (cascade sums, not BLAS dot products)."""
+    rng = np.random.default_rng(5)
+    pred = torch.tensor(rng.random((2, 480, 640)) * 0.1 + 5.0)
+    gt = torch.tensor(rng.random((2, 480, 640))) + 0.2 * pred
+    fix = torch.tensor(rng.integers(0, 2, (2, 480, 640)) * (rng.random((2, 480, 640)) < 0.01))
+    for name in ("pcc", "sim", "kld"):
+        exact = metrics.compute(name, pred, gt=gt)
+        single = metrics.compute(name, pred.float(), gt=gt.float()).double()
+        assert torch.allclose(single, exact, rtol=0, atol=2e-6), name
+    # (a map offset by 5 would already lose z-score digits when rounded to float32 itself)
+    saliency = torch.tensor(rng.random((2, 480, 640)))
+    for name in ("nss", "auc_judd"):
+        exact = metrics.compute(name, saliency, fix=fix)
+        single = metrics.compute(name, saliency.float(), fix=fix.float()).double()
+        assert torch.allclose(single, exact, rtol=0, atol=2e-6), name

@@ -17,23 +17,23 @@ SIM_VARIANTS: tuple[str, ...] = ("default", "mit")
 
 
 def _dot(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
-    """Row-wise dot products of (B, N) tensors, as a batched matrix product (no temporary)."""
-    return torch.bmm(a.unsqueeze(1), b.unsqueeze(2)).view(-1)
+    """Row-wise dot products of (B, N) tensors.
+
+    ``vecdot`` sums with torch's cascade reduction (relative error ~1e-7 in float32 over 307 200
+    pixels); ``bmm`` / ``einsum`` were measured ~200x less accurate (~2e-5).
+    """
+    return torch.linalg.vecdot(a, b)
 
 
 def _pcc(pred: torch.Tensor, gt: torch.Tensor) -> torch.Tensor:
     x = pred.flatten(1)
     y = gt.flatten(1)
     undefined = is_constant(pred) | is_constant(gt)  # zero variance
-    # Both centred maps in one buffer: a single batched matrix product then gives all three
-    # sums of products (the 2x2 Gram matrix), reading each map once.
-    centred = torch.empty((x.shape[0], 2, x.shape[1]), dtype=x.dtype, device=x.device)
-    torch.sub(x, x.mean(dim=1, keepdim=True), out=centred[:, 0])
-    torch.sub(y, y.mean(dim=1, keepdim=True), out=centred[:, 1])
-    gram = torch.bmm(centred, centred.transpose(1, 2))
-    den = torch.sqrt(gram[:, 0, 0] * gram[:, 1, 1])
+    x = x - x.mean(dim=1, keepdim=True)
+    y = y - y.mean(dim=1, keepdim=True)
+    den = torch.sqrt(_dot(x, x) * _dot(y, y))
     # Clamp guards the last ulp: |r| may exceed 1 by rounding.
-    r = (gram[:, 0, 1] / torch.where(undefined, torch.ones_like(den), den)).clamp(-1.0, 1.0)
+    r = (_dot(x, y) / torch.where(undefined, torch.ones_like(den), den)).clamp(-1.0, 1.0)
     return torch.where(undefined, float("nan"), r)
 
 
