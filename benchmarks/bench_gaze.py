@@ -52,8 +52,13 @@ def make_fixations(n_maps: int, seed: int = 0) -> list[Fixations]:
         wander = rng.random(1200) < 0.2
         pts[wander] = rng.uniform((0, 0), (W, H), (int(wander.sum()), 2))
         images.append(
-            Fixations(xs=pts[:, 0], ys=pts[:, 1], height=H, width=W,
-                      observers=np.repeat(np.arange(60), 20))
+            Fixations(
+                xs=pts[:, 0],
+                ys=pts[:, 1],
+                height=H,
+                width=W,
+                observers=np.repeat(np.arange(60), 20),
+            )
         )
     return images
 
@@ -69,6 +74,7 @@ def naive_gfdm(fix: Fixations, sigma: float) -> np.ndarray:
 
 
 # ---- per-image numpy metrics ---------------------------------------------------------------
+
 
 def np_pcc(p: np.ndarray, g: np.ndarray) -> float:
     p = p - p.mean()
@@ -119,17 +125,24 @@ def np_auc_judd_vec(p: np.ndarray, fix: np.ndarray) -> float:
 
 
 def numpy_metrics(preds, gts, fixes, auc) -> np.ndarray:
-    return np.array([
-        (np_pcc(p, g), np_sim(p, g), np_nss(p, f), auc(p, f))
-        for p, g, f in zip(preds, gts, fixes)
-    ])
+    return np.array(
+        [
+            (np_pcc(p, g), np_sim(p, g), np_nss(p, f), auc(p, f))
+            for p, g, f in zip(preds, gts, fixes)
+        ]
+    )
 
 
 def torch_metrics(pred: torch.Tensor, gt: torch.Tensor, fix: torch.Tensor) -> torch.Tensor:
-    return torch.stack([
-        metrics.pcc(pred, gt), metrics.sim(pred, gt), metrics.nss(pred, fix),
-        metrics.auc_judd(pred, fix),
-    ], dim=1)
+    return torch.stack(
+        [
+            metrics.pcc(pred, gt),
+            metrics.sim(pred, gt),
+            metrics.nss(pred, fix),
+            metrics.auc_judd(pred, fix),
+        ],
+        dim=1,
+    )
 
 
 def main() -> None:
@@ -140,8 +153,10 @@ def main() -> None:
     parser.add_argument("--skip-osie", action="store_true")
     args = parser.parse_args()
     torch.set_num_threads(2)
-    print(f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores, "
-          f"torch {torch.__version__} ({torch.get_num_threads()} threads), numpy {np.__version__}")
+    print(
+        f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores, "
+        f"torch {torch.__version__} ({torch.get_num_threads()} threads), numpy {np.__version__}"
+    )
     try:
         print(f"load average at start: {os.getloadavg()[0]:.2f}")
     except OSError:
@@ -159,24 +174,33 @@ def main() -> None:
         for i in range(n_naive)
     )
     print(f"\n[GFDM] {args.maps} maps {H}x{W}, 60 observers x 20 fixations, sigma {SIGMA} px")
-    print(f"  mlfem gfdm_batch (float32, zero padding): {t_ours:.3f} s "
-          f"({1000 * t_ours / args.maps:.2f} ms/map)")
-    print(f"  naive numpy Gaussian sum: {t_naive:.2f} s for {n_naive} maps, "
-          f"extrapolated to {args.maps}: {t_naive_all:.1f} s")
-    print(f"  speed-up: {t_naive_all / t_ours:.0f}x (target >= 20x); "
-          f"max |difference| / peak = {diff:.1e} (4-sigma truncation)")
+    print(
+        f"  mlfem gfdm_batch (float32, zero padding): {t_ours:.3f} s "
+        f"({1000 * t_ours / args.maps:.2f} ms/map)"
+    )
+    print(
+        f"  naive numpy Gaussian sum: {t_naive:.2f} s for {n_naive} maps, "
+        f"extrapolated to {args.maps}: {t_naive_all:.1f} s"
+    )
+    print(
+        f"  speed-up: {t_naive_all / t_ours:.0f}x (target >= 20x); "
+        f"max |difference| / peak = {diff:.1e} (4-sigma truncation)"
+    )
     t_ours64, _ = timed(lambda: gfdm_batch(images, SIGMA, dtype=torch.float64))
     print(f"  float64, reflect padding: {t_ours64:.3f} s")
 
     # ---- 2. metrics --------------------------------------------------------------------------
     gts = batch.maps
-    fix = fixation_counts([f.xs for f in images], [f.ys for f in images], H, W,
-                          dtype=torch.float32).counts
+    fix = fixation_counts(
+        [f.xs for f in images], [f.ys for f in images], H, W, dtype=torch.float32
+    ).counts
     rng = np.random.default_rng(1)
     # Predictions: the GFDM of a different random image mixed with smooth noise.
     noise = torch.nn.functional.interpolate(
-        torch.tensor(rng.random((args.maps, 1, 15, 20)), dtype=torch.float32), size=(H, W),
-        mode="bilinear", align_corners=False,
+        torch.tensor(rng.random((args.maps, 1, 15, 20)), dtype=torch.float32),
+        size=(H, W),
+        mode="bilinear",
+        align_corners=False,
     ).squeeze(1)
     preds = 0.5 * gts.roll(1, 0) / gts.amax(dim=(1, 2), keepdim=True) + noise
     torch_metrics(preds[:4], gts[:4], fix[:4])  # warm-up
@@ -184,21 +208,31 @@ def main() -> None:
     p_np, g_np, f_np = preds.numpy(), gts.numpy(), fix.numpy()
     t_vec, ref_vec = timed(lambda: numpy_metrics(p_np, g_np, f_np, np_auc_judd_vec))
     n_mit = max(1, min(args.mit_maps, args.maps))
-    t_mit, ref_mit = timed(lambda: numpy_metrics(p_np[:n_mit], g_np[:n_mit], f_np[:n_mit], np_auc_judd_mit))
+    t_mit, ref_mit = timed(
+        lambda: numpy_metrics(p_np[:n_mit], g_np[:n_mit], f_np[:n_mit], np_auc_judd_mit)
+    )
     t_mit_all = t_mit / n_mit * args.maps
     agree = float(np.abs(ours.double().numpy() - ref_vec).max())
     # The MIT code reads a binary fixation map; compare on one (ours counts duplicates).
     binary = metrics.auc_judd(preds[:n_mit], (fix[:n_mit] > 0).float())
     agree_mit = float(np.abs(binary.double().numpy() - ref_mit[:, 3]).max())
-    print(f"\n[metrics] PCC + SIM + NSS + AUC-Judd, {args.maps} maps {H}x{W}, float32, "
-          f"~{int(fix.sum() / args.maps)} fixations per map")
+    print(
+        f"\n[metrics] PCC + SIM + NSS + AUC-Judd, {args.maps} maps {H}x{W}, float32, "
+        f"~{int(fix.sum() / args.maps)} fixations per map"
+    )
     print(f"  mlfem batched torch: {t_torch:.3f} s ({1000 * t_torch / args.maps:.2f} ms/map)")
-    print(f"  per-image numpy, MIT-code AUC-Judd loop: {t_mit:.2f} s for {n_mit} maps, "
-          f"extrapolated to {args.maps}: {t_mit_all:.1f} s -> speed-up {t_mit_all / t_torch:.0f}x")
-    print(f"  per-image numpy, vectorised AUC-Judd: {t_vec:.2f} s -> speed-up {t_vec / t_torch:.1f}x "
-          f"(target >= 10x)")
-    print(f"  max |torch - numpy| over the 4 metrics: {agree:.1e}; "
-          f"AUC-Judd vs MIT loop (binary fixation maps): {agree_mit:.1e}")
+    print(
+        f"  per-image numpy, MIT-code AUC-Judd loop: {t_mit:.2f} s for {n_mit} maps, "
+        f"extrapolated to {args.maps}: {t_mit_all:.1f} s -> speed-up {t_mit_all / t_torch:.0f}x"
+    )
+    print(
+        f"  per-image numpy, vectorised AUC-Judd: {t_vec:.2f} s -> speed-up {t_vec / t_torch:.1f}x "
+        f"(target >= 10x)"
+    )
+    print(
+        f"  max |torch - numpy| over the 4 metrics: {agree:.1e}; "
+        f"AUC-Judd vs MIT loop (binary fixation maps): {agree_mit:.1e}"
+    )
 
     # ---- 3. OSIE reference points -------------------------------------------------------------
     osie = Path(__file__).resolve().parents[2] / "shared" / "data" / "osie"
@@ -213,11 +247,15 @@ def main() -> None:
     print(f"\n[OSIE] {len(data)} images, 15 observers, sigma 24 px; mean over images")
     for name in ("pcc", "sim", "nss", "auc_judd"):
         ceiling = np.mean([human_ceiling(f, 24.0, name, dtype=torch.float32).mean for f in data])
-        base = np.mean([observer_scores(centre, f, 24.0, name, dtype=torch.float32).mean for f in data])
+        base = np.mean(
+            [observer_scores(centre, f, 24.0, name, dtype=torch.float32).mean for f in data]
+        )
         print(f"  {name:8s} human ceiling {ceiling:.3f}   centre bias (same targets) {base:.3f}")
     full = gfdm_batch(data, 24.0).maps
-    print(f"  centre bias vs full GFDM: PCC {float(metrics.pcc(centre, full).mean()):.3f}, "
-          f"SIM {float(metrics.sim(centre, full).mean()):.3f}  ({time.perf_counter() - start:.0f} s)")
+    print(
+        f"  centre bias vs full GFDM: PCC {float(metrics.pcc(centre, full).mean()):.3f}, "
+        f"SIM {float(metrics.sim(centre, full).mean()):.3f}  ({time.perf_counter() - start:.0f} s)"
+    )
 
 
 if __name__ == "__main__":

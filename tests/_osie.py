@@ -12,5 +12,7 @@ OSIE_DIR = Path(__file__).resolve().parents[2] / "shared" / "data" / "osie"
 def require_osie() -> Path:
     """The OSIE sample folder, or skip the calling test when it is not there."""
     if not (OSIE_DIR / "fixations.mat").is_file() or not (OSIE_DIR / "stimuli").is_dir():
-        pytest.skip(f"OSIE sample not found at {OSIE_DIR} (expected ../shared/data/osie beside the repo)")
+        pytest.skip(
+            f"OSIE sample not found at {OSIE_DIR} (expected ../shared/data/osie beside the repo)"
+        )
     return OSIE_DIR

@@ -9,13 +9,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from _osie import require_osie
 from PIL import Image
 from scipy.io import savemat
 
 from mlfem.cli import main
 from mlfem.gaze import gfdm, gfdm_batch, read_osie, sigma_from_geometry
-
-from _osie import require_osie
 
 
 def write_csv(path: Path, rows: list[dict], header: list[str]) -> Path:
@@ -33,9 +32,15 @@ def fixation_csv(tmp_path: Path) -> Path:
     for image in ("a.jpg", "b.jpg"):
         for observer in ("s1", "s2", "s3"):
             for _ in range(5):
-                rows.append({"image": image, "observer": observer,
-                             "x": round(rng.uniform(0, 39), 2), "y": round(rng.uniform(0, 29), 2),
-                             "duration": int(rng.integers(100, 400))})
+                rows.append(
+                    {
+                        "image": image,
+                        "observer": observer,
+                        "x": round(rng.uniform(0, 39), 2),
+                        "y": round(rng.uniform(0, 29), 2),
+                        "duration": int(rng.integers(100, 400)),
+                    }
+                )
     # two observers on exactly the same spot of image a: --collapse counts it once
     rows.append({"image": "a.jpg", "observer": "s1", "x": 10.0, "y": 10.0, "duration": 150})
     rows.append({"image": "a.jpg", "observer": "s2", "x": 10.0, "y": 10.0, "duration": 150})
@@ -52,11 +57,19 @@ def run_cli(args: list[str], capsys) -> tuple[int, str, str]:
 
 def test_csv_end_to_end(tmp_path, fixation_csv, capsys):
     out = tmp_path / "maps"
-    code, stdout, stderr = run_cli([fixation_csv, "-o", out, "--sigma", 3, "--size", "40x30"], capsys)
+    code, stdout, stderr = run_cli(
+        [fixation_csv, "-o", out, "--sigma", 3, "--size", "40x30"], capsys
+    )
     assert code == 0, stderr
     assert "wrote 2 GFDMs" in stdout
     assert "dropped 2 out-of-bounds fixation(s) in 1 image(s): b: 2" in stderr
-    assert sorted(p.name for p in out.iterdir()) == ["a.npy", "a.png", "b.npy", "b.png", "summary.csv"]
+    assert sorted(p.name for p in out.iterdir()) == [
+        "a.npy",
+        "a.png",
+        "b.npy",
+        "b.png",
+        "summary.csv",
+    ]
     maps = {name: np.load(out / f"{name}.npy") for name in ("a", "b")}
     for array in maps.values():
         assert array.shape == (30, 40) and array.dtype == np.float32
@@ -69,14 +82,16 @@ def test_csv_end_to_end(tmp_path, fixation_csv, capsys):
     preview = np.asarray(Image.open(out / "a.png"))
     assert preview.shape == (30, 40) and preview.dtype == np.uint8 and preview.max() == 255
     summary = list(csv.DictReader(open(out / "summary.csv")))
-    assert [(r["image"], r["fixations_kept"], r["fixations_dropped"], r["observers"]) for r in summary] == [
-        ("a", "17", "0", "3"), ("b", "15", "2", "3")
-    ]
+    assert [
+        (r["image"], r["fixations_kept"], r["fixations_dropped"], r["observers"]) for r in summary
+    ] == [("a", "17", "0", "3"), ("b", "15", "2", "3")]
 
 
 def test_csv_options(tmp_path, fixation_csv, capsys):
     base = [fixation_csv, "--size", "40x30", "--no-png"]
-    code, _, err = run_cli([*base, "-o", tmp_path / "plain", "--sigma", 3, "--dtype", "float64"], capsys)
+    code, _, err = run_cli(
+        [*base, "-o", tmp_path / "plain", "--sigma", 3, "--dtype", "float64"], capsys
+    )
     assert code == 0, err
     plain = np.load(tmp_path / "plain" / "a.npy")
     assert plain.dtype == np.float64 and not (tmp_path / "plain" / "a.png").exists()
@@ -89,8 +104,18 @@ def test_csv_options(tmp_path, fixation_csv, capsys):
         assert not np.allclose(other, plain, atol=1e-7), flag
     # viewing geometry instead of --sigma: 1 degree = sigma
     code, stdout, _ = run_cli(
-        [*base, "-o", tmp_path / "geo", "--screen-width-px", 1280, "--screen-width-mm", 400,
-         "--distance-mm", 600], capsys,
+        [
+            *base,
+            "-o",
+            tmp_path / "geo",
+            "--screen-width-px",
+            1280,
+            "--screen-width-mm",
+            400,
+            "--distance-mm",
+            600,
+        ],
+        capsys,
     )
     assert code == 0
     sigma = sigma_from_geometry(1280, 400, 600)
@@ -100,14 +125,19 @@ def test_csv_options(tmp_path, fixation_csv, capsys):
 
 
 def test_csv_with_size_columns_and_one_based(tmp_path, capsys):
-    rows = [{"image": "im", "observer": 1, "x": 5, "y": 4, "width": 10, "height": 8},
-            {"image": "im", "observer": 2, "x": 6, "y": 4, "width": 10, "height": 8}]
+    rows = [
+        {"image": "im", "observer": 1, "x": 5, "y": 4, "width": 10, "height": 8},
+        {"image": "im", "observer": 2, "x": 6, "y": 4, "width": 10, "height": 8},
+    ]
     path = write_csv(tmp_path / "s.csv", rows, ["image", "observer", "x", "y", "width", "height"])
     code, _, err = run_cli([path, "-o", tmp_path / "o", "--sigma", 0.5, "--one-based"], capsys)
     assert code == 0, err
     array = np.load(tmp_path / "o" / "im.npy")
     assert array.shape == (8, 10)
-    assert np.unravel_index(array.argmax(), array.shape) in {(3, 4), (3, 5)}  # 1-based (5,4) -> (4,3)
+    assert np.unravel_index(array.argmax(), array.shape) in {
+        (3, 4),
+        (3, 5),
+    }  # 1-based (5,4) -> (4,3)
 
 
 def test_csv_sizes_from_stimuli_folder(tmp_path, fixation_csv, capsys):
@@ -115,7 +145,9 @@ def test_csv_sizes_from_stimuli_folder(tmp_path, fixation_csv, capsys):
     stimuli.mkdir()
     for name in ("a.jpg", "b.jpg"):
         Image.new("RGB", (40, 30)).save(stimuli / name)
-    code, _, err = run_cli([fixation_csv, "-o", tmp_path / "o", "--sigma", 2, "--stimuli", stimuli], capsys)
+    code, _, err = run_cli(
+        [fixation_csv, "-o", tmp_path / "o", "--sigma", 2, "--stimuli", stimuli], capsys
+    )
     assert code == 0, err
     assert np.load(tmp_path / "o" / "b.npy").shape == (30, 40)
 
@@ -146,13 +178,21 @@ def test_osie_layout_copy_with_png(tmp_path, capsys):
         subjects = np.empty((fix.n_observers, 1), dtype=object)
         for j, o in enumerate(fix.observer_ids):
             own = fix.of_observer(o)
-            subjects[j, 0] = {"fix_x": own.xs + 1, "fix_y": own.ys + 1, "fix_duration": own.durations}
+            subjects[j, 0] = {
+                "fix_x": own.xs + 1,
+                "fix_y": own.ys + 1,
+                "fix_duration": own.durations,
+            }
         records[i, 0] = {"img": f"{fix.name}.jpg", "subjects": subjects}
     savemat(folder / "fixations.mat", {"fixations": records})
     code, _, err = run_cli([folder, "-o", tmp_path / "o", "--sigma", 24, "--collapse"], capsys)
     assert code == 0, err
     assert sorted(p.name for p in (tmp_path / "o").iterdir()) == [
-        "1001.npy", "1001.png", "1002.npy", "1002.png", "summary.csv"
+        "1001.npy",
+        "1001.png",
+        "1002.npy",
+        "1002.png",
+        "summary.csv",
     ]
 
 
@@ -189,18 +229,33 @@ def test_input_errors_name_the_file(tmp_path, capsys):
     err = error([bad_cols, "--size", "4x4"])
     assert f"{bad_cols}: missing column(s) image, observer" in err
     assert "expected a header with image, observer, x, y" in err
-    bad_num = write_csv(tmp_path / "num.csv", [{"image": "a", "observer": 1, "x": "left", "y": 1}],
-                        ["image", "observer", "x", "y"])
-    assert f"{bad_num}, line 2: column 'x' should be a number, got 'left'" in error([bad_num, "--size", "4x4"])
-    no_size = write_csv(tmp_path / "size.csv", [{"image": "a", "observer": 1, "x": 1, "y": 1}],
-                        ["image", "observer", "x", "y"])
+    bad_num = write_csv(
+        tmp_path / "num.csv",
+        [{"image": "a", "observer": 1, "x": "left", "y": 1}],
+        ["image", "observer", "x", "y"],
+    )
+    assert f"{bad_num}, line 2: column 'x' should be a number, got 'left'" in error(
+        [bad_num, "--size", "4x4"]
+    )
+    no_size = write_csv(
+        tmp_path / "size.csv",
+        [{"image": "a", "observer": 1, "x": 1, "y": 1}],
+        ["image", "observer", "x", "y"],
+    )
     assert "image size unknown for 'a'" in error([no_size])
-    outside = write_csv(tmp_path / "out.csv", [{"image": "far", "observer": 1, "x": 90, "y": 1}],
-                        ["image", "observer", "x", "y"])
-    assert "image far: all 1 fixations fall outside the 4x4 (WxH) image" in error([outside, "--size", "4x4"])
+    outside = write_csv(
+        tmp_path / "out.csv",
+        [{"image": "far", "observer": 1, "x": 90, "y": 1}],
+        ["image", "observer", "x", "y"],
+    )
+    assert "image far: all 1 fixations fall outside the 4x4 (WxH) image" in error(
+        [outside, "--size", "4x4"]
+    )
     text = tmp_path / "fix.txt"
     text.write_text("1 2\n")
-    assert "expected an OSIE-layout folder (stimuli/ + fixations.mat) or a .csv file" in error([text])
+    assert "expected an OSIE-layout folder (stimuli/ + fixations.mat) or a .csv file" in error(
+        [text]
+    )
     empty_dir = tmp_path / "empty"
     empty_dir.mkdir()
     assert f"{empty_dir}: no fixations.mat" in error([empty_dir])
@@ -215,10 +270,14 @@ def test_input_errors_name_the_file(tmp_path, capsys):
 
 
 def test_duration_weighting_without_durations(tmp_path, capsys):
-    path = write_csv(tmp_path / "d.csv", [{"image": "a", "observer": 1, "x": 1, "y": 1}],
-                     ["image", "observer", "x", "y"])
-    code, _, err = run_cli([path, "-o", tmp_path / "o", "--sigma", 2, "--size", "4x4",
-                            "--duration-weighting"], capsys)
+    path = write_csv(
+        tmp_path / "d.csv",
+        [{"image": "a", "observer": 1, "x": 1, "y": 1}],
+        ["image", "observer", "x", "y"],
+    )
+    code, _, err = run_cli(
+        [path, "-o", tmp_path / "o", "--sigma", 2, "--size", "4x4", "--duration-weighting"], capsys
+    )
     assert code == 2 and f"{path}: --duration-weighting needs fixation durations" in err
 
 
@@ -227,7 +286,11 @@ def test_osie_missing_stimulus(tmp_path, capsys):
     (folder / "stimuli").mkdir(parents=True)
     records = np.empty((1, 1), dtype=object)
     subjects = np.empty((1, 1), dtype=object)
-    subjects[0, 0] = {"fix_x": np.array([1.0]), "fix_y": np.array([1.0]), "fix_duration": np.array([100])}
+    subjects[0, 0] = {
+        "fix_x": np.array([1.0]),
+        "fix_y": np.array([1.0]),
+        "fix_duration": np.array([100]),
+    }
     records[0, 0] = {"img": "9.jpg", "subjects": subjects}
     savemat(folder / "fixations.mat", {"fixations": records})
     code, _, err = run_cli([folder, "-o", tmp_path / "o", "--sigma", 2], capsys)
@@ -240,15 +303,46 @@ def test_help_lists_the_options(capsys):
     with pytest.raises(SystemExit):
         main(["gfdm", "--help"])
     text = capsys.readouterr().out
-    for option in ("--sigma", "--screen-width-px", "--collapse", "--duration-weighting", "--padding"):
+    for option in (
+        "--sigma",
+        "--screen-width-px",
+        "--collapse",
+        "--duration-weighting",
+        "--padding",
+    ):
         assert option in text
 
 
 def test_float_maps_match_torch_dtype(tmp_path, fixation_csv, capsys):
-    code, _, _ = run_cli([fixation_csv, "-o", tmp_path / "o", "--sigma", 3, "--size", "40x30",
-                          "--device", "cpu", "--no-png"], capsys)
+    code, _, _ = run_cli(
+        [
+            fixation_csv,
+            "-o",
+            tmp_path / "o",
+            "--sigma",
+            3,
+            "--size",
+            "40x30",
+            "--device",
+            "cpu",
+            "--no-png",
+        ],
+        capsys,
+    )
     assert code == 0
     assert torch.from_numpy(np.load(tmp_path / "o" / "a.npy")).dtype == torch.float32
-    code, _, err = run_cli([fixation_csv, "-o", tmp_path / "o2", "--sigma", 3, "--size", "40x30",
-                            "--device", "nodevice"], capsys)
+    code, _, err = run_cli(
+        [
+            fixation_csv,
+            "-o",
+            tmp_path / "o2",
+            "--sigma",
+            3,
+            "--size",
+            "40x30",
+            "--device",
+            "nodevice",
+        ],
+        capsys,
+    )
     assert code == 2 and "--device 'nodevice' is not usable" in err

@@ -31,7 +31,14 @@ MODES = [("reflect", "reflect"), ("zero", "constant")]
 @pytest.mark.parametrize("method", ["auto", "matrix", "fft"])
 @pytest.mark.parametrize(
     "shape, sigma",
-    [((40, 40), 10.0), ((33, 57), 2.5), ((7, 5), 3.3), ((3, 4), 6.0), ((60, 80), 24.0), ((9, 1), 1.0)],
+    [
+        ((40, 40), 10.0),
+        ((33, 57), 2.5),
+        ((7, 5), 3.3),
+        ((3, 4), 6.0),
+        ((60, 80), 24.0),
+        ((9, 1), 1.0),
+    ],
 )
 def test_blur_matches_scipy(shape, sigma, padding, mode, method):
     """Including kernels wider than the image, where scipy keeps reflecting."""
@@ -65,13 +72,17 @@ def test_gfdm_matches_scipy_on_count_map(padding, mode):
 def test_sparse_and_dense_count_blur_agree():
     rng = np.random.default_rng(2)
     sparse = fixation_counts(
-        [rng.uniform(0, 50, n) for n in (1, 4, 9)], [rng.uniform(0, 40, n) for n in (1, 4, 9)], 40, 50
+        [rng.uniform(0, 50, n) for n in (1, 4, 9)],
+        [rng.uniform(0, 40, n) for n in (1, 4, 9)],
+        40,
+        50,
     ).counts
     for padding in ("reflect", "zero"):
         assert torch.allclose(
             blur_counts(sparse, 5.0, padding=padding),
             gaussian_blur(sparse, 5.0, padding=padding),
-            rtol=0, atol=1e-15,
+            rtol=0,
+            atol=1e-15,
         )
 
 
@@ -97,7 +108,9 @@ def test_rounding_to_pixels_and_collapse():
 
 
 def test_duration_weighting():
-    weighted = gfdm([2.0, 7.0], [5.0, 5.0], 10, 10, 1.0, weights=[300.0, 100.0], dtype=torch.float64)
+    weighted = gfdm(
+        [2.0, 7.0], [5.0, 5.0], 10, 10, 1.0, weights=[300.0, 100.0], dtype=torch.float64
+    )
     assert float(weighted[5, 2] / weighted[5, 7]) == pytest.approx(3.0)
     with pytest.raises(ValueError, match="mutually exclusive"):
         gfdm([2.0], [5.0], 10, 10, 1.0, weights=[1.0], collapse=True)
@@ -141,8 +154,13 @@ def test_batch_equals_single_and_reports_per_image():
     rng = np.random.default_rng(3)
     images = [
         Fixations.from_observers(
-            [(rng.uniform(-5, 45, 6), rng.uniform(0, 30, 6), rng.uniform(100, 300, 6)) for _ in range(3)],
-            30, 40, name=f"img{i}",
+            [
+                (rng.uniform(-5, 45, 6), rng.uniform(0, 30, 6), rng.uniform(100, 300, 6))
+                for _ in range(3)
+            ],
+            30,
+            40,
+            name=f"img{i}",
         )
         for i in range(5)
     ]
@@ -150,7 +168,9 @@ def test_batch_equals_single_and_reports_per_image():
     assert batch.maps.shape == (5, 30, 40)
     assert torch.allclose(batch.maps.sum(dim=(1, 2)), torch.ones(5, dtype=torch.float64))
     for i, fix in enumerate(images):
-        single, dropped = gfdm(fix.xs, fix.ys, 30, 40, 3.0, dtype=torch.float64, return_dropped=True)
+        single, dropped = gfdm(
+            fix.xs, fix.ys, 30, 40, 3.0, dtype=torch.float64, return_dropped=True
+        )
         assert torch.allclose(batch.maps[i], single, atol=1e-15)
         assert int(batch.n_dropped[i]) == dropped
         assert int(batch.n_kept[i]) + dropped == len(fix)
@@ -202,11 +222,32 @@ def test_kernel_is_scipys():
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device")
 def test_gfdm_on_cuda_matches_cpu():
     rng = np.random.default_rng(4)
-    images = [Fixations(xs=rng.uniform(0, 64, 40), ys=rng.uniform(0, 48, 40), height=48, width=64) for _ in range(3)]
+    images = [
+        Fixations(xs=rng.uniform(0, 64, 40), ys=rng.uniform(0, 48, 40), height=48, width=64)
+        for _ in range(3)
+    ]
     for padding in ("reflect", "zero"):
         cpu = gfdm_batch(images, 5.0, padding=padding, dtype=torch.float64).maps
         gpu = gfdm_batch(images, 5.0, padding=padding, dtype=torch.float64, device="cuda").maps
         assert gpu.device.type == "cuda"
         assert torch.allclose(gpu.cpu(), cpu, atol=1e-12)
-        dense = gaussian_blur(torch.rand(2, 48, 64, dtype=torch.float64, device="cuda"), 5.0, padding=padding, method="fft")
+        dense = gaussian_blur(
+            torch.rand(2, 48, 64, dtype=torch.float64, device="cuda"),
+            5.0,
+            padding=padding,
+            method="fft",
+        )
         assert dense.device.type == "cuda"
+
+
+def test_import_stays_light():
+    """torchvision and scipy are never imported by ``import mlfem.gaze, mlfem.metrics``."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, mlfem.gaze, mlfem.metrics, mlfem.cli.gfdm; "
+        "print(sorted(m for m in ('torchvision', 'scipy') if m in sys.modules))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"

@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+from _osie import require_osie
 
 from mlfem import metrics
 from mlfem.gaze import (
@@ -15,8 +16,6 @@ from mlfem.gaze import (
     observer_scores,
     read_osie,
 )
-
-from _osie import require_osie
 
 SIGMA = 24.0  # the OSIE authors' blur
 

@@ -51,7 +51,8 @@ def test_centre_bias_as_a_method_and_fit():
         Fixations(
             xs=(99) / 2 + rng.normal(0, 0.1 * 100, 4000),
             ys=(79) / 2 + rng.normal(0, 0.3 * 80, 4000),
-            height=80, width=100,
+            height=80,
+            width=100,
         )
     ]
     fitted = CentreBias.fit(images)
@@ -103,8 +104,10 @@ def test_location_metric_and_callable_metric():
     assert nss.mean > 1.0  # the other observers' density is high where each observer looked
     own_counts = lambda o: torch.tensor(  # noqa: E731
         np.histogram2d(
-            np.floor(fix.of_observer(o).ys + 0.5), np.floor(fix.of_observer(o).xs + 0.5),
-            bins=(48, 64), range=((-0.5, 47.5), (-0.5, 63.5)),
+            np.floor(fix.of_observer(o).ys + 0.5),
+            np.floor(fix.of_observer(o).xs + 0.5),
+            bins=(48, 64),
+            range=((-0.5, 47.5), (-0.5, 63.5)),
         )[0]
     )
     rest = fix.without_observer(0)

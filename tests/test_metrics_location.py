@@ -106,7 +106,9 @@ def test_sauc_exact_and_sampled(batch):
     for b in range(4):
         pos = s[b][fix[b] > 0]
         neg = s[b][other[b] > 0]
-        expected = ((pos[:, None] > neg[None, :]).double() + 0.5 * (pos[:, None] == neg[None, :]).double()).mean()
+        expected = (
+            (pos[:, None] > neg[None, :]).double() + 0.5 * (pos[:, None] == neg[None, :]).double()
+        ).mean()
         assert float(exact[b]) == pytest.approx(float(expected), abs=1e-12)
     sampled = metrics.sauc(s, fix, other, seed=0)
     assert torch.equal(sampled, metrics.sauc(s, fix, other, seed=0))
@@ -133,7 +135,9 @@ def test_info_gain_baselines():
     gt_like = torch.tensor(rng.random((3, 16, 16))) + fix * 5.0
     uniform = torch.ones(16, 16, dtype=torch.float64)
     # Against itself: zero gain; a map concentrated on the fixations gains over uniform.
-    assert torch.allclose(metrics.info_gain(gt_like, fix, gt_like), torch.zeros(3, dtype=torch.float64))
+    assert torch.allclose(
+        metrics.info_gain(gt_like, fix, gt_like), torch.zeros(3, dtype=torch.float64)
+    )
     assert bool((metrics.info_gain(gt_like, fix, "uniform") > 0).all())
     assert torch.allclose(
         metrics.info_gain(uniform, fix, "uniform"), torch.zeros(3, dtype=torch.float64), atol=1e-12
@@ -162,7 +166,9 @@ def test_nan_cases_are_reported_not_zero():
     assert not math.isnan(float(judd[0])) and math.isnan(float(judd[1]))  # no fixations
     assert math.isnan(float(metrics.nss(s, fix)[1]))
     assert math.isnan(float(metrics.auc_borji(s, fix)[1]))
-    table = metrics.evaluate(s, gt=zeros.clone().fill_(1), fix=fix, metrics=["pcc", "nss", "auc_judd"])
+    table = metrics.evaluate(
+        s, gt=zeros.clone().fill_(1), fix=fix, metrics=["pcc", "nss", "auc_judd"]
+    )
     assert table.nan_counts == {"pcc": 2, "nss": 1, "auc_judd": 1}
     assert math.isnan(table.mean()["pcc"])
     assert table.mean()["nss"] == pytest.approx(table.columns["nss"][0])
@@ -191,7 +197,9 @@ def test_single_prediction_broadcasts_over_batch(batch):
 
 def test_prediction_resized_bilinearly_and_recorded():
     gt = torch.rand(3, 20, 30, dtype=torch.float64)
-    small = torch.nn.functional.interpolate(gt.unsqueeze(1), size=(10, 15), mode="bilinear").squeeze(1)
+    small = torch.nn.functional.interpolate(
+        gt.unsqueeze(1), size=(10, 15), mode="bilinear"
+    ).squeeze(1)
     table = metrics.evaluate(small, gt=gt, metrics=["pcc", "sim"], names=["a", "b", "c"])
     assert table.resized is True
     assert [row["image"] for row in table.rows()] == ["a", "b", "c"]
@@ -206,10 +214,22 @@ def test_table_rows_columns_and_csv(tmp_path, batch):
     s, fix = batch
     gt = torch.rand(4, 24, 30, dtype=torch.float64)
     table = metrics.evaluate(
-        s, gt=gt, fix=fix, other_fix=fix.flip(0),
+        s,
+        gt=gt,
+        fix=fix,
+        other_fix=fix.flip(0),
         metrics=["pcc", "sim", "nss", "auc_judd", "auc_borji", "sauc", "ig", "kld"],
     )
-    assert table.metrics == ("pcc", "sim", "nss", "auc_judd", "auc_borji", "sauc", "info_gain", "kld")
+    assert table.metrics == (
+        "pcc",
+        "sim",
+        "nss",
+        "auc_judd",
+        "auc_borji",
+        "sauc",
+        "info_gain",
+        "kld",
+    )
     assert len(table.rows()) == 4 and set(table.rows()[0]) == {"image", *table.metrics}
     table.to_csv(tmp_path / "t.csv")
     lines = (tmp_path / "t.csv").read_text().splitlines()
@@ -248,9 +268,13 @@ def test_metrics_on_cuda(batch):
     s, fix = batch
     gt = torch.rand(4, 24, 30, dtype=torch.float64)
     for name in ("pcc", "sim", "kld"):
-        assert torch.allclose(metrics.compute(name, s.cuda(), gt=gt.cuda()).cpu(), metrics.compute(name, s, gt=gt))
+        assert torch.allclose(
+            metrics.compute(name, s.cuda(), gt=gt.cuda()).cpu(), metrics.compute(name, s, gt=gt)
+        )
     for name in ("nss", "auc_judd", "auc_pixels"):
-        assert torch.allclose(metrics.compute(name, s.cuda(), fix=fix.cuda()).cpu(), metrics.compute(name, s, fix=fix))
+        assert torch.allclose(
+            metrics.compute(name, s.cuda(), fix=fix.cuda()).cpu(), metrics.compute(name, s, fix=fix)
+        )
     assert bool(torch.isfinite(metrics.auc_borji(s.cuda(), fix.cuda())).all())
     assert bool(torch.isfinite(metrics.sauc(s.cuda(), fix.cuda(), fix.flip(0).cuda())).all())
 

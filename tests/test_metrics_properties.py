@@ -49,7 +49,13 @@ def test_pcc_symmetric(pair):
 
 
 @SETTINGS
-@given(map_pairs(), st.floats(0.01, 100), st.floats(-100, 100), st.floats(0.01, 100), st.floats(-100, 100))
+@given(
+    map_pairs(),
+    st.floats(0.01, 100),
+    st.floats(-100, 100),
+    st.floats(0.01, 100),
+    st.floats(-100, 100),
+)
 def test_pcc_invariant_to_positive_affine(pair, scale_a, shift_a, scale_b, shift_b):
     a, b = pair
     assume(_not_constant(a) and _not_constant(b))
@@ -87,7 +93,9 @@ def test_nss_invariant_to_positive_affine(data, scale, shift):
     s, fix = data
     assume(_not_constant(s))
     base = float(metrics.nss(s, fix))
-    assert math.isclose(base, float(metrics.nss(s * scale + shift, fix)), rel_tol=1e-6, abs_tol=1e-6)
+    assert math.isclose(
+        base, float(metrics.nss(s * scale + shift, fix)), rel_tol=1e-6, abs_tol=1e-6
+    )
 
 
 @SETTINGS
@@ -106,7 +114,11 @@ def test_auc_of_constant_map_is_half(shape, value, data):
 def test_aucs_in_unit_interval(data):
     s, fix = data
     assume(bool((fix == 0).any()))
-    for value in (metrics.auc_judd(s, fix), metrics.auc_pixels(s, fix), metrics.auc_borji(s, fix, n_splits=3)):
+    for value in (
+        metrics.auc_judd(s, fix),
+        metrics.auc_pixels(s, fix),
+        metrics.auc_borji(s, fix, n_splits=3),
+    ):
         assert 0.0 <= float(value) <= 1.0
 
 

@@ -53,7 +53,9 @@ def test_counts_keep_duplicates(counts: torch.Tensor) -> None:
 
 def test_sim(model: torch.Tensor, gold: torch.Tensor) -> None:
     assert float(metrics.sim(model, gold).mean()) == pytest.approx(0.315899, abs=1e-6)
-    assert float(metrics.sim(model, gold, variant="mit").mean()) == pytest.approx(0.3149125, abs=1e-6)
+    assert float(metrics.sim(model, gold, variant="mit").mean()) == pytest.approx(
+        0.3149125, abs=1e-6
+    )
 
 
 def test_sim_against_constant(model: torch.Tensor) -> None:

@@ -35,33 +35,42 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     sigma.add_argument("--screen-width-mm", type=float, help="screen width in mm")
     sigma.add_argument("--distance-mm", type=float, help="viewing distance in mm")
     sigma.add_argument(
-        "--sigma-deg", type=float, default=1.0,
+        "--sigma-deg",
+        type=float,
+        default=1.0,
         help="sigma in degrees of visual angle, with the geometry (default 1)",
     )
     parser.add_argument(
-        "--collapse", action="store_true",
+        "--collapse",
+        action="store_true",
         help="count each fixated pixel once (binary fixation map, MIT convention)",
     )
     parser.add_argument(
         "--duration-weighting", action="store_true", help="weight fixations by their duration"
     )
     parser.add_argument(
-        "--padding", choices=("reflect", "zero"), default="reflect",
+        "--padding",
+        choices=("reflect", "zero"),
+        default="reflect",
         help="border handling of the blur (default reflect, as scipy)",
     )
     parser.add_argument(
-        "--one-based", action="store_true",
+        "--one-based",
+        action="store_true",
         help="CSV coordinates are 1-based (MATLAB style); OSIE .mat files always are",
     )
     parser.add_argument(
-        "--size", metavar="WIDTHxHEIGHT",
+        "--size",
+        metavar="WIDTHxHEIGHT",
         help="image size for every image (else from the stimuli or CSV width/height columns)",
     )
     parser.add_argument(
         "--stimuli", type=Path, help="folder of the stimuli, to read CSV images' sizes"
     )
     parser.add_argument(
-        "--dtype", choices=("float32", "float64"), default="float32",
+        "--dtype",
+        choices=("float32", "float64"),
+        default="float32",
         help="dtype of the computation and of the .npy files (default float32)",
     )
     parser.add_argument("--device", default="cpu", help="torch device (default cpu)")
@@ -76,7 +85,9 @@ def _parse_size(text: str | None) -> tuple[int, int] | None:
     try:
         width, height = (int(p) for p in parts)
     except ValueError:
-        raise UsageError(f"--size must look like WIDTHxHEIGHT, e.g. 800x600, got {text!r}") from None
+        raise UsageError(
+            f"--size must look like WIDTHxHEIGHT, e.g. 800x600, got {text!r}"
+        ) from None
     if width <= 0 or height <= 0:
         raise UsageError(f"--size must be positive, got {text!r}")
     return height, width
@@ -150,9 +161,9 @@ def run(args: argparse.Namespace) -> int:
     if args.duration_weighting:
         lacking = [f.name for f in images if f.durations is None]
         if lacking:
+            which = "this file has not" if len(lacking) == len(images) else f"{lacking[0]} lacks"
             raise UsageError(
-                f"{args.input}: --duration-weighting needs fixation durations, which "
-                f"{'this file has not' if len(lacking) == len(images) else 'image ' + lacking[0] + ' lacks'}"
+                f"{args.input}: --duration-weighting needs fixation durations, which {which}"
             )
     names = [f.name for f in images]
     duplicates = sorted({n for n in names if names.count(n) > 1})
@@ -174,8 +185,13 @@ def run(args: argparse.Namespace) -> int:
             chunk = [images[i] for i in indices[start : start + 16]]
             try:
                 batch = gfdm_batch(
-                    chunk, sigma, collapse=args.collapse, padding=args.padding,
-                    weight_by_duration=args.duration_weighting, dtype=dtype, device=device,
+                    chunk,
+                    sigma,
+                    collapse=args.collapse,
+                    padding=args.padding,
+                    weight_by_duration=args.duration_weighting,
+                    dtype=dtype,
+                    device=device,
                 )
             except ValueError as error:
                 raise UsageError(f"{args.input}: {error}") from None

@@ -152,7 +152,9 @@ def gaussian_blur(
     if not torch.is_floating_point(maps):
         raise TypeError(f"maps must be a floating-point tensor, got {maps.dtype}")
     if maps.dim() < 2:
-        raise ValueError(f"maps must have at least 2 dimensions (H, W), got shape {tuple(maps.shape)}")
+        raise ValueError(
+            f"maps must have at least 2 dimensions (H, W), got shape {tuple(maps.shape)}"
+        )
     sigma = float(sigma)
     if not math.isfinite(sigma) or sigma < 0:
         raise ValueError(f"sigma must be a finite number >= 0, got {sigma}")

@@ -89,8 +89,10 @@ class CentreBias:
         dx, dy = [], []
         for fix in fixations:
             inside = (
-                (fix.xs >= -0.5) & (fix.xs < fix.width - 0.5)
-                & (fix.ys >= -0.5) & (fix.ys < fix.height - 0.5)
+                (fix.xs >= -0.5)
+                & (fix.xs < fix.width - 0.5)
+                & (fix.ys >= -0.5)
+                & (fix.ys < fix.height - 0.5)
             )
             dx.append((fix.xs[inside] - (fix.width - 1) / 2) / fix.width)
             dy.append((fix.ys[inside] - (fix.height - 1) / 2) / fix.height)

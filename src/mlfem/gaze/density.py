@@ -46,9 +46,11 @@ class GFDMBatch(NamedTuple):
 
 
 def _as_float64(values: object, device: torch.device | None) -> torch.Tensor:
-    return torch.as_tensor(np.asarray(values) if not torch.is_tensor(values) else values).to(
-        device=device, dtype=torch.float64
-    ).reshape(-1)
+    return (
+        torch.as_tensor(np.asarray(values) if not torch.is_tensor(values) else values)
+        .to(device=device, dtype=torch.float64)
+        .reshape(-1)
+    )
 
 
 def fixation_counts(
@@ -134,9 +136,14 @@ def fixation_map(
 ) -> tuple[torch.Tensor, int]:
     """One (H, W) count map and the number of dropped out-of-bounds fixations."""
     out = fixation_counts(
-        [xs], [ys], height, width,
+        [xs],
+        [ys],
+        height,
+        width,
         weights=None if weights is None else [weights],
-        collapse=collapse, dtype=dtype, device=device,
+        collapse=collapse,
+        dtype=dtype,
+        device=device,
     )
     return out.counts[0], int(out.n_dropped[0])
 
@@ -245,9 +252,14 @@ def gfdm(
     """
     n_total = int(np.asarray(xs).size if not torch.is_tensor(xs) else xs.numel())
     counts = fixation_counts(
-        [xs], [ys], height, width,
+        [xs],
+        [ys],
+        height,
+        width,
         weights=None if weights is None else [weights],
-        collapse=collapse, dtype=dtype, device=device,
+        collapse=collapse,
+        dtype=dtype,
+        device=device,
     )
     _check_nonempty(n_total, int(counts.n_kept[0]), height, width, "gfdm")
     if float(counts.counts.sum()) <= 0:
@@ -280,7 +292,9 @@ def gfdm_batch(
         raise ValueError("gfdm_batch: no images given")
     sizes = {f.size for f in fixations}
     if len(sizes) != 1:
-        raise ValueError(f"gfdm_batch: images differ in size {sorted(sizes)}; batch same-size images")
+        raise ValueError(
+            f"gfdm_batch: images differ in size {sorted(sizes)}; batch same-size images"
+        )
     height, width = sizes.pop()
     for index, fix in enumerate(fixations):
         label = f"image {fix.name or index}"
@@ -290,9 +304,14 @@ def gfdm_batch(
     for start in range(0, len(fixations), max(1, int(chunk_size))):
         chunk = fixations[start : start + max(1, int(chunk_size))]
         counts = fixation_counts(
-            [f.xs for f in chunk], [f.ys for f in chunk], height, width,
+            [f.xs for f in chunk],
+            [f.ys for f in chunk],
+            height,
+            width,
             weights=[f.durations for f in chunk] if weight_by_duration else None,
-            collapse=collapse, dtype=dtype, device=device,
+            collapse=collapse,
+            dtype=dtype,
+            device=device,
         )
         for offset, fix in enumerate(chunk):
             label = f"image {fix.name or start + offset}"

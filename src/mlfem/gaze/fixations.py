@@ -80,7 +80,7 @@ class Fixations:
             ids.append(np.full(ox.size, index, dtype=np.int64))
             if len(obs) == 3:
                 durs.append(_vector(f"observer {index} durations", obs[2], ox.size))
-        cat = (lambda parts: np.concatenate(parts) if parts else np.zeros(0))  # noqa: E731
+        cat = lambda parts: np.concatenate(parts) if parts else np.zeros(0)  # noqa: E731
         return cls(
             xs=cat(xs),
             ys=cat(ys),

@@ -50,9 +50,8 @@ def find_osie(folder: str | Path) -> tuple[Path, Path]:
     stimuli = [root / "stimuli", root / "data" / "stimuli"]
     mat = next((m for m in mats if m.is_file()), None)
     if mat is None:
-        raise GazeDataError(
-            f"{root}: no fixations.mat (looked for {', '.join(str(m.relative_to(root)) for m in mats)})"
-        )
+        looked = ", ".join(str(m.relative_to(root)) for m in mats)
+        raise GazeDataError(f"{root}: no fixations.mat (looked for {looked})")
     stim = next((s for s in stimuli if s.is_dir()), stimuli[0])
     return mat, stim
 
@@ -179,10 +178,14 @@ def read_fixation_csv(
             if has_duration:
                 record["d"].append(_number(path, line, "duration", row["duration"]))
             if has_size:
-                hw = (_number(path, line, "height", row["height"]),
-                      _number(path, line, "width", row["width"]))
+                hw = (
+                    _number(path, line, "height", row["height"]),
+                    _number(path, line, "width", row["width"]),
+                )
                 if not all(math.isfinite(v) and v > 0 and v == int(v) for v in hw):
-                    raise GazeDataError(f"{path}, line {line}: width/height must be positive integers")
+                    raise GazeDataError(
+                        f"{path}, line {line}: width/height must be positive integers"
+                    )
                 hw = (int(hw[0]), int(hw[1]))
                 if record["size"] not in (None, hw):
                     raise GazeDataError(f"{path}, line {line}: image {image!r} changes size")

@@ -23,7 +23,6 @@ from mlfem.metrics.table import compute, resolve
 __all__ = ["ObserverScores", "human_ceiling", "human_ceiling_per_image", "observer_scores"]
 
 
-
 class ObserverScores(NamedTuple):
     """Leave-one-observer-out scores of one image."""
 
@@ -137,8 +136,13 @@ def human_ceiling(
     duplicates. Needs at least two observers.
     """
     maps = _observer_maps(
-        fixations, sigma, collapse=collapse, padding=padding, truncate=truncate,
-        dtype=dtype, device=device,
+        fixations,
+        sigma,
+        collapse=collapse,
+        padding=padding,
+        truncate=truncate,
+        dtype=dtype,
+        device=device,
     )
     return _summarise(_score(metric, needs, maps.others, maps, seed, baseline), maps.observers)
 
@@ -162,8 +166,13 @@ def observer_scores(
     :func:`human_ceiling`), so a method or the centre bias can be put beside the ceiling.
     """
     maps = _observer_maps(
-        fixations, sigma, collapse=collapse, padding=padding, truncate=truncate,
-        dtype=dtype, device=device,
+        fixations,
+        sigma,
+        collapse=collapse,
+        padding=padding,
+        truncate=truncate,
+        dtype=dtype,
+        device=device,
     )
     pred = torch.as_tensor(pred).to(device=maps.own.device)
     if pred.dim() != 2:

@@ -24,6 +24,7 @@ __all__ = [
     "match_size",
     "minmax",
     "prepare",
+    "row_dot",
     "sort_rows",
     "sum_normalise",
     "weighted_mean",
@@ -73,8 +74,11 @@ def match_size(pred: torch.Tensor, size: tuple[int, int]) -> tuple[torch.Tensor,
         return pred, False
     dtype = pred.dtype if torch.is_floating_point(pred) else torch.float32
     resized = F.interpolate(
-        pred.to(dtype).unsqueeze(1), size=tuple(size), mode="bilinear",
-        align_corners=False, antialias=True,
+        pred.to(dtype).unsqueeze(1),
+        size=tuple(size),
+        mode="bilinear",
+        align_corners=False,
+        antialias=True,
     )
     return resized.squeeze(1), True
 
@@ -178,3 +182,12 @@ def sort_rows(x: torch.Tensor) -> torch.Tensor:
     if x.device.type == "cpu" and x.dtype in (torch.float32, torch.float64):
         return torch.from_numpy(np.sort(x.detach().contiguous().numpy(), axis=1))
     return torch.sort(x, dim=1).values
+
+
+def row_dot(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """Row-wise dot products of (B, N) tensors.
+
+    ``vecdot`` sums with torch's cascade reduction (relative error ~1e-7 in float32 over 307 200
+    pixels); ``bmm`` / ``einsum`` were measured ~200x less accurate (~2e-5).
+    """
+    return torch.linalg.vecdot(a, b)

@@ -9,20 +9,20 @@ from __future__ import annotations
 
 import torch
 
-from mlfem.metrics._common import EPS, chunked, finish, is_constant, minmax, prepare, sum_normalise
+from mlfem.metrics._common import (
+    EPS,
+    chunked,
+    finish,
+    is_constant,
+    minmax,
+    prepare,
+    row_dot,
+    sum_normalise,
+)
 
 __all__ = ["SIM_VARIANTS", "kld", "pcc", "sim"]
 
 SIM_VARIANTS: tuple[str, ...] = ("default", "mit")
-
-
-def _dot(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
-    """Row-wise dot products of (B, N) tensors.
-
-    ``vecdot`` sums with torch's cascade reduction (relative error ~1e-7 in float32 over 307 200
-    pixels); ``bmm`` / ``einsum`` were measured ~200x less accurate (~2e-5).
-    """
-    return torch.linalg.vecdot(a, b)
 
 
 def _pcc(pred: torch.Tensor, gt: torch.Tensor) -> torch.Tensor:
@@ -31,9 +31,9 @@ def _pcc(pred: torch.Tensor, gt: torch.Tensor) -> torch.Tensor:
     undefined = is_constant(pred) | is_constant(gt)  # zero variance
     x = x - x.mean(dim=1, keepdim=True)
     y = y - y.mean(dim=1, keepdim=True)
-    den = torch.sqrt(_dot(x, x) * _dot(y, y))
+    den = torch.sqrt(row_dot(x, x) * row_dot(y, y))
     # Clamp guards the last ulp: |r| may exceed 1 by rounding.
-    r = (_dot(x, y) / torch.where(undefined, torch.ones_like(den), den)).clamp(-1.0, 1.0)
+    r = (row_dot(x, y) / torch.where(undefined, torch.ones_like(den), den)).clamp(-1.0, 1.0)
     return torch.where(undefined, float("nan"), r)
 
 
@@ -76,9 +76,7 @@ def sim(pred: torch.Tensor, gt: torch.Tensor, variant: str = "default") -> torch
     if variant not in SIM_VARIANTS:
         raise ValueError(f"variant must be one of {SIM_VARIANTS}, got {variant!r}")
     p = prepare(pred, gt)
-    return finish(
-        chunked(lambda a, b: _sim(a, b, variant == "mit"), p.pred, p.target), p.squeeze
-    )
+    return finish(chunked(lambda a, b: _sim(a, b, variant == "mit"), p.pred, p.target), p.squeeze)
 
 
 def _kld(pred: torch.Tensor, gt: torch.Tensor) -> torch.Tensor:

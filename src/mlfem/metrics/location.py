@@ -21,13 +21,14 @@ from mlfem.metrics._common import (
     is_constant,
     minmax,
     prepare,
+    row_dot,
     sort_rows,
     sum_normalise,
     weighted_mean,
 )
-from mlfem.metrics.distribution import _dot
 
 __all__ = ["auc_borji", "auc_judd", "auc_pixels", "info_gain", "nss", "sauc"]
+
 
 def _check_counts(fix: torch.Tensor, name: str = "fix") -> None:
     if fix.numel() == 0:
@@ -91,10 +92,10 @@ def _nss(s: torch.Tensor, c: torch.Tensor) -> torch.Tensor:
     const = is_constant(s)
     mean = x.mean(dim=1)
     centred = x - mean.unsqueeze(1)
-    std = torch.sqrt(_dot(centred, centred) / x.shape[1])
+    std = torch.sqrt(row_dot(centred, centred) / x.shape[1])
     n_fix = w.sum(dim=1)
     # mean of z at fixations = (weighted mean of the map at fixations - mean) / std: no z map.
-    at_fix = _dot(centred, w) / torch.where(n_fix > 0, n_fix, torch.ones_like(n_fix))
+    at_fix = row_dot(centred, w) / torch.where(n_fix > 0, n_fix, torch.ones_like(n_fix))
     out = at_fix / torch.where(const, torch.ones_like(std), std)
     return torch.where(const | (n_fix <= 0), float("nan"), out)
 
@@ -123,7 +124,9 @@ def _auc_judd(s: torch.Tensor, c: torch.Tensor) -> torch.Tensor:
     k = int(n_fixated.max()) if rows.numel() else 0
     if k == 0:
         return torch.full((b,), float("nan"), dtype=s.dtype, device=s.device)
-    slot = torch.arange(rows.numel(), device=s.device) - (torch.cumsum(n_fixated, 0) - n_fixated)[rows]
+    slot = (
+        torch.arange(rows.numel(), device=s.device) - (torch.cumsum(n_fixated, 0) - n_fixated)[rows]
+    )
     # Thresholds = the map values at fixated pixels (ascending), padded with +inf: a +inf
     # threshold is reached by nothing, i.e. the (0, 0) point, which adds no area.
     thr = torch.full((b, k), float("inf"), dtype=s.dtype, device=s.device)
@@ -330,9 +333,7 @@ def sauc(
             si: torch.Tensor = si, locations: torch.Tensor = locations, n_draw: int = n_draw
         ) -> torch.Tensor:
             # A uniformly random subset per split: the n_draw largest of i.i.d. uniform keys.
-            keys = torch.rand(
-                (int(n_splits), locations.numel()), generator=gen, device=gen_device
-            )
+            keys = torch.rand((int(n_splits), locations.numel()), generator=gen, device=gen_device)
             pick = keys.topk(n_draw, dim=1).indices.to(si.device)
             return si[locations[pick]]
 

@@ -163,10 +163,13 @@ def evaluate(
     values: dict[str, torch.Tensor] = {}
     for spec in specs:
         out = compute(
-            spec.name, p,
+            spec.name,
+            p,
             gt=None if gt is None else as_batch(gt, "gt")[0],
             fix=None if fix is None else as_batch(fix, "fix")[0],
-            other_fix=other_fix, baseline=baseline, seed=seed,
+            other_fix=other_fix,
+            baseline=baseline,
+            seed=seed,
         )
         values[spec.name] = out.reshape(-1)
     count = max(v.numel() for v in values.values())
@@ -180,5 +183,3 @@ def evaluate(
         table.columns[name] = column
         table.nan_counts[name] = sum(1 for v in column if math.isnan(v))
     return table
-
-
