@@ -74,14 +74,19 @@ def test_rows_columns_references_and_run_record(tmp_path) -> None:
     summary = run_evaluation(_config(tmp_path, metrics=["pcc", "sim", "nss"]), model=_model(), dataset=dataset)
     assert summary.status == "complete" and summary.n_evaluated == 7
     table = read_results(tmp_path / "results.csv")
-    assert table.metrics == ("pcc", "sim", "nss")
-    # One row per image and method, plus the two reference rows (8 simulated observers each).
+    # The paper's protocol, then the same metrics against each observer (8 simulated ones).
+    assert table.metrics == ("pcc", "sim", "nss", "pcc_obs", "sim_obs", "nss_obs")
+    # One row per image and method, plus the two reference rows.
     assert len(table) == 7 * (3 + 2)
     pairs = set(zip(table["image_id"], table["method"]))
     assert len(pairs) == len(table)
     assert table.explanation_methods == ["mlfem-add", "fem", "gradcam"]
     assert table.reference_methods == ["human", "centre-bias"]
-    assert np.isfinite(table["pcc"]).all() and np.isfinite(table["nss"]).all()
+    scored = table.where(table["method"] != "human")
+    for metric in table.metrics:
+        assert np.isfinite(scored[metric]).all(), metric
+    human = table.method_rows("human")
+    assert np.isnan(human["pcc"]).all() and np.isfinite(human["pcc_obs"]).all()
     for i in range(7):
         sample = dataset[i]
         rows = table.where(table["image_id"] == sample.image_id)
@@ -91,12 +96,38 @@ def test_rows_columns_references_and_run_record(tmp_path) -> None:
     record = json.loads((tmp_path / "run.json").read_text())
     assert record["status"] == "complete" and record["rows"] == len(table)
     assert record["skipped"]["count"] == 0 and record["nan_total"] == 0
+    assert set(record["nan_counts"]["human"]) == {"pcc_obs", "sim_obs", "nss_obs"}
     assert record["versions"]["torch"] and record["device"] == "cpu"
     assert record["settings"]["metrics"] == ["pcc", "sim", "nss"] and record["seed"] == 0
+    assert record["observer_protocol"] is True
     gallery = load_gallery(tmp_path / "maps")
     assert [e.index for e in gallery] == [0, 1]
     assert set(gallery[0].maps) == {"mlfem-add", "fem", "gradcam"}
     assert gallery[0].layers.shape[0] == len(gallery[0].layer_names) == 2
+
+
+def test_reference_rows_agree_with_mlfem_gaze(tmp_path) -> None:
+    from mlfem.gaze import Fixations, centre_bias, human_ceiling, observer_scores
+    from mlfem.metrics import pcc
+
+    dataset = _dataset(3)
+    run_evaluation(_config(tmp_path, methods=["fem"], metrics=["pcc", "nss"]), model=_model(), dataset=dataset)
+    table = read_results(tmp_path / "results.csv")
+    sigma = dataset.config.effective_sigma
+    for i in range(3):
+        sample = dataset[i]
+        fixations = Fixations.from_observers(
+            [(f[:, 0].numpy(), f[:, 1].numpy()) for f in sample.fixations if len(f)], SIZE, SIZE
+        )
+        rows = {m: table.where((table["image_id"] == sample.image_id) & (table["method"] == m)) for m in ("human", "centre-bias")}
+        for metric in ("pcc", "nss"):
+            ceiling = human_ceiling(fixations, sigma, metric, needs="gt" if metric == "pcc" else "fix").mean
+            assert rows["human"][metric + "_obs"][0] == pytest.approx(ceiling, rel=1e-4, abs=1e-6)
+            prior = centre_bias(SIZE, SIZE)
+            expected = observer_scores(prior, fixations, sigma, metric, needs="gt" if metric == "pcc" else "fix").mean
+            assert rows["centre-bias"][metric + "_obs"][0] == pytest.approx(expected, rel=1e-4, abs=1e-6)
+        full = float(pcc(centre_bias(SIZE, SIZE), sample.gfdm))
+        assert rows["centre-bias"]["pcc"][0] == pytest.approx(full, rel=1e-5)
 
 
 def test_an_interrupted_run_resumes_to_the_same_results(tmp_path) -> None:

@@ -75,7 +75,10 @@ def test_headline_table_lists_methods_then_references(run_dir) -> None:
     names = [line.split()[0] for line in lines[2:] if not line.startswith("-")]
     assert names == [*METHODS, "human", "centre-bias"]
     assert all(f" {N_IMAGES} " in line for line in lines[2:] if not line.startswith("-"))
-    assert sum(line.count(" *") for line in lines) == 2  # one best per metric
+    assert lines[0].split()[-4:] == ["sim_obs", "mean", "[95%", "CI]"]
+    assert sum(line.count(" *") for line in lines) == 4  # one best per metric column
+    human = next(line for line in lines if line.startswith("human"))
+    assert human.count("n/a") == 2  # no value under the paper's protocol
 
 
 def test_report_cli_and_errors(run_dir, tmp_path, capsys) -> None:

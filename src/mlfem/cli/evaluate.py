@@ -25,7 +25,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
             "Then 'mlfem report OUT' draws the figures."
         ),
     )
-    parser.add_argument("--dataset", required=True, help="salicon, cat2000, mexculture, mit1003, osie, folder, synthetic")
+    parser.add_argument(
+        "--dataset", default=None,
+        help="salicon, cat2000, mexculture, mit1003, osie, folder, synthetic (default with --classifier: "
+        "the dataset, options and splits file it was trained with)",
+    )
     parser.add_argument("--root", default=None, help="dataset folder (default $MLFEM_DATA/<dataset>; none for synthetic)")
     parser.add_argument("--split", default="test", help="split to evaluate: train, val, test or 'all' (default test)")
     parser.add_argument("--splits", default=None, help="splits JSON file (read, or written when missing); see docs/datasets.md")

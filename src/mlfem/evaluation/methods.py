@@ -114,6 +114,10 @@ class MethodRunner:
                         f"{name}: the fusion was trained on layers {list(expected)}, but the "
                         f"evaluation reads {self.extractor.layer_names}"
                     )
+                # A learned fusion may refuse the maps of a model it was not trained for.
+                check = getattr(operator, "check_model", None)
+                if callable(check):
+                    check(model)
                 if isinstance(operator, nn.Module):
                     operator = operator.to(self.device).eval()
                 self.fusions[name] = operator

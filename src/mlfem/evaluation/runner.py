@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import math
 import os
 import platform
 import shutil
@@ -64,12 +65,17 @@ class EvaluationConfig:
     """Everything that defines an evaluation run (see ``mlfem evaluate --help``).
 
     ``classifier`` is a checkpoint of ``mlfem train-classifier``; alternatively ``model`` (and
-    ``weights``) name any model as ``mlfem explain`` does. ``limit`` keeps the first N images of
+    ``weights``) name any model as ``mlfem explain`` does. With a classifier checkpoint,
+    ``dataset=None`` evaluates the dataset it was trained on, with its options and splits file
+    (so the ``test`` split is the one it never saw). ``limit`` keeps the first N images of
     the split. ``leakage`` is ``"refuse"`` (error when a checkpoint saw an evaluated image) or
-    ``"flag"`` (record it in ``run.json`` and go on).
+    ``"flag"`` (record it in ``run.json`` and go on). ``references`` adds the centre-bias and
+    human-ceiling rows; ``observer_protocol`` (when the images have several observers) adds
+    a ``<metric>_obs`` column per metric, every row scored against each observer separately
+    (the human ceiling's protocol, see :mod:`mlfem.evaluation.observers`).
     """
 
-    dataset: str
+    dataset: str | None
     out: Path
     root: str | None = None
     split: str | None = "test"
@@ -92,6 +98,7 @@ class EvaluationConfig:
     device: str | None = None
     seed: int = 0
     references: bool = True
+    observer_protocol: bool = True
     gallery: int = 12
     limit: int | None = None
     leakage: str = "refuse"
@@ -251,6 +258,41 @@ def _open_dataset(config: EvaluationConfig) -> Any:
         raise EvaluationError(f"could not open dataset {config.dataset!r}: {error}") from error
 
 
+def _dataset_from_classifier(config: EvaluationConfig) -> None:
+    """Default the dataset (name, root, options, splits file) to the one the classifier
+    checkpoint was trained on, when no dataset or that same dataset is named; options the
+    caller gives override the recorded ones."""
+    if config.classifier is None:
+        if config.dataset is None:
+            raise EvaluationError("name the dataset (--dataset), or pass a --classifier checkpoint that records one")
+        return
+    try:
+        from mlfem.training import read_metadata
+
+        recorded = read_metadata(config.classifier).get("dataset") or {}
+    except ImportError as error:
+        raise EvaluationError(f"--classifier needs mlfem.training ({error})") from error
+    except (ValueError, OSError) as error:
+        raise EvaluationError(f"cannot read {config.classifier}: {error}") from error
+    name = recorded.get("name")
+    if not name:
+        if config.dataset is None:
+            raise EvaluationError(f"{config.classifier} records no dataset: pass --dataset")
+        return
+    if config.dataset is not None and _canonical_name(config.dataset) != _canonical_name(name):
+        return  # another dataset than the classifier's: the caller's options alone apply
+    config.dataset = str(name)
+    if config.root is None and recorded.get("root"):
+        config.root = str(recorded["root"])
+    config.dataset_options = {**dict(recorded.get("options") or {}), **config.dataset_options}
+    if config.splits is None and recorded.get("splits"):
+        config.splits = str(recorded["splits"])
+
+
+def _canonical_name(name: str) -> str:
+    return name.strip().lower().replace("-", "").replace("_", "")
+
+
 def _load_model(config: EvaluationConfig, device: torch.device) -> EvaluatedModel:
     if (config.classifier is None) == (config.model is None):
         raise EvaluationError("name the classifier: --classifier CKPT (from train-classifier) or --model SPEC")
@@ -329,6 +371,7 @@ class _Evaluation:
         self.gradient_free = not self.runner.gradient_methods()
         self.skipped: list[dict[str, str]] = []
         self.no_ceiling = 0
+        self.observer_protocol = _observer_protocol_applies(config, dataset, self.sigma)
 
     # ---------------------------------------------------------------- per batch
     def process(self, items: list[dict[str, Any]], pending: dict[str, set[str]]) -> list[dict[str, Any]]:
@@ -358,13 +401,16 @@ class _Evaluation:
         table = evaluate(pred, gt=gfdm, fix=fix, metrics=self.config.metrics, seed=self.config.seed)
         return {name: table.columns[name] for name in table.metrics}
 
-    def _scores(self, items, methods, outputs, pending) -> dict[tuple[int, str], dict[str, float]]:
+    def _scores(self, items, methods, outputs, pending) -> dict[tuple[int, str], dict[str, float | None]]:
         """Metric values per (item position in batch, method or reference)."""
         from mlfem.gaze import centre_bias, fixation_counts
         from mlfem.metrics import resolve
 
-        needs_fix = any(resolve(m).needs == "fix" for m in self.config.metrics)
-        scores: dict[tuple[int, str], dict[str, float]] = {}
+        metrics = self.config.metrics
+        needs_fix = any(resolve(m).needs == "fix" for m in metrics)
+        scores: dict[tuple[int, str], dict[str, float | None]] = {}
+        # Maps at the image's resolution, per item, kept for the per-observer protocol.
+        originals: dict[int, dict[str, torch.Tensor]] = {i: {} for i in range(len(items))}
         # Images that share a size and a placement are scored together.
         groups: dict[tuple, list[int]] = {}
         for i, item in enumerate(items):
@@ -382,40 +428,63 @@ class _Evaluation:
                 have = [i for i in members if method in outputs[i][0]]
                 if not have:
                     continue
-                stacked = torch.stack([outputs[i][0][method].cpu() for i in have])
-                pred = placement.to_original(stacked)
+                pred = placement.to_original(torch.stack([outputs[i][0][method].cpu() for i in have]))
                 rows = [members.index(i) for i in have]
                 values = self._metric_table(pred, gfdm[rows], None if fix is None else fix[rows])
                 for r, i in enumerate(have):
-                    scores[(i, method)] = {m: values[m][r] for m in self.config.metrics}
-            if self.config.references:
-                need_centre = [i for i in members if "centre-bias" in pending[items[i]["image_id"]]]
-                if need_centre:
-                    rows = [members.index(i) for i in need_centre]
-                    prior = centre_bias(height, width).expand(len(rows), -1, -1)
-                    values = self._metric_table(prior, gfdm[rows], None if fix is None else fix[rows])
-                    for r, i in enumerate(need_centre):
-                        scores[(i, "centre-bias")] = {m: values[m][r] for m in self.config.metrics}
-                for i in members:
-                    if "human" in pending[items[i]["image_id"]]:
-                        ceiling = self._ceiling(items[i])
-                        if ceiling is not None:
-                            scores[(i, "human")] = ceiling
+                    scores[(i, method)] = {m: values[m][r] for m in metrics}
+                    originals[i][method] = pred[r]
+            if not self.config.references:
+                continue
+            need_centre = [i for i in members if "centre-bias" in pending[items[i]["image_id"]]]
+            if need_centre:
+                rows = [members.index(i) for i in need_centre]
+                prior = centre_bias(height, width)
+                values = self._metric_table(prior.expand(len(rows), -1, -1), gfdm[rows], None if fix is None else fix[rows])
+                for r, i in enumerate(need_centre):
+                    scores[(i, "centre-bias")] = {m: values[m][r] for m in metrics}
+                    originals[i]["centre-bias"] = prior
+        if self.observer_protocol:
+            for i, item in enumerate(items):
+                self._observer_scores(item, originals[i], scores, i, pending)
         return scores
 
-    def _ceiling(self, item: dict[str, Any]) -> dict[str, float] | None:
-        """Leave-one-observer-out human consistency, when the image has >= 2 observers."""
+    def _observer_scores(self, item, maps: dict[str, torch.Tensor], scores, i: int, pending) -> None:
+        """Fill the ``<metric>_obs`` values of one image (methods, centre bias, human ceiling)."""
+        from mlfem.evaluation.observers import OBS_SUFFIX, observer_means, observer_targets
+
+        metrics = self.config.metrics
+        if len(item["fixations"]) < 2:
+            # One (pseudo-)observer: no per-observer protocol and no ceiling for this image.
+            self.no_ceiling += 1
+            for name in maps:
+                scores[(i, name)].update({m + OBS_SUFFIX: math.nan for m in metrics})
+            return
+        if maps:
+            targets = observer_targets(item["fixations"], item["height"], item["width"], self.sigma, self.collapse)  # type: ignore[arg-type]
+            names = list(maps)
+            means = observer_means(torch.stack([maps[n].float() for n in names]), targets, metrics, self.config.seed)
+            for k, name in enumerate(names):
+                scores[(i, name)].update({m + OBS_SUFFIX: means[m][k] for m in metrics})
+        if "human" in pending[item["image_id"]]:
+            # The paper's protocol has no human value (it needs an independent group of
+            # observers): those columns stay empty; the ceiling fills the _obs columns.
+            scores[(i, "human")] = {m: None for m in metrics} | {
+                m + OBS_SUFFIX: value for m, value in self._ceiling(item).items()
+            }
+
+    def _ceiling(self, item: dict[str, Any]) -> dict[str, float]:
+        """Leave-one-observer-out human consistency (:func:`mlfem.gaze.human_ceiling`)."""
         from mlfem.gaze import Fixations, human_ceiling
 
-        if self.sigma is None or len(item["fixations"]) < 2:
-            self.no_ceiling += 1
-            return None
         fixations = Fixations.from_observers(
             [(f[:, 0].numpy(), f[:, 1].numpy()) for f in item["fixations"]],
             item["height"], item["width"], name=item["image_id"],
         )
         return {
-            metric: float(human_ceiling(fixations, self.sigma, metric, collapse=self.collapse, seed=self.config.seed).mean)
+            metric: float(human_ceiling(
+                fixations, self.sigma, metric, collapse=self.collapse, seed=self.config.seed,  # type: ignore[arg-type]
+            ).mean)
             for metric in self.config.metrics
         }
 
@@ -462,16 +531,37 @@ class _Evaluation:
         return rows
 
 
+def _observer_protocol_applies(config: EvaluationConfig, dataset: Any, sigma: float | None) -> bool:
+    """Whether this run scores per observer: asked for, GFDM sigma known, and the first
+    readable sample has at least two observers with fixations."""
+    from mlfem.datasets import SampleError
+
+    if not (config.references and config.observer_protocol) or sigma is None:
+        return False
+    for index in range(min(len(dataset), 3)):
+        try:
+            sample = dataset[index]
+        except SampleError:
+            continue
+        return sum(1 for f in sample.fixations if len(f)) >= 2
+    return False
+
+
 def _batches(n: int, size: int) -> list[list[int]]:
     return [list(range(start, min(n, start + size))) for start in range(0, n, size)]
 
 
 def _nan_counts(results_path: Path) -> tuple[int, dict[str, dict[str, int]]]:
+    """Undefined metric values per method and metric column. The human row's paper-protocol
+    columns are empty by construction (not applicable), so they are not counted."""
+    from mlfem.evaluation.observers import OBS_SUFFIX
+
     table = read_results(results_path)
     counts: dict[str, dict[str, int]] = {}
     for method in table.methods:
         rows = table.method_rows(method)
-        counts[method] = {m: int(np.isnan(rows[m]).sum()) for m in table.metrics}
+        columns = [m for m in table.metrics if method != "human" or m.endswith(OBS_SUFFIX)]
+        counts[method] = {m: int(np.isnan(rows[m]).sum()) for m in columns}
     return len(table), counts
 
 
@@ -492,6 +582,7 @@ def run_evaluation(
     from tqdm import tqdm
 
     out = config.out
+    _dataset_from_classifier(config)
     if config.overwrite:
         for name in ("results.csv", "run.json"):
             (out / name).unlink(missing_ok=True)
@@ -515,7 +606,7 @@ def run_evaluation(
         for warning in caught:
             load_warnings.append(str(warning.message))
             warnings.warn(str(warning.message), warning.category, stacklevel=2)
-    dataset_name = getattr(dataset, "name", config.dataset)
+    dataset_name = getattr(dataset, "name", None) or str(config.dataset)
     n_images = len(dataset) if config.limit is None else min(len(dataset), config.limit)
     all_ids = list(dataset.image_ids)[:n_images]
 
@@ -536,8 +627,15 @@ def run_evaluation(
     leakage = _check_leakage(config, dataset_name, all_ids, checkpoints)
 
     evaluation = _Evaluation(config, model, dataset)
-    writer = ResultsWriter(results_path, config.metrics)
-    expected_refs = REFERENCE_METHODS if config.references else ()
+    columns = list(config.metrics)
+    if evaluation.observer_protocol:
+        from mlfem.evaluation.observers import OBS_SUFFIX
+
+        columns += [m + OBS_SUFFIX for m in config.metrics]
+    writer = ResultsWriter(results_path, columns)
+    expected_refs: tuple[str, ...] = ()
+    if config.references:
+        expected_refs = REFERENCE_METHODS if evaluation.observer_protocol else ("centre-bias",)
     pending: dict[str, set[str]] = {}
     for image_id in all_ids:
         missing = {m for m in config.methods if (image_id, m) not in writer.done}
@@ -566,6 +664,7 @@ def run_evaluation(
         "model_trained": model.trained,
         "warnings": load_warnings,
         "gfdm_sigma": evaluation.sigma,
+        "observer_protocol": evaluation.observer_protocol,
         "started": time.strftime("%Y-%m-%dT%H:%M:%S"),
         "resumed_images": n_done_before,
         "repaired_bytes": writer.repaired_bytes,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from mlfem.evaluation.analyses import (
@@ -20,7 +21,7 @@ from mlfem.evaluation.analyses import (
 )
 from mlfem.evaluation.results import ResultTable
 
-__all__ = ["RunAnalysis", "analyze"]
+__all__ = ["RunAnalysis", "analyze", "split_metrics"]
 
 
 @dataclass
@@ -28,7 +29,7 @@ class RunAnalysis:
     """Everything the report shows, per metric."""
 
     table: ResultTable
-    metrics: list[str]
+    metrics: list[str]  # the paper's protocol: against the image's GFDM (figures are drawn for these)
     methods: list[str]  # explanation methods
     references: list[str]
     summary: list[SummaryRow]
@@ -38,6 +39,12 @@ class RunAnalysis:
     correct_wrong: dict[str, list[GroupMean]] = field(default_factory=dict)
     clutter: dict[str, list[GroupMean]] = field(default_factory=dict)
     alpha: float = 0.05
+    #: The same metrics against each observer separately (``<metric>_obs`` columns).
+    observer_metrics: list[str] = field(default_factory=list)
+
+    @property
+    def all_metrics(self) -> list[str]:
+        return self.metrics + self.observer_metrics
 
     def mean(self, method: str, metric: str) -> SummaryRow:
         for row in self.summary:
@@ -79,15 +86,25 @@ def analyze(table: ResultTable, *, seed: int = 0, resamples: int = 2000, alpha: 
     """Run every analysis of :mod:`mlfem.evaluation.analyses` on a results table."""
     methods = table.explanation_methods
     references = table.reference_methods
-    metrics = list(table.metrics)
+    metrics, observer = split_metrics(table.metrics)
     result = RunAnalysis(
         table=table, metrics=metrics, methods=methods, references=references,
-        summary=summarize(table, metrics, seed=seed, resamples=resamples), alpha=alpha,
+        summary=summarize(table, metrics + observer, seed=seed, resamples=resamples), alpha=alpha,
+        observer_metrics=observer,
     )
-    for metric in metrics:
+    for metric in metrics + observer:
         result.tests[metric] = pairwise_tests(table, metric, methods, alpha=alpha)
         result.wins[metric] = win_matrix(table, metric, methods)
-        result.distributions[metric] = distributions(table, metric)
+    for metric in metrics:
+        result.distributions[metric] = {
+            k: v for k, v in distributions(table, metric).items() if v.size  # e.g. the human row
+        }
         result.correct_wrong[metric] = correct_vs_wrong(table, metric, methods, seed=seed, resamples=resamples)
         result.clutter[metric] = by_classes_present(table, metric, methods, seed=seed, resamples=resamples)
     return result
+
+
+def split_metrics(columns: Sequence[str]) -> tuple[list[str], list[str]]:
+    """(paper-protocol metrics, per-observer ``*_obs`` metrics) of a results table."""
+    observer = [c for c in columns if c.endswith("_obs")]
+    return [c for c in columns if c not in observer], observer

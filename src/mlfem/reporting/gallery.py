@@ -48,7 +48,8 @@ def _values(row: Mapping[str, Any] | None, metrics: Sequence[str]) -> str:
     for metric in metrics:
         value = row.get(metric)
         text = "nan" if value is None or math.isnan(value) else f"{value:.3f}"
-        parts.append(f'<span class="metric">{html.escape(metric.upper())} {text}</span>')
+        label = metric.removesuffix("_obs").upper()
+        parts.append(f'<span class="metric">{html.escape(label)} {text}</span>')
     return " ".join(parts)
 
 
@@ -86,7 +87,9 @@ def gallery_html(entries: Sequence[GalleryEntry], table: ResultTable, methods: S
     from mlfem.gaze import centre_bias
 
     rows = _rows_by_key(table)
-    metrics = list(table.metrics)
+    # Captions show the paper's protocol; the human ceiling exists only per observer.
+    metrics = [m for m in table.metrics if not m.endswith("_obs")]
+    observer = [m for m in table.metrics if m.endswith("_obs")]
     options, items = [], []
     for position, entry in enumerate(entries):
         first = next((rows.get((entry.image_id, m)) for m in methods if (entry.image_id, m) in rows), None)
@@ -101,7 +104,7 @@ def gallery_html(entries: Sequence[GalleryEntry], table: ResultTable, methods: S
             caption = f"true: {html.escape(str(true))}<br>predicted: {html.escape(str(pred))}"
         tiles.append(_tile(png_data_uri(entry.image), "image", caption))
         tiles.append(_tile(png_data_uri(_heat(entry.gfdm)), "GFDM (human gaze)",
-                           "ceiling: " + _values(rows.get((entry.image_id, "human")), metrics)
+                           "human ceiling, per observer:<br>" + _values(rows.get((entry.image_id, "human")), observer)
                            if (entry.image_id, "human") in rows else ""))
         if (entry.image_id, "centre-bias") in rows:
             height, width = entry.gfdm.shape

@@ -10,7 +10,7 @@ from typing import Any
 
 from mlfem.evaluation.results import ResultTable, read_results
 from mlfem.evaluation.analyses import summarize
-from mlfem.reporting.analysis import RunAnalysis
+from mlfem.reporting.analysis import RunAnalysis, split_metrics
 
 __all__ = ["headline_table", "write_csv", "write_tables"]
 
@@ -33,7 +33,7 @@ def write_csv(path: Path, rows: Iterable[Mapping[str, Any]]) -> Path:
 def write_tables(analysis: RunAnalysis, directory: Path) -> list[Path]:
     """summary.csv, wins_<metric>.csv, tests_<metric>.csv, correct_wrong.csv, clutter.csv."""
     written = [write_csv(directory / "summary.csv", (r.as_dict() for r in analysis.summary))]
-    for metric in analysis.metrics:
+    for metric in analysis.all_metrics:
         written.append(write_csv(directory / f"wins_{metric}.csv", analysis.wins[metric].rows()))
         written.append(write_csv(directory / f"tests_{metric}.csv", (t.as_dict() for t in analysis.tests[metric])))
     written.append(write_csv(
@@ -58,27 +58,31 @@ def _cell(mean: float, low: float, high: float) -> str:
 def headline_table(
     results: ResultTable | str | Path | RunAnalysis, *, resamples: int = 2000, seed: int = 0
 ) -> str:
-    """Plain-text table: one line per method (references last), mean [95 % CI] per metric;
-    ``*`` marks the best explanation method of each metric."""
+    """Plain-text table: one line per method (references last), mean [95 % CI] per metric
+    (``*_obs``: against each observer, the human ceiling's protocol; ``n/a`` where a row has
+    no value, e.g. the human ceiling under the paper's protocol); ``*`` marks the best
+    explanation method of each metric."""
     if isinstance(results, RunAnalysis):
         analysis = results
     else:
         table = read_results(results) if isinstance(results, str | Path) else results
         # Only the means are needed here: skip the tests and win matrices of analyze().
+        metrics, observer = split_metrics(table.metrics)
         analysis = RunAnalysis(
-            table=table, metrics=list(table.metrics), methods=table.explanation_methods,
+            table=table, metrics=metrics, methods=table.explanation_methods,
             references=table.reference_methods,
-            summary=summarize(table, seed=seed, resamples=resamples),
+            summary=summarize(table, seed=seed, resamples=resamples), observer_metrics=observer,
         )
-    header = ["method", "n", *[f"{m} mean [95% CI]" for m in analysis.metrics]]
+    header = ["method", "n", *[f"{m} mean [95% CI]" for m in analysis.all_metrics]]
     lines: list[list[str]] = []
     for method in analysis.methods + analysis.references:
-        first = analysis.mean(method, analysis.metrics[0])
-        cells = [method + (" (ref)" if method in analysis.references else ""), str(first.n + first.n_nan)]
-        for metric in analysis.metrics:
+        counts = [analysis.mean(method, m) for m in analysis.all_metrics]
+        cells = [method + (" (ref)" if method in analysis.references else ""),
+                 str(max(r.n + r.n_nan for r in counts))]
+        for metric in analysis.all_metrics:
             row = analysis.mean(method, metric)
             mark = " *" if analysis.best(metric) == method else ""
-            cells.append(_cell(row.mean, row.ci_low, row.ci_high) + mark)
+            cells.append((_cell(row.mean, row.ci_low, row.ci_high) if row.n else "n/a") + mark)
         lines.append(cells)
     widths = [max(len(r[i]) for r in [header, *lines]) for i in range(len(header))]
     def fmt(cells: list[str]) -> str:

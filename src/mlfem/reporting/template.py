@@ -28,6 +28,8 @@ th { background: var(--soft); }
 td:first-child, th:first-child { text-align: left; }
 tr.reference td { color: var(--muted); font-style: italic; }
 td.best { font-weight: 700; }
+td.na { color: var(--muted); text-align: center; }
+thead tr:first-child th[colspan] { font-weight: 600; font-size: 12px; color: var(--muted); text-align: center; }
 .ci { color: var(--muted); font-size: 12px; }
 .figures { display: flex; flex-wrap: wrap; gap: 16px; align-items: flex-start; }
 .figures figure { margin: 0; flex: 0 1 560px; }

@@ -1,0 +1,76 @@
+"""The per-observer protocol: a map scored against each observer separately, averaged.
+
+Why a second protocol: the paper scores a map against the GFDM of *all* observers, but the
+human ceiling (:func:`mlfem.gaze.human_ceiling`) can only be measured leave-one-observer-out,
+against *one* observer's GFDM (or fixations) at a time. One observer's GFDM is much sparser
+than the pooled one, so a smooth map fitted to pooled GFDMs (the NET fusion) can score above
+the ceiling under the paper's protocol without being more human-like. Scoring every method
+the ceiling's way (as :func:`mlfem.gaze.observer_scores` does) makes the ceiling a fair
+yardstick. These scores fill the ``<metric>_obs`` columns of ``results.csv``.
+
+The targets are built once per image (observers' own GFDMs: their fixation counts blurred
+with the dataset's sigma and normalised, duplicates collapsed when the dataset collapses) and
+every method is scored against them in one batched metric call.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from typing import NamedTuple
+
+import torch
+
+__all__ = ["ObserverTargets", "OBS_SUFFIX", "observer_means", "observer_targets"]
+
+#: Suffix of the per-observer metric columns (``pcc_obs`` is PCC under this protocol).
+OBS_SUFFIX = "_obs"
+
+
+class ObserverTargets(NamedTuple):
+    """Each observer's own GFDM (O, H, W), summing to 1, and fixation counts (O, H, W)."""
+
+    own: torch.Tensor
+    counts: torch.Tensor
+
+
+def observer_targets(
+    fixations: Sequence[torch.Tensor], height: int, width: int, sigma: float, collapse: bool = False
+) -> ObserverTargets:
+    """Targets of the per-observer protocol for one image (one (N, 2) x/y tensor per observer,
+    observers without a fixation left out by the caller)."""
+    from mlfem.gaze import density_from_counts, fixation_counts
+
+    counts = fixation_counts(
+        [f[:, 0].numpy() for f in fixations], [f[:, 1].numpy() for f in fixations], height, width,
+        dtype=torch.float32,
+    ).counts
+    own = density_from_counts((counts > 0).to(counts.dtype) if collapse else counts, sigma)
+    return ObserverTargets(own, counts)
+
+
+def observer_means(
+    preds: torch.Tensor, targets: ObserverTargets, metrics: Sequence[str], seed: int | None = 0
+) -> dict[str, list[float]]:
+    """For each of the M maps ``preds`` (M, H, W) and each metric, the mean over observers of
+    the metric against that observer (NaN scores left out; NaN when none is defined)."""
+    from mlfem.metrics import evaluate
+
+    m, o = preds.shape[0], targets.own.shape[0]
+    repeated = preds.float().repeat_interleave(o, dim=0)  # map i against observers 0..O-1
+    table = evaluate(
+        repeated,
+        gt=targets.own.repeat(m, 1, 1),
+        fix=targets.counts.repeat(m, 1, 1),
+        metrics=metrics,
+        seed=seed,
+    )
+    out: dict[str, list[float]] = {}
+    for metric in table.metrics:
+        values = torch.tensor(table.columns[metric], dtype=torch.float64).reshape(m, o)
+        means = []
+        for row in values:
+            finite = row[~torch.isnan(row)]
+            means.append(float(finite.mean()) if finite.numel() else math.nan)
+        out[metric] = means
+    return out
