@@ -34,8 +34,15 @@ def _save_small(path: Path, seed: int = 0) -> SmallCNN:
     model.train()
     model(torch.randn(4, 3, 32, 32))
     model.eval()
-    save_classifier(path, model, spec, ["a", "b", "c"], False,
-                    Preprocessing(crop_size=32, resize_size=32), extra={"train_ids": ["x"]})
+    save_classifier(
+        path,
+        model,
+        spec,
+        ["a", "b", "c"],
+        False,
+        Preprocessing(crop_size=32, resize_size=32),
+        extra={"train_ids": ["x"]},
+    )
     return model
 
 
@@ -47,7 +54,11 @@ def test_classifier_round_trip_gives_identical_outputs(tmp_path: Path) -> None:
         assert torch.equal(model(images), loaded.model(images))
     assert loaded.class_names == ["a", "b", "c"] and loaded.multi_label is False
     assert loaded.preprocessing.crop_size == 32 and loaded.preprocessing.fit == "whole"
-    assert loaded.fingerprint == state_fingerprint(model.state_dict()) == model_fingerprint(loaded.model)
+    assert (
+        loaded.fingerprint
+        == state_fingerprint(model.state_dict())
+        == model_fingerprint(loaded.model)
+    )
     assert not loaded.model.training
     # The same checkpoint through the generic loader (``mlfem explain --model CKPT``).
     via_cli = load_model(str(tmp_path / "clf.safetensors"))
@@ -64,7 +75,9 @@ def test_a_torchvision_model_gets_a_new_head_and_is_rebuilt(tmp_path: Path) -> N
     assert spec == {"name": "resnet18", "library": "torchvision", "num_classes": 4, "head": "fc"}
     assert model.fc.out_features == 4
     model.eval()
-    save_classifier(tmp_path / "r18.safetensors", model, spec, list("abcd"), True, Preprocessing(crop_size=32))
+    save_classifier(
+        tmp_path / "r18.safetensors", model, spec, list("abcd"), True, Preprocessing(crop_size=32)
+    )
     loaded = load_classifier(tmp_path / "r18.safetensors")
     images = torch.randn(1, 3, 32, 32)
     with torch.no_grad():
@@ -115,7 +128,9 @@ def test_fusion_net_round_trip_and_shapes(tmp_path: Path) -> None:
     assert net(maps).shape == (2, 16, 16)
     with pytest.raises(ValueError, match="multiple of 4"):
         net(torch.rand(1, 3, 18, 18))
-    save_fusion_net(tmp_path / "net.safetensors", net, {"layers": ["a", "b", "c"], "resolution": 16})
+    save_fusion_net(
+        tmp_path / "net.safetensors", net, {"layers": ["a", "b", "c"], "resolution": 16}
+    )
     fusion = load_fusion_net(tmp_path / "net.safetensors")
     assert fusion.layer_names == ["a", "b", "c"] and fusion.resolution == 16
     with torch.no_grad():
@@ -143,14 +158,18 @@ def test_training_state_restores_model_optimizer_and_rngs(tmp_path: Path) -> Non
         optimizer.step()
     generator = torch.Generator().manual_seed(5)
     torch.rand(3, generator=generator)
-    save_training_state(tmp_path / "state.safetensors", model, optimizer, {"g": generator}, {"epoch": 3})
+    save_training_state(
+        tmp_path / "state.safetensors", model, optimizer, {"g": generator}, {"epoch": 3}
+    )
     expected_global = torch.rand(4)
     expected_generator = torch.rand(4, generator=generator)
 
     other = SmallCNN(2)
     other_optimizer = torch.optim.Adam(other.parameters(), lr=5.0)
     other_generator = torch.Generator().manual_seed(99)
-    progress = load_training_state(tmp_path / "state.safetensors", other, other_optimizer, {"g": other_generator})
+    progress = load_training_state(
+        tmp_path / "state.safetensors", other, other_optimizer, {"g": other_generator}
+    )
     assert progress == {"epoch": 3}
     assert torch.equal(torch.rand(4), expected_global)
     assert torch.equal(torch.rand(4, generator=other_generator), expected_generator)
@@ -161,4 +180,6 @@ def test_training_state_restores_model_optimizer_and_rngs(tmp_path: Path) -> Non
     assert saved.keys() == restored.keys()
     for index in saved:
         for name in saved[index]:
-            assert torch.equal(torch.as_tensor(saved[index][name]), torch.as_tensor(restored[index][name]))
+            assert torch.equal(
+                torch.as_tensor(saved[index][name]), torch.as_tensor(restored[index][name])
+            )

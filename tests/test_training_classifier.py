@@ -44,14 +44,21 @@ def test_multi_label_metrics_by_hand() -> None:
     # Logits > 0 means sigmoid > 0.5.
     logits = torch.tensor([[2.0, 3.0, 1.0], [-1.0, -2.0, -3.0], [-1.0, -1.0, -1.0]])
     metrics = classification_metrics(logits, targets, multi_label=True)
-    assert metrics["all_present"] == pytest.approx(0.5)  # image 0 yes, image 1 no, image 2 unlabelled
-    assert metrics["exact_match"] == pytest.approx(1 / 3)  # image 0 has an extra class, image 2 exact
+    assert metrics["all_present"] == pytest.approx(
+        0.5
+    )  # image 0 yes, image 1 no, image 2 unlabelled
+    assert metrics["exact_match"] == pytest.approx(
+        1 / 3
+    )  # image 0 has an extra class, image 2 exact
     assert metrics["label_accuracy"] == pytest.approx(7 / 9)
     # Class 0: one positive ranked first (AP 1); class 1: scores 3, -2, -1 with positives at
     # 3 and -2: AP = (1 + 2/3) / 2; class 2 has no positive and is left out.
     assert metrics["mAP"] == pytest.approx((1 + (1 + 2 / 3) / 2) / 2)
-    single = classification_metrics(torch.tensor([[2.0, 1.0], [0.0, 3.0], [5.0, 0.0]]),
-                                    torch.tensor([[1.0, 0.0], [1.0, 0.0], [0.0, 0.0]]), multi_label=False)
+    single = classification_metrics(
+        torch.tensor([[2.0, 1.0], [0.0, 3.0], [5.0, 0.0]]),
+        torch.tensor([[1.0, 0.0], [1.0, 0.0], [0.0, 0.0]]),
+        multi_label=False,
+    )
     assert single["accuracy"] == pytest.approx(0.5)  # the unlabelled third image is not counted
 
 
@@ -63,15 +70,28 @@ def test_augmentation_is_reproducible_and_bounded() -> None:
     assert torch.equal(first, again) and not torch.equal(first, other)
     assert first.shape == images.shape and float(first.min()) >= 0 and float(first.max()) <= 1
     # Without crop, flip or jitter the augmentation is the identity.
-    identity = Augmentation(crop_scale=(1.0, 1.0), crop_ratio=(1.0, 1.0), flip=False,
-                            brightness=0.0, contrast=0.0, saturation=0.0)
+    identity = Augmentation(
+        crop_scale=(1.0, 1.0),
+        crop_ratio=(1.0, 1.0),
+        flip=False,
+        brightness=0.0,
+        contrast=0.0,
+        saturation=0.0,
+    )
     assert torch.allclose(augment_batch(images, identity, torch.Generator()), images, atol=1e-5)
-    flipped = Augmentation(crop_scale=(1.0, 1.0), crop_ratio=(1.0, 1.0), flip=True,
-                           brightness=0.0, contrast=0.0, saturation=0.0)
+    flipped = Augmentation(
+        crop_scale=(1.0, 1.0),
+        crop_ratio=(1.0, 1.0),
+        flip=True,
+        brightness=0.0,
+        contrast=0.0,
+        saturation=0.0,
+    )
     out = augment_batch(images, flipped, torch.Generator().manual_seed(0))
     for index in range(4):
         assert torch.allclose(out[index], images[index], atol=1e-5) or torch.allclose(
-            out[index], images[index].flip(-1), atol=1e-5)
+            out[index], images[index].flip(-1), atol=1e-5
+        )
     uint8 = torch.full((3, 10, 20), 255, dtype=torch.uint8)
     assert resize_image(uint8, 8).shape == (3, 8, 8)
     normalised = normalize_batch(uint8[None], (0.5, 0.5, 0.5), (0.5, 0.5, 0.5))
@@ -80,16 +100,26 @@ def test_augmentation_is_reproducible_and_bounded() -> None:
 
 def test_multi_label_training_uses_bce_and_reports_map(tmp_path: Path) -> None:
     run = train_classifier(
-        ClassifierConfig(dataset="synthetic", out=tmp_path, dataset_options={"n": 40, "mode": "multi"},
-                         image_size=32, epochs=1, batch_size=8, device="cpu"),
+        ClassifierConfig(
+            dataset="synthetic",
+            out=tmp_path,
+            dataset_options={"n": 40, "mode": "multi"},
+            image_size=32,
+            epochs=1,
+            batch_size=8,
+            device="cpu",
+        ),
         progress=False,
     )
-    assert {"mAP", "all_present", "exact_match", "label_accuracy", "val_loss"} <= set(run.best_metrics)
+    assert {"mAP", "all_present", "exact_match", "label_accuracy", "val_loss"} <= set(
+        run.best_metrics
+    )
     loaded = load_classifier(run.checkpoint)
     assert loaded.multi_label is True
     assert loaded.metadata["training"]["loss"] == "binary_cross_entropy_with_logits"
     assert sorted(loaded.metadata["train_ids"] + loaded.metadata["val_ids"]) == sorted(
-        set(loaded.metadata["train_ids"]) | set(loaded.metadata["val_ids"]))
+        set(loaded.metadata["train_ids"]) | set(loaded.metadata["val_ids"])
+    )
     assert len(loaded.metadata["train_ids"]) == 32 and len(loaded.metadata["val_ids"]) == 4
 
 
@@ -99,7 +129,9 @@ def _folder_dataset(root: Path, labelled: bool) -> Path:
     rng = np.random.default_rng(0)
     for index in range(12):
         name = f"im{index:02d}.png"
-        Image.fromarray(rng.integers(0, 255, (40, 40, 3), dtype=np.uint8)).save(root / "images" / name)
+        Image.fromarray(rng.integers(0, 255, (40, 40, 3), dtype=np.uint8)).save(
+            root / "images" / name
+        )
         rows.append(f"{name},P1,{10 + index},{20}")
         labels.append(f"{name},{'cat' if index % 2 else 'dog'}")
     (root / "fixations.csv").write_text("\n".join(rows) + "\n")
@@ -112,8 +144,17 @@ def test_training_on_a_dataset_read_from_disk_records_its_splits(tmp_path: Path)
     root = _folder_dataset(tmp_path / "data", labelled=True)
     splits = tmp_path / "splits.json"
     run = train_classifier(
-        ClassifierConfig(dataset="folder", root=root, out=tmp_path / "run", image_size=32, epochs=1,
-                         batch_size=4, splits=splits, device="cpu", dataset_options={"sigma": 3}),
+        ClassifierConfig(
+            dataset="folder",
+            root=root,
+            out=tmp_path / "run",
+            image_size=32,
+            epochs=1,
+            batch_size=4,
+            splits=splits,
+            device="cpu",
+            dataset_options={"sigma": 3},
+        ),
         progress=False,
     )
     metadata = load_classifier(run.checkpoint).metadata
@@ -121,7 +162,9 @@ def test_training_on_a_dataset_read_from_disk_records_its_splits(tmp_path: Path)
     assert metadata["dataset"]["splits"] == str(splits.resolve())
     assert metadata["dataset"]["root"] == str(root.resolve())
     assert metadata["class_names"] == ["cat", "dog"]
-    assert len(metadata["train_ids"]) == 10 and not set(metadata["train_ids"]) & set(metadata["val_ids"])
+    assert len(metadata["train_ids"]) == 10 and not set(metadata["train_ids"]) & set(
+        metadata["val_ids"]
+    )
 
 
 def test_configuration_errors_are_clear(tmp_path: Path) -> None:
@@ -131,9 +174,21 @@ def test_configuration_errors_are_clear(tmp_path: Path) -> None:
         ClassifierConfig(dataset="synthetic", out=tmp_path, epochs=0)
     root = _folder_dataset(tmp_path / "unlabelled", labelled=False)
     with pytest.raises(ValueError, match="no class labels"):
-        train_classifier(ClassifierConfig(dataset="folder", root=root, out=tmp_path / "run",
-                                          image_size=32, device="cpu"), progress=False)
+        train_classifier(
+            ClassifierConfig(
+                dataset="folder", root=root, out=tmp_path / "run", image_size=32, device="cpu"
+            ),
+            progress=False,
+        )
     with pytest.raises(ValueError, match="no pretrained weights"):
-        train_classifier(ClassifierConfig(dataset="synthetic", out=tmp_path / "w", weights="imagenet",
-                                          dataset_options={"n": 20}, image_size=32, device="cpu"),
-                         progress=False)
+        train_classifier(
+            ClassifierConfig(
+                dataset="synthetic",
+                out=tmp_path / "w",
+                weights="imagenet",
+                dataset_options={"n": 20},
+                image_size=32,
+                device="cpu",
+            ),
+            progress=False,
+        )

@@ -14,13 +14,24 @@ from mlfem.training import LeakageError, LeakageWarning, check_leakage, find_ove
 
 
 def _classifier(dataset: str = "cat2000") -> dict:
-    return {"format": "mlfem-classifier/1", "dataset": {"name": dataset},
-            "train_ids": ["a", "b", "c"], "val_ids": ["d"], "weights_file": "clf.safetensors"}
+    return {
+        "format": "mlfem-classifier/1",
+        "dataset": {"name": dataset},
+        "train_ids": ["a", "b", "c"],
+        "val_ids": ["d"],
+        "weights_file": "clf.safetensors",
+    }
 
 
 def _net() -> dict:
-    return {"format": "mlfem-net/1", "dataset": {"name": "CAT2000"}, "train_ids": ["e"], "val_ids": ["f"],
-            "classifier": {"train_ids": ["a", "b", "c"], "val_ids": ["d"]}, "weights_file": "net.safetensors"}
+    return {
+        "format": "mlfem-net/1",
+        "dataset": {"name": "CAT2000"},
+        "train_ids": ["e"],
+        "val_ids": ["f"],
+        "classifier": {"train_ids": ["a", "b", "c"], "val_ids": ["d"]},
+        "weights_file": "net.safetensors",
+    }
 
 
 def test_overlaps_are_reported_by_checkpoint_and_role() -> None:

@@ -50,14 +50,28 @@ def trained(tmp_path_factory: pytest.TempPathFactory) -> dict:
     root = tmp_path_factory.mktemp("pipeline")
     clf = train_classifier(
         ClassifierConfig(
-            dataset="synthetic", out=root / "clf", dataset_options={"n": 400}, image_size=SIZE,
-            epochs=5, batch_size=32, lr=3e-3, augment="crop", seed=0, device="cpu",
+            dataset="synthetic",
+            out=root / "clf",
+            dataset_options={"n": 400},
+            image_size=SIZE,
+            epochs=5,
+            batch_size=32,
+            lr=3e-3,
+            augment="crop",
+            seed=0,
+            device="cpu",
         ),
         progress=False,
     )
     net = train_fusion(
-        FusionConfig(classifier=clf.checkpoint, out=root / "net", resolution=SIZE, epochs=12,
-                     patience=4, device="cpu"),
+        FusionConfig(
+            classifier=clf.checkpoint,
+            out=root / "net",
+            resolution=SIZE,
+            epochs=12,
+            patience=4,
+            device="cpu",
+        ),
         progress=False,
     )
     return {"root": root, "clf": clf, "net": net}
@@ -79,8 +93,15 @@ def test_the_net_beats_every_algebraic_fusion_on_held_out_images(trained: dict) 
     explainer = MLFEM(loaded.model, fusion=net)
     key = {"layers": explainer.layer_names, "resolution": SIZE, "split": "test"}
     cache = MapCache.build(
-        trained["root"] / "test-cache", key, explainer, test_set, image_size=SIZE,
-        mean=loaded.preprocessing.mean, std=loaded.preprocessing.std, resolution=SIZE, progress=False,
+        trained["root"] / "test-cache",
+        key,
+        explainer,
+        test_set,
+        image_size=SIZE,
+        mean=loaded.preprocessing.mean,
+        std=loaded.preprocessing.std,
+        resolution=SIZE,
+        progress=False,
     )
     assert len(cache) == 40
     scores = compare_fusions(cache.maps, cache.gfdm, {"net": net, **default_fusions()})
@@ -116,7 +137,11 @@ def test_net_refuses_another_classifier_and_other_layers(trained: dict, tmp_path
     with pytest.raises(FusionMismatchError):
         load_fusion_net(path, classifier=copy)
     with pytest.raises(ValueError, match="trained on layers"):
-        MLFEM(loaded.model, layers=["features.stage1.relu", "features.stage2.relu"], fusion=f"net:{path}")
+        MLFEM(
+            loaded.model,
+            layers=["features.stage1.relu", "features.stage2.relu"],
+            fusion=f"net:{path}",
+        )
 
 
 def test_leakage_guard_on_real_checkpoints(trained: dict) -> None:
@@ -133,4 +158,6 @@ def test_leakage_guard_on_real_checkpoints(trained: dict) -> None:
     assert flagged.leaked_ids == sorted(train_ids)
     # The NET records its classifier's training images too.
     net_roles = flagged.overlaps[str(trained["net"].checkpoint)]
-    assert net_roles["train"] == sorted(train_ids) and net_roles["classifier-train"] == sorted(train_ids)
+    assert net_roles["train"] == sorted(train_ids) and net_roles["classifier-train"] == sorted(
+        train_ids
+    )

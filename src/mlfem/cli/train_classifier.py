@@ -26,19 +26,43 @@ _DESCRIPTION = (
 def add_dataset_arguments(parser: argparse.ArgumentParser, required: bool) -> None:
     """Dataset options shared by train-classifier and train-fusion."""
     group = parser.add_argument_group("dataset")
-    group.add_argument("--dataset", required=required, default=None,
-                       help="dataset name: salicon, cat2000, mexculture, mit1003, osie, folder, synthetic")
-    group.add_argument("--root", type=Path, default=None,
-                       help="dataset folder (default $MLFEM_DATA/<name>; none for synthetic)")
-    group.add_argument("-O", "--dataset-option", action="append", default=[], metavar="KEY=VALUE",
-                       help="further open_dataset option, e.g. -O sigma=19 -O json_coords=xy (repeatable)")
-    group.add_argument("--splits", type=Path, default=None,
-                       help="splits file (created on first use; default OUT/splits.json or the classifier's)")
-    group.add_argument("--split-seed", type=int, default=None, help="seed of a new splits file (default 0)")
+    group.add_argument(
+        "--dataset",
+        required=required,
+        default=None,
+        help="dataset name: salicon, cat2000, mexculture, mit1003, osie, folder, synthetic",
+    )
+    group.add_argument(
+        "--root",
+        type=Path,
+        default=None,
+        help="dataset folder (default $MLFEM_DATA/<name>; none for synthetic)",
+    )
+    group.add_argument(
+        "-O",
+        "--dataset-option",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="further open_dataset option, e.g. -O sigma=19 -O json_coords=xy (repeatable)",
+    )
+    group.add_argument(
+        "--splits",
+        type=Path,
+        default=None,
+        help="splits file (created on first use; default OUT/splits.json or the classifier's)",
+    )
+    group.add_argument(
+        "--split-seed", type=int, default=None, help="seed of a new splits file (default 0)"
+    )
     synthetic = parser.add_argument_group("synthetic benchmark")
     synthetic.add_argument("--n", type=int, default=None, help="number of synthetic images")
-    synthetic.add_argument("--data-seed", type=int, default=None, help="seed of the synthetic images")
-    synthetic.add_argument("--mode", choices=("single", "multi"), default=None, help="single- or multi-label")
+    synthetic.add_argument(
+        "--data-seed", type=int, default=None, help="seed of the synthetic images"
+    )
+    synthetic.add_argument(
+        "--mode", choices=("single", "multi"), default=None, help="single- or multi-label"
+    )
 
 
 def dataset_options(args: argparse.Namespace, dataset: str | None) -> dict[str, Any]:
@@ -64,45 +88,85 @@ def dataset_options(args: argparse.Namespace, dataset: str | None) -> dict[str, 
 def register(subparsers: argparse._SubParsersAction) -> None:
     """Add the ``train-classifier`` sub-command."""
     parser = subparsers.add_parser(
-        "train-classifier", help="fine-tune the classifier to explain on a dataset", description=_DESCRIPTION
+        "train-classifier",
+        help="fine-tune the classifier to explain on a dataset",
+        description=_DESCRIPTION,
     )
     add_dataset_arguments(parser, required=True)
     model = parser.add_argument_group("model and training")
-    model.add_argument("--model", default="small-cnn",
-                       help="small-cnn (fast on CPU) or a torchvision classifier name, e.g. resnet50")
-    model.add_argument("--weights", default=None,
-                       help="starting weights of a torchvision model: imagenet (downloads) or a local file")
+    model.add_argument(
+        "--model",
+        default="small-cnn",
+        help="small-cnn (fast on CPU) or a torchvision classifier name, e.g. resnet50",
+    )
+    model.add_argument(
+        "--weights",
+        default=None,
+        help="starting weights of a torchvision model: imagenet (downloads) or a local file",
+    )
     model.add_argument("--epochs", type=int, default=10, help="epochs (default 10)")
     model.add_argument("--batch-size", type=int, default=32, help="batch size (default 32)")
     model.add_argument("--lr", type=float, default=1e-3, help="Adam learning rate (default 1e-3)")
-    model.add_argument("--weight-decay", type=float, default=0.0, help="Adam weight decay (default 0)")
-    model.add_argument("--image-size", type=int, default=None,
-                       help="model input side (default 224; 128 for small-cnn); synthetic images are generated at it")
-    model.add_argument("--augment", choices=("standard", "crop", "none"), default="standard",
-                       help="standard: crop+flip+colour jitter; crop: no flip; none")
+    model.add_argument(
+        "--weight-decay", type=float, default=0.0, help="Adam weight decay (default 0)"
+    )
+    model.add_argument(
+        "--image-size",
+        type=int,
+        default=None,
+        help="model input side (default 224; 128 for small-cnn); synthetic images are made at it",
+    )
+    model.add_argument(
+        "--augment",
+        choices=("standard", "crop", "none"),
+        default="standard",
+        help="standard: crop+flip+colour jitter; crop: no flip; none",
+    )
     model.add_argument("--seed", type=int, default=0, help="training seed (default 0)")
     run = parser.add_argument_group("run")
     run.add_argument("--out", type=Path, required=True, help="output folder")
     run.add_argument("--resume", action="store_true", help="continue the run saved in OUT")
-    run.add_argument("--num-workers", type=int, default=0, help="data loading processes (default 0)")
-    run.add_argument("--device", default=None, help="cpu, cuda, cuda:1... (default: cuda if available)")
+    run.add_argument(
+        "--num-workers", type=int, default=0, help="data loading processes (default 0)"
+    )
+    run.add_argument(
+        "--device", default=None, help="cpu, cuda, cuda:1... (default: cuda if available)"
+    )
     run.add_argument("--quiet", action="store_true", help="no progress bars")
     parser.set_defaults(func=run_command)
 
 
 def run_command(args: argparse.Namespace) -> int:
     from mlfem.datasets import LayoutError
-    from mlfem.training import CheckpointError, ClassifierConfig, TrainingInterrupted, train_classifier
+    from mlfem.training import (
+        CheckpointError,
+        ClassifierConfig,
+        TrainingInterrupted,
+        train_classifier,
+    )
 
     options = dataset_options(args, args.dataset)
     image_size = args.image_size or (128 if args.model == "small-cnn" else 224)
     try:
         config = ClassifierConfig(
-            dataset=args.dataset, out=args.out, root=args.root, dataset_options=options,
-            model=args.model, weights=args.weights, epochs=args.epochs, batch_size=args.batch_size,
-            lr=args.lr, weight_decay=args.weight_decay, image_size=image_size, augment=args.augment,
-            seed=args.seed, splits=args.splits, split_seed=args.split_seed or 0,
-            num_workers=args.num_workers, device=args.device, resume=args.resume,
+            dataset=args.dataset,
+            out=args.out,
+            root=args.root,
+            dataset_options=options,
+            model=args.model,
+            weights=args.weights,
+            epochs=args.epochs,
+            batch_size=args.batch_size,
+            lr=args.lr,
+            weight_decay=args.weight_decay,
+            image_size=image_size,
+            augment=args.augment,
+            seed=args.seed,
+            splits=args.splits,
+            split_seed=args.split_seed or 0,
+            num_workers=args.num_workers,
+            device=args.device,
+            resume=args.resume,
         )
         result = train_classifier(config, progress=not args.quiet)
     except TrainingInterrupted as stopped:

@@ -25,29 +25,53 @@ _DESCRIPTION = (
 def register(subparsers: argparse._SubParsersAction) -> None:
     """Add the ``train-fusion`` sub-command."""
     parser = subparsers.add_parser(
-        "train-fusion", help="train the learned NET fusion of MLFEM on human gaze", description=_DESCRIPTION
+        "train-fusion",
+        help="train the learned NET fusion of MLFEM on human gaze",
+        description=_DESCRIPTION,
     )
-    parser.add_argument("--classifier", type=Path, required=True,
-                        help="classifier checkpoint from train-classifier (.safetensors)")
+    parser.add_argument(
+        "--classifier",
+        type=Path,
+        required=True,
+        help="classifier checkpoint from train-classifier (.safetensors)",
+    )
     add_dataset_arguments(parser, required=False)
     net = parser.add_argument_group("maps and NET")
     net.add_argument("--layers", default="auto", help="'auto' or comma-separated module names")
-    net.add_argument("--k", type=float, default=2.0, help="FEM threshold in standard deviations (default 2)")
-    net.add_argument("--resolution", type=int, default=64,
-                     help="side of the cached maps and of the NET input, a multiple of 4 (default 64)")
+    net.add_argument(
+        "--k", type=float, default=2.0, help="FEM threshold in standard deviations (default 2)"
+    )
+    net.add_argument(
+        "--resolution",
+        type=int,
+        default=64,
+        help="side of the cached maps and of the NET input, a multiple of 4 (default 64)",
+    )
     net.add_argument("--epochs", type=int, default=50, help="maximum epochs (default 50)")
     net.add_argument("--batch-size", type=int, default=32, help="batch size (default 32)")
     net.add_argument("--lr", type=float, default=1e-3, help="Adam learning rate (default 1e-3)")
-    net.add_argument("--patience", type=int, default=8,
-                     help="stop after this many epochs without a lower val MSE (default 8)")
+    net.add_argument(
+        "--patience",
+        type=int,
+        default=8,
+        help="stop after this many epochs without a lower val MSE (default 8)",
+    )
     net.add_argument("--seed", type=int, default=0, help="training seed (default 0)")
     run = parser.add_argument_group("run")
     run.add_argument("--out", type=Path, required=True, help="output folder")
-    run.add_argument("--cache", type=Path, default=None, help="map cache folder (default OUT/cache)")
-    run.add_argument("--map-batch-size", type=int, default=16, help="images per forward pass for the maps")
+    run.add_argument(
+        "--cache", type=Path, default=None, help="map cache folder (default OUT/cache)"
+    )
+    run.add_argument(
+        "--map-batch-size", type=int, default=16, help="images per forward pass for the maps"
+    )
     run.add_argument("--resume", action="store_true", help="continue the run saved in OUT")
-    run.add_argument("--num-workers", type=int, default=0, help="data loading processes (default 0)")
-    run.add_argument("--device", default=None, help="cpu, cuda, cuda:1... (default: cuda if available)")
+    run.add_argument(
+        "--num-workers", type=int, default=0, help="data loading processes (default 0)"
+    )
+    run.add_argument(
+        "--device", default=None, help="cpu, cuda, cuda:1... (default: cuda if available)"
+    )
     run.add_argument("--quiet", action="store_true", help="no progress bars")
     parser.set_defaults(func=run_command)
 
@@ -67,12 +91,26 @@ def run_command(args: argparse.Namespace) -> int:
     options = dataset_options(args, args.dataset)
     try:
         config = FusionConfig(
-            classifier=args.classifier, out=args.out, dataset=args.dataset, root=args.root,
-            dataset_options=options or None, splits=args.splits, split_seed=args.split_seed,
-            layers=args.layers, k=args.k, resolution=args.resolution, epochs=args.epochs,
-            batch_size=args.batch_size, lr=args.lr, patience=args.patience, seed=args.seed,
-            cache=args.cache, map_batch_size=args.map_batch_size, num_workers=args.num_workers,
-            device=args.device, resume=args.resume,
+            classifier=args.classifier,
+            out=args.out,
+            dataset=args.dataset,
+            root=args.root,
+            dataset_options=options or None,
+            splits=args.splits,
+            split_seed=args.split_seed,
+            layers=args.layers,
+            k=args.k,
+            resolution=args.resolution,
+            epochs=args.epochs,
+            batch_size=args.batch_size,
+            lr=args.lr,
+            patience=args.patience,
+            seed=args.seed,
+            cache=args.cache,
+            map_batch_size=args.map_batch_size,
+            num_workers=args.num_workers,
+            device=args.device,
+            resume=args.resume,
         )
         result = train_fusion(config, progress=not args.quiet)
     except TrainingInterrupted as stopped:
@@ -89,5 +127,8 @@ def run_command(args: argparse.Namespace) -> int:
         for name, value in ranked:
             print(f"  {name:<18} {value:.4f}")
     print(f"NET: {result.checkpoint}")
-    print(f"explain with: mlfem explain --model {args.classifier} --fusion net:{result.checkpoint} IMAGES --out DIR")
+    print(
+        f"explain with: mlfem explain --model {args.classifier} "
+        f"--fusion net:{result.checkpoint} IMAGES --out DIR"
+    )
     return 0

@@ -38,7 +38,8 @@ class DatasetSpec:
         self.root = None if self.root is None else str(Path(self.root).resolve())
         self.splits = None if self.splits is None else str(Path(self.splits).resolve())
         self.options = {key: _json_value(value) for key, value in self.options.items()}
-        self.split_fractions = tuple(float(f) for f in self.split_fractions)  # type: ignore[assignment]
+        fractions = tuple(float(f) for f in self.split_fractions)
+        self.split_fractions = fractions  # type: ignore[assignment]
 
     def open(self, split: str, **overrides: Any) -> Dataset:
         """The dataset restricted to ``split`` (``"train"``, ``"val"``, ``"test"``)."""

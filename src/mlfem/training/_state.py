@@ -62,8 +62,10 @@ def _as_int(part: int | str) -> int:
     return int.from_bytes(part.encode(), "little") % (1 << 32)
 
 
-def rng_states(generators: dict[str, torch.Generator]) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
-    """Every RNG a training step may touch: torch (CPU, CUDA), numpy, ``random`` and ``generators``."""
+def rng_states(
+    generators: dict[str, torch.Generator],
+) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+    """Every RNG a training step may touch: torch (CPU, CUDA), numpy, ``random``, ``generators``."""
     tensors = {"rng.torch": torch.get_rng_state()}
     if torch.cuda.is_available() and torch.cuda.is_initialized():
         for index, state in enumerate(torch.cuda.get_rng_state_all()):
@@ -132,7 +134,10 @@ def save_training_state(
     tensors.update(optim_tensors)
     tensors.update(rng_tensors)
     save_checkpoint(
-        path, tensors, {"progress": progress, "optimizer": optim_info, "rng": rng_info}, STATE_FORMAT
+        path,
+        tensors,
+        {"progress": progress, "optimizer": optim_info, "rng": rng_info},
+        STATE_FORMAT,
     )
 
 

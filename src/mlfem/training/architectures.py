@@ -132,7 +132,12 @@ def build_classifier(
         return model, spec
     model = _torchvision_model(architecture, weights)
     head = replace_head(model, num_classes)
-    spec = {"name": architecture, "library": "torchvision", "num_classes": num_classes, "head": head}
+    spec = {
+        "name": architecture,
+        "library": "torchvision",
+        "num_classes": num_classes,
+        "head": head,
+    }
     return model, spec
 
 

@@ -59,7 +59,11 @@ def resize_image(image: Tensor, size: int) -> Tensor:
         return image
     shrink = image.shape[-2] > size or image.shape[-1] > size
     resized = F.interpolate(
-        image[None].float(), size=(size, size), mode="bilinear", align_corners=False, antialias=shrink
+        image[None].float(),
+        size=(size, size),
+        mode="bilinear",
+        align_corners=False,
+        antialias=shrink,
     )[0]
     return resized.round().clamp(0, 255).to(torch.uint8)
 

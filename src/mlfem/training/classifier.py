@@ -38,7 +38,7 @@ from typing import Any
 
 import torch
 import torch.nn.functional as F
-from torch import Tensor, nn
+from torch import Tensor
 from torch.utils.data import DataLoader
 
 from mlfem.models.preprocessing import IMAGENET_MEAN, IMAGENET_STD, Preprocessing
@@ -64,8 +64,20 @@ HISTORY_FILE = "history.json"
 # Settings that must not change when a run is resumed (epochs may grow; workers, device
 # and progress display are free).
 _RESUME_FIXED = (
-    "dataset", "root", "dataset_options", "model", "weights", "batch_size", "lr",
-    "weight_decay", "image_size", "augment", "seed", "splits", "split_seed", "split_fractions",
+    "dataset",
+    "root",
+    "dataset_options",
+    "model",
+    "weights",
+    "batch_size",
+    "lr",
+    "weight_decay",
+    "image_size",
+    "augment",
+    "seed",
+    "splits",
+    "split_seed",
+    "split_fractions",
 )
 
 
@@ -114,7 +126,9 @@ class ClassifierConfig:
         if not self.lr > 0 or self.weight_decay < 0:
             raise ValueError("need lr > 0 and weight_decay >= 0")
         if self.augment not in AUGMENTATIONS:
-            raise ValueError(f"augment must be one of {', '.join(AUGMENTATIONS)}, got {self.augment!r}")
+            raise ValueError(
+                f"augment must be one of {', '.join(AUGMENTATIONS)}, got {self.augment!r}"
+            )
         if self.num_workers < 0:
             raise ValueError("num_workers must be >= 0")
 
@@ -177,18 +191,28 @@ class _Trainer:
         self.stop = stop
         self.on_step = on_step
         self.out = Path(config.out)
-        self.device = torch.device(config.device or ("cuda" if torch.cuda.is_available() else "cpu"))
+        self.device = torch.device(
+            config.device or ("cuda" if torch.cuda.is_available() else "cpu")
+        )
         options = dict(config.dataset_options)
         if config.dataset == "synthetic":
             options.setdefault("size", config.image_size)
         self.spec = DatasetSpec(
-            config.dataset, config.root, options, str(config.splits_path),
-            config.split_seed, config.split_fractions,
+            config.dataset,
+            config.root,
+            options,
+            str(config.splits_path),
+            config.split_seed,
+            config.split_fractions,
         )
         self.augmentation = AUGMENTATIONS[config.augment]
         self.preprocessing = Preprocessing(
-            crop_size=config.image_size, resize_size=config.image_size,
-            mean=IMAGENET_MEAN, std=IMAGENET_STD, fit="whole", source="mlfem train-classifier",
+            crop_size=config.image_size,
+            resize_size=config.image_size,
+            mean=IMAGENET_MEAN,
+            std=IMAGENET_STD,
+            fit="whole",
+            source="mlfem train-classifier",
         )
 
     # ------------------------------------------------------------------ set-up
@@ -206,27 +230,45 @@ class _Trainer:
         self.class_names = list(self.train_set.class_names)
         self.multi_label = bool(getattr(self.train_set, "multi_label", False))
         if not self.class_names:
-            raise ValueError(f"{config.dataset} has no class labels: a classifier cannot be trained on it")
+            raise ValueError(
+                f"{config.dataset} has no class labels: a classifier cannot be trained on it"
+            )
         if len(self.train_set) < 2:
-            raise ValueError(f"the train split of {config.dataset} has {len(self.train_set)} image(s)")
+            raise ValueError(
+                f"the train split of {config.dataset} has {len(self.train_set)} image(s)"
+            )
         if len(self.val_set) == 0:
-            warnings.warn("the val split is empty: the last epoch is kept as the best", stacklevel=3)
+            warnings.warn(
+                "the val split is empty: the last epoch is kept as the best", stacklevel=3
+            )
 
         torch.manual_seed(config.seed)
-        model, self.architecture = build_classifier(config.model, len(self.class_names), config.weights)
+        model, self.architecture = build_classifier(
+            config.model, len(self.class_names), config.weights
+        )
         self.model = model.to(self.device)
         self.optimizer = torch.optim.Adam(
             self.model.parameters(), lr=config.lr, weight_decay=config.weight_decay
         )
-        self.generators = {"augment": torch.Generator().manual_seed(derived_seed(config.seed, "augment"))}
+        self.generators = {
+            "augment": torch.Generator().manual_seed(derived_seed(config.seed, "augment"))
+        }
         self.collate = ImageBatch(config.image_size, len(self.class_names))
 
-        progress: dict[str, Any] = {"epoch": 0, "step": 0, "loss_sum": 0.0, "count": 0,
-                                    "history": [], "best": None}
+        progress: dict[str, Any] = {
+            "epoch": 0,
+            "step": 0,
+            "loss_sum": 0.0,
+            "count": 0,
+            "history": [],
+            "best": None,
+        }
         if sidecar_path(state_path).exists():
             progress = load_training_state(state_path, self.model, self.optimizer, self.generators)
             self._check_resumable(progress["settings"])
             self._log(f"resuming from epoch {progress['epoch'] + 1}, step {progress['step']}")
+        elif config.resume:
+            self._log(f"nothing to resume in {self.out}: starting a new run")
         with stop_on_sigint(self.stop):
             return self._train(progress, state_path)
 
@@ -235,7 +277,9 @@ class _Trainer:
         changed = [key for key in _RESUME_FIXED if saved.get(key) != current.get(key)]
         if changed:
             details = ", ".join(f"{k}: {saved.get(k)!r} -> {current.get(k)!r}" for k in changed)
-            raise ValueError(f"cannot resume {self.out}: settings differ from the saved run ({details})")
+            raise ValueError(
+                f"cannot resume {self.out}: settings differ from the saved run ({details})"
+            )
 
     # ------------------------------------------------------------------ loop
     def _train(self, progress: dict[str, Any], state_path: Path) -> ClassifierRun:
@@ -249,11 +293,20 @@ class _Trainer:
             loss_sum = progress["loss_sum"] if start else 0.0
             count = progress["count"] if start else 0
             batches = EpochBatches(self._order(epoch), config.batch_size, start)
-            loader = self._loader(self.train_set, batches, derived_seed(config.seed, "loader", epoch))
+            loader = self._loader(
+                self.train_set, batches, derived_seed(config.seed, "loader", epoch)
+            )
             self.model.train()
             step = start
-            with tqdm(total=batches.total, initial=start, desc=f"epoch {epoch + 1}/{config.epochs}",
-                      unit="batch", disable=not self.progress, leave=False, file=sys.stderr) as bar:
+            with tqdm(
+                total=batches.total,
+                initial=start,
+                desc=f"epoch {epoch + 1}/{config.epochs}",
+                unit="batch",
+                disable=not self.progress,
+                leave=False,
+                file=sys.stderr,
+            ) as bar:
                 for batch in loader:
                     loss = self._step(batch)
                     step += 1
@@ -266,7 +319,11 @@ class _Trainer:
                     if self.stop.is_set():
                         self._save_state(state_path, epoch, step, loss_sum, count, history, best)
                         raise TrainingInterrupted(state_path, epoch, step)
-            record = {"epoch": epoch + 1, "train_loss": loss_sum / max(count, 1), **self._validate()}
+            record = {
+                "epoch": epoch + 1,
+                "train_loss": loss_sum / max(count, 1),
+                **self._validate(),
+            }
             history.append(record)
             if best is None or self._better(record, best):
                 best = record
@@ -288,7 +345,10 @@ class _Trainer:
         # resumed run must find exactly as the interrupted run left it.
         workers = self.config.num_workers
         return DataLoader(
-            dataset, batch_sampler=batch_sampler, collate_fn=self.collate, num_workers=workers,
+            dataset,
+            batch_sampler=batch_sampler,
+            collate_fn=self.collate,
+            num_workers=workers,
             generator=torch.Generator().manual_seed(seed),
             worker_init_fn=_ignore_sigint if workers else None,
         )
@@ -329,7 +389,10 @@ class _Trainer:
             targets.append(batch["targets"])
         all_logits, all_targets = torch.cat(logits), torch.cat(targets)
         loss = float(self._loss(all_logits, all_targets))
-        return {"val_loss": loss, **classification_metrics(all_logits, all_targets, self.multi_label)}
+        return {
+            "val_loss": loss,
+            **classification_metrics(all_logits, all_targets, self.multi_label),
+        }
 
     def _better(self, record: dict[str, float], best: dict[str, float]) -> bool:
         if len(self.val_set) == 0:
@@ -338,7 +401,10 @@ class _Trainer:
 
         def score(r: dict[str, float]) -> tuple[float, float]:
             metric, loss = r.get(key, math.nan), r.get("val_loss", math.nan)
-            return (-math.inf if math.isnan(metric) else metric, -math.inf if math.isnan(loss) else -loss)
+            return (
+                -math.inf if math.isnan(metric) else metric,
+                -math.inf if math.isnan(loss) else -loss,
+            )
 
         return score(record) > score(best)
 
@@ -347,15 +413,23 @@ class _Trainer:
         from mlfem import __version__
 
         save_classifier(
-            self.out / CLASSIFIER_FILE, self.model, self.architecture, self.class_names,
-            self.multi_label, self.preprocessing,
+            self.out / CLASSIFIER_FILE,
+            self.model,
+            self.architecture,
+            self.class_names,
+            self.multi_label,
+            self.preprocessing,
             extra={
                 "dataset": self.spec.as_dict(),
                 "training": {
                     **self.config.settings(),
                     "optimizer": "Adam",
-                    "loss": "binary_cross_entropy_with_logits" if self.multi_label else "cross_entropy",
-                    "augmentation": None if self.augmentation is None else self.augmentation.as_dict(),
+                    "loss": "binary_cross_entropy_with_logits"
+                    if self.multi_label
+                    else "cross_entropy",
+                    "augmentation": None
+                    if self.augmentation is None
+                    else self.augmentation.as_dict(),
                 },
                 "epoch": record["epoch"],
                 "val_metrics": record,
@@ -366,10 +440,21 @@ class _Trainer:
         )
 
     def _save_state(self, path, epoch, step, loss_sum, count, history, best) -> None:
-        save_training_state(path, self.model, self.optimizer, self.generators, {
-            "epoch": epoch, "step": step, "loss_sum": loss_sum, "count": count,
-            "history": history, "best": best, "settings": self.config.settings(),
-        })
+        save_training_state(
+            path,
+            self.model,
+            self.optimizer,
+            self.generators,
+            {
+                "epoch": epoch,
+                "step": step,
+                "loss_sum": loss_sum,
+                "count": count,
+                "history": history,
+                "best": best,
+                "settings": self.config.settings(),
+            },
+        )
 
     def _log(self, message: str) -> None:
         if self.progress:

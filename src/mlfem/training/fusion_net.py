@@ -92,7 +92,9 @@ def resize_layer_maps(maps: Tensor, size: int) -> Tensor:
     if tuple(maps.shape[-2:]) == (size, size):
         return maps
     shrink = maps.shape[-2] > size or maps.shape[-1] > size
-    return F.interpolate(maps, size=(size, size), mode="bilinear", align_corners=False, antialias=shrink)
+    return F.interpolate(
+        maps, size=(size, size), mode="bilinear", align_corners=False, antialias=shrink
+    )
 
 
 class NetFusion:
@@ -149,14 +151,16 @@ class NetFusion:
             raise ValueError("maps must be a (B, L, H, W) tensor")
         if maps.shape[1] != self.net.num_layers:
             raise FusionMismatchError(
-                f"NET fusion expects {self.net.num_layers} layer maps ({', '.join(self.layer_names)}), "
-                f"got {maps.shape[1]}"
+                f"NET fusion expects {self.net.num_layers} layer maps "
+                f"({', '.join(self.layer_names)}), got {maps.shape[1]}"
             )
         net = self.net.to(maps.device)
         with torch.inference_mode():
             small = resize_layer_maps(maps.float(), self.resolution)
             fused = net(small)[:, None]
-            fused = F.interpolate(fused, size=maps.shape[-2:], mode="bilinear", align_corners=False)[:, 0]
+            fused = F.interpolate(
+                fused, size=maps.shape[-2:], mode="bilinear", align_corners=False
+            )[:, 0]
             fused = minmax_normalize(fused).to(maps.dtype)
         return fused.clone()
 
@@ -166,10 +170,12 @@ class NetFusion:
 
 
 def save_fusion_net(path: str | Path, net: FusionNet, metadata: dict[str, Any]) -> dict[str, Any]:
-    """Save a NET (safetensors + JSON sidecar); ``metadata`` must hold ``layers`` and ``resolution``."""
+    """Save a NET (safetensors + JSON sidecar); ``metadata`` needs ``layers`` and ``resolution``."""
     if len(metadata.get("layers", ())) != net.num_layers or "resolution" not in metadata:
         raise ValueError("NET metadata needs 'layers' (one per input map) and 'resolution'")
-    return save_checkpoint(path, net.state_dict(), {"num_layers": net.num_layers, **metadata}, NET_FORMAT)
+    return save_checkpoint(
+        path, net.state_dict(), {"num_layers": net.num_layers, **metadata}, NET_FORMAT
+    )
 
 
 def load_fusion_net(
@@ -184,7 +190,9 @@ def load_fusion_net(
     try:
         net.load_state_dict(state, strict=True)
     except RuntimeError as error:
-        raise CheckpointError(f"{path}: weights do not fit the NET architecture: {error}") from error
+        raise CheckpointError(
+            f"{path}: weights do not fit the NET architecture: {error}"
+        ) from error
     fusion = NetFusion(net.to(device), metadata, Path(path))
     if classifier is not None:
         fusion.check_classifier(classifier)

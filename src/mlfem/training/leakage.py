@@ -8,7 +8,7 @@ Every mlfem checkpoint records the dataset and the image ids it saw:
 
 :func:`check_leakage` compares them with the image ids about to be evaluated::
 
-    report = check_leakage("synthetic", test_ids, ["clf/classifier.safetensors", "net/net.safetensors"])
+    report = check_leakage("synthetic", test_ids, [classifier_path, net_path])
     report.leaked, report.leaked_ids, report.overlaps, report.summary()
 
 ``mode="refuse"`` raises :class:`LeakageError` (a ``ValueError``) on any overlap;
@@ -88,15 +88,20 @@ class LeakageReport:
     def summary(self) -> str:
         """One paragraph for logs and error messages."""
         if not self.leaked:
-            text = f"no leakage: none of the {self.n_images} {self.dataset} images was seen by a checkpoint"
+            text = (
+                f"no leakage: none of the {self.n_images} {self.dataset} images was seen "
+                "by a checkpoint"
+            )
         else:
             parts = [
-                f"{checkpoint}: " + ", ".join(f"{len(ids)} in its {role} ids" for role, ids in roles.items())
+                f"{checkpoint}: "
+                + ", ".join(f"{len(ids)} in its {role} ids" for role, ids in roles.items())
                 for checkpoint, roles in self.overlaps.items()
             ]
             text = (
-                f"LEAKAGE: {len(self.leaked_ids)} of the {self.n_images} evaluated {self.dataset} images "
-                f"were seen by a checkpoint ({'; '.join(parts)}); e.g. {', '.join(self.leaked_ids[:5])}. "
+                f"LEAKAGE: {len(self.leaked_ids)} of the {self.n_images} evaluated {self.dataset} "
+                f"images were seen by a checkpoint ({'; '.join(parts)}); "
+                f"e.g. {', '.join(self.leaked_ids[:5])}. "
                 "Evaluate on the test split (or images none of the checkpoints saw)."
             )
         if self.unknown:
@@ -125,7 +130,13 @@ def seen_images(checkpoint: Any) -> SeenImages:
         if not isinstance(metadata, Mapping):
             return SeenImages(label, "unknown", None, reason="no mlfem metadata")
     fmt = str(metadata.get("format", ""))
-    kind = "net" if fmt.startswith("mlfem-net") else "classifier" if fmt.startswith("mlfem-classifier") else "unknown"
+    kind = (
+        "net"
+        if fmt.startswith("mlfem-net")
+        else "classifier"
+        if fmt.startswith("mlfem-classifier")
+        else "unknown"
+    )
     dataset = (metadata.get("dataset") or {}).get("name")
     ids = {role: list(metadata.get(f"{role}_ids") or []) for role in ("train", "val")}
     classifier = metadata.get("classifier") or {}
@@ -134,7 +145,9 @@ def seen_images(checkpoint: Any) -> SeenImages:
             if classifier.get(f"{role}_ids"):
                 ids[f"classifier-{role}"] = list(classifier[f"{role}_ids"])
     if kind == "unknown" or "train_ids" not in metadata:
-        return SeenImages(label, "unknown", dataset, reason="the checkpoint records no training images")
+        return SeenImages(
+            label, "unknown", dataset, reason="the checkpoint records no training images"
+        )
     return SeenImages(label, kind, dataset, ids)
 
 
@@ -169,9 +182,15 @@ def find_overlap(
             overlaps[seen.checkpoint] = found
     leaked_ids = sorted({i for roles_ in overlaps.values() for ids in roles_.values() for i in ids})
     return LeakageReport(
-        dataset=dataset_name, mode=mode, n_images=len(evaluated), roles=list(roles),
-        leaked=bool(leaked_ids), leaked_ids=leaked_ids, overlaps=overlaps,
-        other_dataset=other, unknown=unknown,
+        dataset=dataset_name,
+        mode=mode,
+        n_images=len(evaluated),
+        roles=list(roles),
+        leaked=bool(leaked_ids),
+        leaked_ids=leaked_ids,
+        overlaps=overlaps,
+        other_dataset=other,
+        unknown=unknown,
     )
 
 

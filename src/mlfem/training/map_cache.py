@@ -133,7 +133,13 @@ class MapCache:
                 "set; delete it or choose another cache folder"
             )
         if index is None:
-            index = {"format": CACHE_FORMAT, "key": key, "image_ids": ids, "shards": [], "complete": False}
+            index = {
+                "format": CACHE_FORMAT,
+                "key": key,
+                "image_ids": ids,
+                "shards": [],
+                "complete": False,
+            }
             write_json_atomic(directory / "index.json", index)
         index["shards"] = _existing_shards(directory, index["shards"])
         done = sum(shard["count"] for shard in index["shards"])
@@ -141,14 +147,24 @@ class MapCache:
             classes = len(getattr(dataset, "class_names", None) or [])
             collate = ImageBatch(image_size, max(1, classes), gfdm_size=resolution)
             loader = DataLoader(
-                Subset(dataset, range(done, len(ids))), batch_size=batch_size, shuffle=False,
-                collate_fn=collate, num_workers=num_workers,
+                Subset(dataset, range(done, len(ids))),
+                batch_size=batch_size,
+                shuffle=False,
+                collate_fn=collate,
+                num_workers=num_workers,
             )
             device = explainer.model_device
             buffer_maps: list[np.ndarray] = []
             buffer_gfdm: list[np.ndarray] = []
-            with tqdm(total=len(ids), initial=done, desc="FEM maps", unit="img",
-                      disable=not progress, leave=False, file=sys.stderr) as bar:
+            with tqdm(
+                total=len(ids),
+                initial=done,
+                desc="FEM maps",
+                unit="img",
+                disable=not progress,
+                leave=False,
+                file=sys.stderr,
+            ) as bar:
                 for batch in loader:
                     images = normalize_batch(batch["image"].to(device), mean, std)
                     layer_maps = explainer.layer_maps(images).maps
@@ -203,6 +219,6 @@ def _write_shard(directory, index, buffer_maps, buffer_gfdm, done: int) -> int:
         with open(tmp, "wb") as handle:
             np.save(handle, array, allow_pickle=False)
         os.replace(tmp, directory / names[field])
-    index["shards"].append({**names, "start": done, "count": int(len(maps))})
+    index["shards"].append({**names, "start": done, "count": len(maps)})
     write_json_atomic(directory / "index.json", index)
-    return done + int(len(maps))
+    return done + len(maps)

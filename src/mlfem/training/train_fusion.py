@@ -20,6 +20,7 @@ Files in ``out``: ``net.safetensors``/``net.json``, ``training_state.*`` (resume
 
 from __future__ import annotations
 
+import hashlib
 import math
 import sys
 import threading
@@ -46,18 +47,34 @@ from mlfem.training.checkpoint import (
     sidecar_path,
     write_json_atomic,
 )
-from mlfem.training.fusion_net import FusionNet, NetFusion, save_fusion_net
+from mlfem.training.fusion_net import FusionNet, save_fusion_net
 from mlfem.training.map_cache import MapCache, cache_key_digest
 
-__all__ = ["NET_FILE", "FusionConfig", "FusionRun", "compare_fusions", "default_fusions", "train_fusion"]
+__all__ = [
+    "NET_FILE",
+    "FusionConfig",
+    "FusionRun",
+    "compare_fusions",
+    "default_fusions",
+    "train_fusion",
+]
 
 NET_FILE = "net.safetensors"
 STATE_FILE = "training_state.safetensors"
 HISTORY_FILE = "history.json"
 TARGET = "GFDM resized to r x r (bilinear, antialiased when shrinking), divided by its maximum"
 
-_RESUME_FIXED = ("classifier_fingerprint", "layers", "k", "resolution", "batch_size", "lr",
-                 "weight_decay", "seed", "dataset")
+_RESUME_FIXED = (
+    "classifier_fingerprint",
+    "layers",
+    "k",
+    "resolution",
+    "batch_size",
+    "lr",
+    "weight_decay",
+    "seed",
+    "dataset",
+)
 
 
 @dataclass
@@ -173,13 +190,17 @@ def train_fusion(
 
 
 class _FusionTrainer:
-    def __init__(self, config: FusionConfig, progress: bool, stop: threading.Event, on_step) -> None:
+    def __init__(
+        self, config: FusionConfig, progress: bool, stop: threading.Event, on_step
+    ) -> None:
         self.config = config
         self.progress = progress
         self.stop = stop
         self.on_step = on_step
         self.out = Path(config.out)
-        self.device = torch.device(config.device or ("cuda" if torch.cuda.is_available() else "cpu"))
+        self.device = torch.device(
+            config.device or ("cuda" if torch.cuda.is_available() else "cpu")
+        )
 
     def run(self) -> FusionRun:
         from mlfem.explainers import MLFEM
@@ -213,13 +234,27 @@ class _FusionTrainer:
             if config.root is not None:
                 spec.root = str(Path(config.root).resolve())
             if config.dataset_options:
-                spec = DatasetSpec(spec.name, spec.root, {**spec.options, **config.dataset_options},
-                                   spec.splits, spec.split_seed, spec.split_fractions)
+                spec = DatasetSpec(
+                    spec.name,
+                    spec.root,
+                    {**spec.options, **config.dataset_options},
+                    spec.splits,
+                    spec.split_seed,
+                    spec.split_fractions,
+                )
         elif config.dataset is None:
-            raise ValueError(f"{config.classifier} records no dataset: pass the dataset to train on")
+            raise ValueError(
+                f"{config.classifier} records no dataset: pass the dataset to train on"
+            )
         else:
-            spec = DatasetSpec(config.dataset, config.root, dict(config.dataset_options or {}),
-                               None, 0, (0.8, 0.1, 0.1))
+            spec = DatasetSpec(
+                config.dataset,
+                config.root,
+                dict(config.dataset_options or {}),
+                None,
+                0,
+                (0.8, 0.1, 0.1),
+            )
         if config.splits is not None:
             spec.splits = str(Path(config.splits).resolve())
         elif spec.splits is None:
@@ -231,22 +266,38 @@ class _FusionTrainer:
     def _cache(self, split: str, explainer) -> MapCache:
         config = self.config
         dataset = self.spec.open(split)
+        ids = "\n".join(str(i) for i in dataset.image_ids).encode()
         key = {
             "classifier_fingerprint": self.classifier.fingerprint,
             "layers": self.layers,
             "k": config.k,
             "resolution": config.resolution,
-            "dataset": {"name": self.spec.name, "root": self.spec.root, "options": self.spec.options},
+            "dataset": {
+                "name": self.spec.name,
+                "root": self.spec.root,
+                "options": self.spec.options,
+            },
             "split": split,
+            # Another splits file gives another image set, hence another cache folder.
+            "ids_sha256": hashlib.sha256(ids).hexdigest(),
         }
         root = Path(config.cache) if config.cache is not None else self.out / "cache"
         p = self.classifier.preprocessing
         self._log(f"FEM maps of the {split} split ({len(dataset)} images) -> {root}")
         return MapCache.build(
-            root / f"{split}-{cache_key_digest(key)}", key, explainer, dataset,
-            image_size=p.crop_size, mean=p.mean, std=p.std, resolution=config.resolution,
-            batch_size=config.map_batch_size, shard_size=config.shard_size,
-            num_workers=config.num_workers, progress=self.progress, stop=self.stop,
+            root / f"{split}-{cache_key_digest(key)}",
+            key,
+            explainer,
+            dataset,
+            image_size=p.crop_size,
+            mean=p.mean,
+            std=p.std,
+            resolution=config.resolution,
+            batch_size=config.map_batch_size,
+            shard_size=config.shard_size,
+            num_workers=config.num_workers,
+            progress=self.progress,
+            stop=self.stop,
         )
 
     # ------------------------------------------------------------------ loop
@@ -268,14 +319,26 @@ class _FusionTrainer:
         config = self.config
         torch.manual_seed(config.seed)
         self.net = FusionNet(len(self.layers)).to(self.device)
-        self.optimizer = torch.optim.Adam(self.net.parameters(), lr=config.lr, weight_decay=config.weight_decay)
+        self.optimizer = torch.optim.Adam(
+            self.net.parameters(), lr=config.lr, weight_decay=config.weight_decay
+        )
         generators: dict[str, torch.Generator] = {}
-        progress: dict[str, Any] = {"epoch": 0, "step": 0, "loss_sum": 0.0, "count": 0, "history": [],
-                                    "best": None, "bad_epochs": 0, "finished": False}
+        progress: dict[str, Any] = {
+            "epoch": 0,
+            "step": 0,
+            "loss_sum": 0.0,
+            "count": 0,
+            "history": [],
+            "best": None,
+            "bad_epochs": 0,
+            "finished": False,
+        }
         if sidecar_path(state_path).exists():
             progress = load_training_state(state_path, self.net, self.optimizer, generators)
             self._check_resumable(progress["settings"])
             self._log(f"resuming from epoch {progress['epoch'] + 1}, step {progress['step']}")
+        elif config.resume:
+            self._log(f"nothing to resume in {self.out}: starting a new run")
         history, best = progress["history"], progress["best"]
         bad_epochs = progress["bad_epochs"]
         maps, targets = self.train_cache.maps, self.train_cache.gfdm
@@ -289,8 +352,15 @@ class _FusionTrainer:
             batches = EpochBatches(order, config.batch_size, start, drop_single=False)
             self.net.train()
             step = start
-            with tqdm(total=batches.total, initial=start, desc=f"NET epoch {epoch + 1}/{config.epochs}",
-                      unit="batch", disable=not self.progress, leave=False, file=sys.stderr) as bar:
+            with tqdm(
+                total=batches.total,
+                initial=start,
+                desc=f"NET epoch {epoch + 1}/{config.epochs}",
+                unit="batch",
+                disable=not self.progress,
+                leave=False,
+                file=sys.stderr,
+            ) as bar:
                 for indices in batches:
                     x = maps[indices].to(self.device).float()
                     y = targets[indices].to(self.device).float()
@@ -306,24 +376,47 @@ class _FusionTrainer:
                     if self.on_step is not None:
                         self.on_step(epoch, step, float(loss.detach()))
                     if self.stop.is_set():
-                        self._save_state(state_path, generators, epoch, step, loss_sum, count,
-                                         history, best, bad_epochs, False)
+                        self._save_state(
+                            state_path,
+                            generators,
+                            epoch,
+                            step,
+                            loss_sum,
+                            count,
+                            history,
+                            best,
+                            bad_epochs,
+                            False,
+                        )
                         raise TrainingInterrupted(state_path, epoch, step)
-            record = {"epoch": epoch + 1, "train_mse": loss_sum / max(count, 1), **self._validate(self.net)}
+            record = {
+                "epoch": epoch + 1,
+                "train_mse": loss_sum / max(count, 1),
+                **self._validate(self.net),
+            }
             history.append(record)
             # Without validation images, the latest epoch is kept.
-            if best is None or len(self.val_cache) == 0 or _lower(record["val_mse"], best["val_mse"]):
+            if (
+                best is None
+                or len(self.val_cache) == 0
+                or _lower(record["val_mse"], best["val_mse"])
+            ):
                 best, bad_epochs = record, 0
                 self._save_net(record)
             else:
                 bad_epochs += 1
             epoch += 1
             finished = bad_epochs >= config.patience or epoch >= config.epochs
-            self._save_state(state_path, generators, epoch, 0, 0.0, 0, history, best, bad_epochs, finished)
+            self._save_state(
+                state_path, generators, epoch, 0, 0.0, 0, history, best, bad_epochs, finished
+            )
             write_json_atomic(self.out / HISTORY_FILE, history)
             self._log(", ".join(f"{k} {v:.5g}" for k, v in record.items()))
             if bad_epochs >= config.patience:
-                self._log(f"early stop: no lower val MSE for {bad_epochs} epochs (best epoch {best['epoch']})")
+                self._log(
+                    f"early stop: no lower val MSE for {bad_epochs} epochs "
+                    f"(best epoch {best['epoch']})"
+                )
             progress["finished"] = finished
             if self.stop.is_set() and not finished:
                 raise TrainingInterrupted(state_path, epoch, 0)
@@ -348,7 +441,10 @@ class _FusionTrainer:
         values = torch.cat(pccs)
         values = values[~torch.isnan(values)]
         numel = self.val_cache.gfdm[0].numel() * len(self.val_cache)
-        return {"val_mse": squared / numel, "val_pcc": float(values.mean()) if len(values) else math.nan}
+        return {
+            "val_mse": squared / numel,
+            "val_pcc": float(values.mean()) if len(values) else math.nan,
+        }
 
     def _compare(self) -> dict[str, float]:
         """Val PCC of the best NET and of the algebraic fusions, recorded in net.json."""
@@ -370,45 +466,68 @@ class _FusionTrainer:
         from mlfem import __version__
 
         classifier = self.classifier.metadata
-        save_fusion_net(self.out / NET_FILE, self.net, {
-            "layers": self.layers,
-            "k": self.config.k,
-            "resolution": self.config.resolution,
-            "architecture": {
-                "name": "mlfem-net",
-                "channels": [len(self.layers) * m for m in (1, 2, 4, 8, 1)],
-                "pooling": "2x2 max after conv1 and conv2 (x4 in all); 1x1 weighted sum; bilinear x4",
+        save_fusion_net(
+            self.out / NET_FILE,
+            self.net,
+            {
+                "layers": self.layers,
+                "k": self.config.k,
+                "resolution": self.config.resolution,
+                "architecture": {
+                    "name": "mlfem-net",
+                    "channels": [len(self.layers) * m for m in (1, 2, 4, 8)] + [1],
+                    "pooling": "2x2 max after conv1 and conv2 (x4 in all); 1x1 weighted sum; "
+                    "bilinear x4",
+                },
+                "target": TARGET,
+                "output": "raw; min-max normalised per image when used as a fusion operator",
+                "classifier": {
+                    "path": str(Path(self.config.classifier).resolve()),
+                    "fingerprint": self.classifier.fingerprint,
+                    "architecture": classifier.get("architecture"),
+                    "dataset": classifier.get("dataset", {}).get("name"),
+                    "train_ids": classifier.get("train_ids", []),
+                    "val_ids": classifier.get("val_ids", []),
+                },
+                "dataset": self.spec.as_dict(),
+                "training": self._settings(),
+                "epoch": record["epoch"],
+                "val_metrics": record,
+                "train_ids": list(self.train_cache.image_ids),
+                "val_ids": list(self.val_cache.image_ids),
+                "mlfem_version": __version__,
             },
-            "target": TARGET,
-            "output": "raw; min-max normalised per image when used as a fusion operator",
-            "classifier": {
-                "path": str(Path(self.config.classifier).resolve()),
-                "fingerprint": self.classifier.fingerprint,
-                "architecture": classifier.get("architecture"),
-                "dataset": classifier.get("dataset", {}).get("name"),
-                "train_ids": classifier.get("train_ids", []),
-                "val_ids": classifier.get("val_ids", []),
-            },
-            "dataset": self.spec.as_dict(),
-            "training": self._settings(),
-            "epoch": record["epoch"],
-            "val_metrics": record,
-            "train_ids": list(self.train_cache.image_ids),
-            "val_ids": list(self.val_cache.image_ids),
-            "mlfem_version": __version__,
-        })
+        )
 
-    def _save_state(self, path, generators, epoch, step, loss_sum, count, history, best, bad, finished):
-        save_training_state(path, self.net, self.optimizer, generators, {
-            "epoch": epoch, "step": step, "loss_sum": loss_sum, "count": count, "history": history,
-            "best": best, "bad_epochs": bad, "finished": finished, "settings": self._settings(),
-        })
+    def _save_state(
+        self, path, generators, epoch, step, loss_sum, count, history, best, bad, finished
+    ):
+        save_training_state(
+            path,
+            self.net,
+            self.optimizer,
+            generators,
+            {
+                "epoch": epoch,
+                "step": step,
+                "loss_sum": loss_sum,
+                "count": count,
+                "history": history,
+                "best": best,
+                "bad_epochs": bad,
+                "finished": finished,
+                "settings": self._settings(),
+            },
+        )
 
     def _check_resumable(self, saved: dict[str, Any]) -> None:
         current = self._settings()
         changed = [key for key in _RESUME_FIXED if saved.get(key) != current.get(key)]
         if changed:
-            raise ValueError(f"cannot resume {self.out}: settings differ from the saved run ({', '.join(changed)})")
+            raise ValueError(
+                f"cannot resume {self.out}: settings differ from the saved run "
+                f"({', '.join(changed)})"
+            )
 
     def _log(self, message: str) -> None:
         if self.progress:
