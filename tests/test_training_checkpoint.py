@@ -183,3 +183,23 @@ def test_training_state_restores_model_optimizer_and_rngs(tmp_path: Path) -> Non
             assert torch.equal(
                 torch.as_tensor(saved[index][name]), torch.as_tensor(restored[index][name])
             )
+
+
+def test_mlfem_refuses_a_net_trained_for_another_classifier(tmp_path: Path) -> None:
+    from mlfem import MLFEM
+    from mlfem.layers import find_layers
+
+    trained_for = _save_small(tmp_path / "clf.safetensors", seed=0)
+    layers = [spec.name for spec in find_layers(trained_for)]
+    metadata = {
+        "layers": layers,
+        "resolution": 16,
+        "classifier": {"path": "clf.safetensors", "fingerprint": model_fingerprint(trained_for)},
+    }
+    save_fusion_net(tmp_path / "net.safetensors", FusionNet(len(layers)), metadata)
+    spec = f"net:{tmp_path / 'net.safetensors'}"
+    maps = MLFEM(trained_for, fusion=spec)(torch.randn(1, 3, 32, 32))
+    assert maps.shape == (1, 32, 32)
+    other = _save_small(tmp_path / "other.safetensors", seed=1)
+    with pytest.raises(ValueError, match="was trained on the FEM maps of classifier"):
+        MLFEM(other, fusion=spec)

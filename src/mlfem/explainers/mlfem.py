@@ -56,6 +56,10 @@ class MLFEM(LayerFEMExplainer):
                 f"fusion {self.fusion!r} was trained on layers {list(expected)}, but this "
                 f"explainer reads {self.layer_names}; use the same layers or retrain it"
             )
+        # A trained fusion (NET) also knows which classifier it was trained for.
+        check_model = getattr(self.fusion, "check_model", None)
+        if callable(check_model):
+            check_model(model)
 
     @overload
     def __call__(
