@@ -67,3 +67,24 @@ def test_demo_prints_the_headline_table_and_the_report_path(demo, capsys) -> Non
     assert any(line.startswith("demo finished in") for line in out)
     record = json.loads((demo / "evaluation" / "run.json").read_text())
     assert record["images_evaluated"] == 0 and record["resumed_images"] == record["dataset"]["images"]
+
+
+def test_evaluating_images_the_classifier_saw_is_refused_or_flagged(demo, tmp_path, capsys) -> None:
+    from mlfem.cli import main
+
+    classifier = str(demo / "classifier" / "classifier.safetensors")
+    # The dataset, its options and the splits file come from the checkpoint.
+    code = main(["evaluate", "--classifier", classifier, "--split", "train", "--methods", "fem",
+                 "--out", str(tmp_path / "refused"), "--workers", "0", "--no-progress"])
+    assert code == 2 and "LEAKAGE" in capsys.readouterr().err
+    assert not (tmp_path / "refused" / "results.csv").exists()
+    code = main(["evaluate", "--classifier", classifier, "--split", "val", "--methods", "fem",
+                 "--limit", "2", "--allow-leakage", "--out", str(tmp_path / "flagged"),
+                 "--workers", "1", "--no-progress"])
+    assert code == 0
+    record = json.loads((tmp_path / "flagged" / "run.json").read_text())
+    report = record["leakage"]["report"]
+    assert record["leakage"]["mode"] == "flag" and report["leaked"] is True
+    assert len(report["leaked_ids"]) == 2
+    assert record["settings"]["dataset"] == "synthetic" and record["settings"]["dataset_options"]["size"] == 48
+    assert len(read_results(tmp_path / "flagged" / "results.csv").image_ids) == 2

@@ -38,6 +38,7 @@ class DemoPlan:
     epochs: int  # classifier epochs
     net_epochs: int
     net_patience: int
+    net_resolution: int  # side of the maps the NET fuses (a multiple of 4)
     ig_steps: int
     gallery: int
     batch_size: int = 32
@@ -51,10 +52,11 @@ class DemoPlan:
 
 
 PLANS = {
-    "default": DemoPlan("default", n=1500, size=64, epochs=6, net_epochs=30, net_patience=5, ig_steps=16, gallery=12),
+    "default": DemoPlan("default", n=1500, size=64, epochs=6, net_epochs=20, net_patience=4, net_resolution=32,
+                        ig_steps=16, gallery=12),
     # Small batches: enough optimiser steps on 192 training images for a usable classifier.
-    "quick": DemoPlan("quick", n=240, size=48, epochs=8, net_epochs=6, net_patience=3, ig_steps=4, gallery=4,
-                      batch_size=16, lr=5e-3),
+    "quick": DemoPlan("quick", n=240, size=48, epochs=8, net_epochs=6, net_patience=3, net_resolution=24,
+                      ig_steps=4, gallery=4, batch_size=16, lr=5e-3),
 }
 
 
@@ -171,7 +173,7 @@ def _train_net(classifier: Path, out: Path, plan: DemoPlan, seed: int, workers: 
 
     run = train_fusion(
         FusionConfig(
-            classifier=classifier, out=out, resolution=plan.size, epochs=plan.net_epochs,
+            classifier=classifier, out=out, resolution=plan.net_resolution, epochs=plan.net_epochs,
             patience=plan.net_patience, batch_size=plan.batch_size, lr=plan.lr, seed=seed,
             map_batch_size=64, num_workers=workers, device=device, resume=True,
         ),

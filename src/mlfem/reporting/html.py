@@ -121,8 +121,10 @@ def _header(run: dict[str, Any], analysis: RunAnalysis, directory: Path) -> str:
     if run.get("model_trained") is False:
         banners.append("The classifier has random weights: its explanations carry no meaning.")
     leakage = run.get("leakage", {})
-    if leakage.get("mode") == "flag" and leakage.get("report"):
-        banners.append("Leakage guard in flag mode: see run.json for images a checkpoint was trained on.")
+    if (leakage.get("report") or {}).get("leaked"):
+        count = len(leakage["report"].get("leaked_ids", []))
+        banners.append(f"<b>Leakage</b>: {count} evaluated image(s) were seen in training by a checkpoint "
+                       "(evaluated with --allow-leakage; see run.json). These scores are contaminated.")
     skipped = run.get("skipped", {}).get("count", 0)
     if skipped:
         banners.append(f"{skipped} image(s) could not be read and were skipped (listed in run.json).")
