@@ -210,6 +210,13 @@ def _as_list(batch: list) -> list:
     return batch
 
 
+def _ignore_sigint(worker_id: int) -> None:
+    """Workers leave Ctrl-C to the main process, which stops between batches."""
+    import signal
+
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
 # --------------------------------------------------------------------------- helpers
 def _dataset_gfdm_settings(dataset: Any) -> tuple[float | None, bool]:
     """(sigma, collapse) the dataset builds its GFDMs with, for the human ceiling."""
@@ -676,6 +683,7 @@ def run_evaluation(
         batch_sampler=batches,
         num_workers=config.workers,
         collate_fn=_as_list,
+        worker_init_fn=_ignore_sigint if config.workers else None,
     )
     start = time.perf_counter()
     evaluated = 0
@@ -699,6 +707,11 @@ def run_evaluation(
                 if on_batch is not None:
                     on_batch(number)
         status = "complete"
+    except KeyboardInterrupt:
+        raise
+    except Exception as error:
+        status = f"failed: {type(error).__name__}: {error}"
+        raise
     finally:
         progress.close()
         elapsed = time.perf_counter() - start

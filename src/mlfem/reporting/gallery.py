@@ -74,7 +74,7 @@ def _item_label(entry: GalleryEntry, row: Mapping[str, Any] | None) -> str:
         if verdict is not None and not (isinstance(verdict, float) and math.isnan(verdict)):
             label += " — correct" if verdict > 0.5 else " — wrong"
         n = row.get("n_classes_present")
-        if isinstance(n, int) and n >= 0:
+        if isinstance(n, int) and n >= 0 and row.get("true_labels"):  # datasets with labels only
             label += f", {n} class{'es' if n != 1 else ''}"
     return label
 
