@@ -58,6 +58,21 @@ def interleaved_ratios(
     return medians, ratios
 
 
+def setup_resnet50(
+    device: str, batch: int, size: int, threads: int
+) -> tuple[torch.nn.Module, torch.Tensor, torch.device]:
+    """The benchmarks' subject: ResNet-50 with random weights (cost does not depend on
+    them) in eval mode, and a seeded batch of random images."""
+    import torchvision
+
+    torch.set_num_threads(threads)
+    torch.manual_seed(0)
+    where = torch.device(device)
+    model = torchvision.models.resnet50().eval().to(where)
+    images = torch.randn(batch, 3, size, size, device=where)
+    return model, images, where
+
+
 def _read_status_kib(field: str) -> int:
     for line in Path("/proc/self/status").read_text().splitlines():
         if line.startswith(field + ":"):
@@ -65,9 +80,12 @@ def _read_status_kib(field: str) -> int:
     raise RuntimeError(f"{field} not found in /proc/self/status")
 
 
-def peak_memory_bytes(function: Callable[[], object], device: torch.device) -> int:
-    """Rise of peak memory during one call of ``function`` (after a warm-up call)."""
-    function()
+def peak_memory_bytes(
+    function: Callable[[], object], device: torch.device, warm_up: Callable[[], object] | None = None
+) -> int:
+    """Rise of peak memory during one call of ``function``, after ``warm_up()`` (by default
+    one call of ``function`` itself; a cheaper one for slow methods)."""
+    (warm_up or function)()
     if device.type == "cuda":
         torch.cuda.synchronize(device)
         torch.cuda.reset_peak_memory_stats(device)

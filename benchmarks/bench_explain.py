@@ -27,7 +27,13 @@ import torch
 import torch.nn.functional as F
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import interleaved_ratios, machine_description, measure_in_subprocess, peak_memory_bytes  # noqa: E402
+from _common import (  # noqa: E402
+    interleaved_ratios,
+    machine_description,
+    measure_in_subprocess,
+    peak_memory_bytes,
+    setup_resnet50,
+)
 
 METHODS = ("forward", "mlfem", "fem", "naive-mlfem", "gradcam-pgc", "gradcam-captum")
 
@@ -106,14 +112,7 @@ def naive_mlfem(model: torch.nn.Module, images: torch.Tensor) -> torch.Tensor:
 
 
 def setup(args: argparse.Namespace) -> tuple[torch.nn.Module, torch.Tensor, torch.device]:
-    import torchvision
-
-    torch.set_num_threads(args.threads)
-    device = torch.device(args.device)
-    torch.manual_seed(0)
-    model = torchvision.models.resnet50().eval().to(device)
-    images = torch.randn(args.batch, 3, args.size, args.size, device=device)
-    return model, images, device
+    return setup_resnet50(args.device, args.batch, args.size, args.threads)
 
 
 def child(args: argparse.Namespace) -> None:

@@ -38,7 +38,13 @@ from typing import Any
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import machine_description, measure_in_subprocess, wall_time  # noqa: E402
+from _common import (  # noqa: E402
+    machine_description,
+    measure_in_subprocess,
+    peak_memory_bytes,
+    setup_resnet50,
+    wall_time,
+)
 
 
 def parse_option(text: str) -> tuple[str, Any]:
@@ -60,14 +66,7 @@ def parse_option(text: str) -> tuple[str, Any]:
 
 
 def setup(args: argparse.Namespace) -> tuple[torch.nn.Module, torch.Tensor, torch.device]:
-    import torchvision
-
-    torch.set_num_threads(args.threads)
-    device = torch.device(args.device)
-    torch.manual_seed(0)
-    model = torchvision.models.resnet50().eval().to(device)
-    images = torch.randn(args.batch, 3, args.size, args.size, device=device)
-    return model, images, device
+    return setup_resnet50(args.device, args.batch, args.size, args.threads)
 
 
 def build(method: str, model: torch.nn.Module, options: dict[str, Any]) -> Callable[[torch.Tensor], object]:
@@ -85,30 +84,11 @@ def build(method: str, model: torch.nn.Module, options: dict[str, Any]) -> Calla
     return explainer
 
 
-def _status_kib(field: str) -> int:
-    for line in Path("/proc/self/status").read_text().splitlines():
-        if line.startswith(field + ":"):
-            return int(line.split()[1])
-    raise RuntimeError(f"{field} not in /proc/self/status")
-
-
 def child(args: argparse.Namespace) -> None:
     """Fresh process: warm up on one image, then measure the peak-memory rise of one call."""
     model, images, device = setup(args)
     function = build(args.method, model, dict(args.option))
-    function(images[:1])
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-        torch.cuda.reset_peak_memory_stats(device)
-        before = torch.cuda.memory_allocated(device)
-        function(images)
-        torch.cuda.synchronize(device)
-        peak = torch.cuda.max_memory_allocated(device) - before
-    else:
-        Path("/proc/self/clear_refs").write_text("5")
-        before = _status_kib("VmRSS")
-        function(images)
-        peak = (_status_kib("VmHWM") - before) * 1024
+    peak = peak_memory_bytes(lambda: function(images), device, warm_up=lambda: function(images[:1]))
     print(json.dumps({"peak": peak}))
 
 
