@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-OSIE_DIR = Path(__file__).resolve().parents[2] / "shared" / "data" / "osie"
+from _osie import require_osie
 
 
 def write_image(path: Path, height: int, width: int, seed: int = 0, mode: str = "RGB") -> Path:
@@ -158,11 +158,10 @@ def _structure(value: object) -> str:
 def test_osie_fixture_nests_like_the_real_file(tmp_path: Path) -> None:
     import scipy.io
 
-    if not (OSIE_DIR / "fixations.mat").is_file():
-        pytest.skip(f"real OSIE sample not found at {OSIE_DIR}")
+    osie_dir = require_osie()
     make_osie(tmp_path, {"1.jpg": [([1.5, 2.5], [3.0, 4.0], [100, 200])]})
     ours = scipy.io.loadmat(str(tmp_path / "fixations.mat"))["fixations"]
-    real = scipy.io.loadmat(str(OSIE_DIR / "fixations.mat"))["fixations"]
+    real = scipy.io.loadmat(str(osie_dir / "fixations.mat"))["fixations"]
     assert _structure(ours) == _structure(real)
     assert "subjects:cell2d[struct(1, 1){fix_x:f2d,fix_y:f2d,fix_duration:u2d}]" in _structure(real)
 

@@ -11,13 +11,7 @@ import torch
 from mlfem.datasets import DatasetWarning, LayoutError, open_dataset
 from test_datasets_fixtures import make_osie, savemat, write_image
 
-OSIE_DIR = Path(__file__).resolve().parents[2] / "shared" / "data" / "osie"
-
-
-def real_osie() -> Path:
-    if not (OSIE_DIR / "fixations.mat").is_file():
-        pytest.skip(f"real OSIE sample not found at {OSIE_DIR} (needs ../shared beside the clone)")
-    return OSIE_DIR
+from _osie import require_osie as real_osie
 
 
 @pytest.mark.parametrize("official", [False, True])
