@@ -251,22 +251,15 @@ def gfdm(
         ValueError: no fixations, or none inside the image.
     """
     n_total = int(np.asarray(xs).size if not torch.is_tensor(xs) else xs.numel())
-    counts = fixation_counts(
-        [xs],
-        [ys],
-        height,
-        width,
-        weights=None if weights is None else [weights],
-        collapse=collapse,
-        dtype=dtype,
-        device=device,
+    counts, n_dropped = fixation_map(
+        xs, ys, height, width, weights=weights, collapse=collapse, dtype=dtype, device=device
     )
-    _check_nonempty(n_total, int(counts.n_kept[0]), height, width, "gfdm")
-    if float(counts.counts.sum()) <= 0:
+    _check_nonempty(n_total, n_total - n_dropped, height, width, "gfdm")
+    if float(counts.sum()) <= 0:
         raise ValueError("gfdm: the fixation weights sum to zero")
-    density = density_from_counts(counts.counts, sigma, padding=padding, truncate=truncate)[0]
+    density = density_from_counts(counts[None], sigma, padding=padding, truncate=truncate)[0]
     if return_dropped:
-        return density, int(counts.n_dropped[0])
+        return density, n_dropped
     return density
 
 
