@@ -150,3 +150,21 @@ class EpochBatches(Sampler[list[int]]):
     @property
     def total(self) -> int:
         return len(self.batches)
+
+
+def progress_bar(total: int, initial: int, desc: str, unit: str, enabled: bool):
+    """The training jobs' transient progress bar on stderr, starting at ``initial`` when a
+    run resumes mid-way."""
+    import sys
+
+    from tqdm import tqdm
+
+    return tqdm(
+        total=total,
+        initial=initial,
+        desc=desc,
+        unit=unit,
+        disable=not enabled,
+        leave=False,
+        file=sys.stderr,
+    )

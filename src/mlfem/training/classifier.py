@@ -42,7 +42,7 @@ from torch import Tensor
 from torch.utils.data import DataLoader
 
 from mlfem.models.preprocessing import IMAGENET_MEAN, IMAGENET_STD, Preprocessing
-from mlfem.training._data import DatasetSpec, EpochBatches, ImageBatch
+from mlfem.training._data import DatasetSpec, EpochBatches, ImageBatch, progress_bar
 from mlfem.training._state import (
     TrainingInterrupted,
     derived_seed,
@@ -283,7 +283,6 @@ class _Trainer:
 
     # ------------------------------------------------------------------ loop
     def _train(self, progress: dict[str, Any], state_path: Path) -> ClassifierRun:
-        from tqdm import tqdm
 
         config = self.config
         history: list[dict[str, Any]] = progress["history"]
@@ -298,14 +297,8 @@ class _Trainer:
             )
             self.model.train()
             step = start
-            with tqdm(
-                total=batches.total,
-                initial=start,
-                desc=f"epoch {epoch + 1}/{config.epochs}",
-                unit="batch",
-                disable=not self.progress,
-                leave=False,
-                file=sys.stderr,
+            with progress_bar(
+                batches.total, start, f"epoch {epoch + 1}/{config.epochs}", "batch", self.progress
             ) as bar:
                 for batch in loader:
                     loss = self._step(batch)

@@ -24,7 +24,6 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import sys
 import threading
 from dataclasses import dataclass
 from pathlib import Path
@@ -34,7 +33,7 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset, Subset
 
-from mlfem.training._data import ImageBatch
+from mlfem.training._data import ImageBatch, progress_bar
 from mlfem.training._state import TrainingInterrupted
 from mlfem.training.augment import normalize_batch
 from mlfem.training.checkpoint import write_json_atomic
@@ -121,7 +120,6 @@ class MapCache:
             stop: when set, the batches computed so far are written and
                 :class:`~mlfem.training.TrainingInterrupted` is raised.
         """
-        from tqdm import tqdm
 
         directory = Path(directory)
         directory.mkdir(parents=True, exist_ok=True)
@@ -156,15 +154,7 @@ class MapCache:
             device = explainer.model_device
             buffer_maps: list[np.ndarray] = []
             buffer_gfdm: list[np.ndarray] = []
-            with tqdm(
-                total=len(ids),
-                initial=done,
-                desc="FEM maps",
-                unit="img",
-                disable=not progress,
-                leave=False,
-                file=sys.stderr,
-            ) as bar:
+            with progress_bar(len(ids), done, "FEM maps", "img", progress) as bar:
                 for batch in loader:
                     images = normalize_batch(batch["image"].to(device), mean, std)
                     layer_maps = explainer.layer_maps(images).maps

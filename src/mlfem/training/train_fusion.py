@@ -32,7 +32,7 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
-from mlfem.training._data import DatasetSpec, EpochBatches
+from mlfem.training._data import DatasetSpec, EpochBatches, progress_bar
 from mlfem.training._state import (
     TrainingInterrupted,
     derived_seed,
@@ -314,7 +314,6 @@ class _FusionTrainer:
         return data
 
     def _train(self, state_path: Path) -> FusionRun:
-        from tqdm import tqdm
 
         config = self.config
         torch.manual_seed(config.seed)
@@ -352,14 +351,8 @@ class _FusionTrainer:
             batches = EpochBatches(order, config.batch_size, start, drop_single=False)
             self.net.train()
             step = start
-            with tqdm(
-                total=batches.total,
-                initial=start,
-                desc=f"NET epoch {epoch + 1}/{config.epochs}",
-                unit="batch",
-                disable=not self.progress,
-                leave=False,
-                file=sys.stderr,
+            with progress_bar(
+                batches.total, start, f"NET epoch {epoch + 1}/{config.epochs}", "batch", self.progress
             ) as bar:
                 for indices in batches:
                     x = maps[indices].to(self.device).float()
