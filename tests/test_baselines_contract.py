@@ -15,7 +15,7 @@ from torch import nn
 from torch.nn.modules import module as nn_module
 
 from mlfem.explainers.registry import available_methods, create_explainer, method_info
-from tiny_models import TinyCNN, all_hooks
+from tiny_models import PooledHeadCNN, TinyCNN, all_hooks
 
 BASELINES = (
     "gradcam",
@@ -164,22 +164,6 @@ def test_gradient_methods_refuse_inference_mode_but_accept_no_grad(method: str) 
         maps = explainer(images)
     assert_maps(maps, images)
     assert all_hooks(model) == 0
-
-
-class PooledHeadCNN(nn.Module):
-    """The last block feeds global average pooling and a linear layer, as in a ResNet."""
-
-    def __init__(self, classes: int = 3, mlp_head: bool = False) -> None:
-        super().__init__()
-        self.features = nn.Sequential(
-            nn.Conv2d(3, 8, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2), nn.Conv2d(8, 16, 3, padding=1), nn.ReLU()
-        )
-        self.head: nn.Module = (
-            nn.Sequential(nn.Linear(16, 16), nn.ReLU(), nn.Linear(16, classes)) if mlp_head else nn.Linear(16, classes)
-        )
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.head(self.features(x).mean(dim=(2, 3)))
 
 
 @pytest.mark.parametrize("method", ["occlusion", "lime", "csfem", "fem", "mlfem"])

@@ -18,7 +18,7 @@ from mlfem.explainers.cam import GradCAM, GradCAMPlusPlus, LayerCAM, MultiLayerC
 from mlfem.explainers.csfem import CSFEM
 from mlfem.explainers.lrp import LRP
 from mlfem.explainers.registry import available_methods, create_explainer
-from tiny_models import TinyCNN, all_hooks
+from tiny_models import PooledHeadCNN, TinyCNN, all_hooks
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -34,22 +34,6 @@ def resnet18() -> nn.Module:
     torchvision = pytest.importorskip("torchvision")
     torch.manual_seed(0)
     return torchvision.models.resnet18(num_classes=10).eval()
-
-
-class PooledHeadCNN(nn.Module):
-    """Last block -> global average pooling -> linear (or a small MLP) head."""
-
-    def __init__(self, classes: int = 4, mlp_head: bool = False) -> None:
-        super().__init__()
-        self.features = nn.Sequential(
-            nn.Conv2d(3, 8, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2), nn.Conv2d(8, 16, 3, padding=1), nn.ReLU()
-        )
-        self.head: nn.Module = (
-            nn.Sequential(nn.Linear(16, 32), nn.ReLU(), nn.Linear(32, classes)) if mlp_head else nn.Linear(16, classes)
-        )
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.head(self.features(x).mean(dim=(2, 3)))
 
 
 def pcc(a: torch.Tensor, b: torch.Tensor) -> float:
@@ -94,7 +78,7 @@ def test_gradcam_agrees_with_pytorch_grad_cam_on_a_small_cnn() -> None:
     from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
 
     torch.manual_seed(3)
-    model = PooledHeadCNN().eval()
+    model = PooledHeadCNN(classes=4, hidden=32).eval()
     images = torch.randn(3, 3, 24, 24)
     with pgc.GradCAM(model=model, target_layers=[model.features[4]]) as reference:
         expected = torch.from_numpy(reference(input_tensor=images, targets=[ClassifierOutputTarget(1)] * 3))
@@ -166,7 +150,7 @@ def test_multilayer_cam_layers_and_fusions(resnet18) -> None:
 
 def test_integrated_gradients_completeness() -> None:
     torch.manual_seed(4)
-    model = PooledHeadCNN().eval()
+    model = PooledHeadCNN(classes=4, hidden=32).eval()
     images = torch.randn(2, 3, 16, 16)
     targets = torch.tensor([0, 3])
     explainer = IntegratedGradients(model, steps=64)
@@ -220,7 +204,7 @@ def test_csfem_classifier_and_gradient_weights_agree_on_resnet18(resnet18) -> No
 
 
 def test_csfem_falls_back_to_gradients_when_the_head_is_not_linear() -> None:
-    model = PooledHeadCNN(mlp_head=True).eval()
+    model = PooledHeadCNN(classes=4, mlp_head=True, hidden=32).eval()
     images = torch.randn(2, 3, 16, 16)
     explainer = CSFEM(model)
     with torch.inference_mode(), pytest.raises(RuntimeError, match="inference_mode"):
@@ -234,7 +218,7 @@ def test_csfem_falls_back_to_gradients_when_the_head_is_not_linear() -> None:
 
 def test_csfem_with_uniform_class_weights_is_fem() -> None:
     torch.manual_seed(5)
-    model = PooledHeadCNN().eval()
+    model = PooledHeadCNN(classes=4, hidden=32).eval()
     with torch.no_grad():
         model.head.weight[2] = 0.5  # every channel votes equally for class 2
     images = torch.randn(3, 3, 20, 20)

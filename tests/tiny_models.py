@@ -25,6 +25,25 @@ class TinyCNN(nn.Module):
         return self.head(self.features(x).mean(dim=(2, 3)))
 
 
+class PooledHeadCNN(nn.Module):
+    """The last block feeds global average pooling and a linear layer (or a small MLP), as
+    in a ResNet: the head CS-FEM and the CAMs read."""
+
+    def __init__(self, classes: int = 3, mlp_head: bool = False, hidden: int = 16) -> None:
+        super().__init__()
+        self.features = nn.Sequential(
+            nn.Conv2d(3, 8, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2), nn.Conv2d(8, 16, 3, padding=1), nn.ReLU()
+        )
+        self.head: nn.Module = (
+            nn.Sequential(nn.Linear(16, hidden), nn.ReLU(), nn.Linear(hidden, classes))
+            if mlp_head
+            else nn.Linear(16, classes)
+        )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(self.features(x).mean(dim=(2, 3)))
+
+
 def all_hooks(model: nn.Module) -> int:
     """How many forward/backward hooks remain on any module of ``model``."""
     total = 0
