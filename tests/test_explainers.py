@@ -198,3 +198,40 @@ def test_explicit_layer_order_is_the_fusion_order(resnet18: nn.Module) -> None:
     forwards = MLFEM(resnet18, layers=["layer1.0", "layer2.0", "layer4.1"]).layer_maps(images).maps
     torch.testing.assert_close(layers, forwards.flip(1))
     torch.testing.assert_close(fused, fuse(layers, "add", alpha=0.7))
+
+
+def test_linear_fusion_takes_the_fast_route(resnet18: nn.Module, monkeypatch: pytest.MonkeyPatch) -> None:
+    # add/end is fused at the layers' own resolutions, never through the per-layer route.
+    def refuse(*args, **kwargs):
+        raise AssertionError("add with end normalisation should be fused linearly")
+
+    monkeypatch.setattr(MLFEM, "_fuse_while_forwarding", refuse)
+    images = torch.randn(2, 3, 64, 64)
+    explainer = MLFEM(resnet18, fusion="add", alpha=0.4)
+    fused, layers = explainer(images, return_layers=True)
+    torch.testing.assert_close(explainer(images), fused)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_fast_route_with_a_layer_at_input_size_and_a_silent_layer(dtype: torch.dtype) -> None:
+    # features.1 is at the input's resolution (no resize); "silent" outputs zeros, whose
+    # map is constant and must contribute nothing rather than NaN.
+    class WithSilentLayer(TinyCNN):
+        def __init__(self) -> None:
+            super().__init__()
+            self.silent = nn.ReLU()
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            features = self.features(x)
+            self.silent(-features.abs() - 1.0)
+            return self.head(features.mean(dim=(2, 3)))
+
+    torch.manual_seed(0)
+    model = WithSilentLayer().eval().to(dtype)
+    images = torch.randn(3, 3, 20, 20, dtype=dtype)
+    explainer = MLFEM(model, layers=["features.1", "silent", "features.4"], fusion="add", alpha=0.6)
+    streamed = explainer(images)
+    fused, layers = explainer(images, return_layers=True)
+    assert streamed.dtype == dtype and torch.isfinite(streamed).all()
+    assert torch.equal(layers[:, 1], torch.zeros_like(layers[:, 1]))
+    torch.testing.assert_close(streamed, fused)

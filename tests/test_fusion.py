@@ -119,3 +119,22 @@ def test_fusion_leaves_its_input_untouched(op: str, normalize: str) -> None:
     before = maps.clone()
     fuse(maps, op, normalize=normalize)  # type: ignore[arg-type]
     torch.testing.assert_close(maps, before)
+
+
+@SETTINGS
+@given(maps=layer_maps(), alpha=st.floats(0.0, 1.0))
+def test_linear_weights_reproduce_the_recursion(maps: torch.Tensor, alpha: float) -> None:
+    # MLFEM's fast route relies on: fusing == minmax(sum_l w_l S_l) for add/fem with end
+    # normalisation.
+    for fusion in (AddFusion(alpha), make_fusion("fem")):
+        weights = fusion.linear_weights(maps.shape[1])
+        assert weights is not None and len(weights) == maps.shape[1]
+        weighted = sum(weight * maps[:, index] for index, weight in enumerate(weights))
+        torch.testing.assert_close(fusion(maps), minmax_normalize(weighted))
+
+
+def test_nonlinear_fusions_have_no_linear_weights() -> None:
+    assert make_fusion("max").linear_weights(4) is None
+    assert TopFusion(0.5).linear_weights(4) is None
+    assert AddFusion(0.5, normalize="interleaved").linear_weights(4) is None
+    assert AddFusion(0.5).linear_weights(3) == [0.25, 0.25, 0.5]

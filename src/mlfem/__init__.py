@@ -13,7 +13,7 @@ from mlfem.explainers import FEM, MLFEM, Explainer, LayerMaps
 from mlfem.fem import fem_saliency
 from mlfem.fusion import FusionOperator, available_fusions, fuse, make_fusion, register_fusion
 from mlfem.layers import LayerSpec, find_layers, resolve_layers
-from mlfem.normalize import minmax_normalize, resize_maps
+from mlfem.normalize import minmax_normalize, resize_maps, resized_extrema
 
 __version__ = "0.1.0"
 
@@ -32,6 +32,7 @@ __all__ = [
     "minmax_normalize",
     "register_fusion",
     "resize_maps",
+    "resized_extrema",
     "resolve_layers",
     "__version__",
 ]

@@ -8,9 +8,11 @@ The computation is written for speed and bounded memory, because MLFEM runs it
 inside forward hooks on every block of the network (benchmarks/profile_mlfem.py
 shows where the time goes):
 
-* channels are processed in chunks through a scratch buffer allocated once per
-  call, so the temporaries stay small and no large tensor is allocated (and
-  page-faulted) per chunk; on CPU, fresh allocations cost more than the arithmetic;
+* the statistics of a whole layer are computed at once (few, large operations); the
+  binary masks are then built a few images at a time in one scratch buffer allocated
+  once per call, so the temporaries stay small and no large tensor is allocated (and
+  page-faulted) per chunk; each chunk's weighted channel sum is one batched matrix
+  product of the channel means with the masks;
 * on CPU the mean and variance come from a sum and a sum of squares
   (``torch.var_mean`` over (H, W) is several times slower there); on accelerators one
   Welford kernel (``var_mean``) is cheapest. Sums accumulate in float32 whatever the
@@ -66,34 +68,42 @@ def fem_saliency(activations: Tensor, k: float = 2.0, *, chunk_elements: int | N
 
     batch, channels, height, width = activations.shape
     pixels = height * width
-    # One row per (image, channel): a contiguous view, so every chunk of rows is
-    # contiguous too and the statistics need no copy.
-    rows = activations.contiguous().view(batch * channels, pixels)
-    if chunk_elements is None:
-        chunk_elements = (
-            _CPU_CHUNK_ELEMENTS if activations.device.type == "cpu" else _ACCELERATOR_CHUNK_ELEMENTS
-        )
-    chunk_rows = max(1, min(rows.shape[0], chunk_elements // max(1, pixels)))
-
     out_dtype = torch.float64 if activations.dtype == torch.float64 else torch.float32
     device = activations.device
-    saliency = torch.zeros(batch, pixels, dtype=out_dtype, device=device)
-    mask_buffer = torch.empty(chunk_rows * pixels, dtype=out_dtype, device=device)
-    row_index = torch.arange(rows.shape[0], device=device)
-    for start in range(0, rows.shape[0], chunk_rows):
-        features = rows[start : start + chunk_rows]
-        count = features.shape[0]
-        mean, threshold = _channel_mean_and_threshold(features, k)
-        strong = mask_buffer[: count * pixels].view(count, pixels)
-        torch.ge(features, threshold.unsqueeze(-1), out=strong)
-        # The chunk may span several images: a small block-diagonal weight matrix
-        # (images x rows, each row's mean in its image's line) adds every image's
-        # weighted channel sum with one matrix product.
-        first, last = start // channels, (start + count - 1) // channels + 1
-        chunk_index = row_index[start : start + count]
-        weights = torch.zeros(last - first, count, dtype=out_dtype, device=device)
-        weights[chunk_index // channels - first, chunk_index - start] = mean.to(out_dtype)
-        saliency[first:last].addmm_(weights, strong)
+    # One row per (image, channel): a contiguous view, so the statistics need no copy.
+    features = activations.contiguous().view(batch, channels, pixels)
+    # Statistics for the whole layer at once: a handful of small operations per layer
+    # instead of per chunk (their fixed cost dominated on the deep, small layers).
+    mean, threshold = _channel_mean_and_threshold(features.view(batch * channels, pixels), k)
+    weights = mean.to(out_dtype).view(batch, 1, channels)
+    threshold = threshold.view(batch, channels, 1)
+
+    if chunk_elements is None:
+        chunk_elements = (
+            _CPU_CHUNK_ELEMENTS if device.type == "cpu" else _ACCELERATOR_CHUNK_ELEMENTS
+        )
+    per_image = channels * pixels
+    saliency = torch.zeros(batch, 1, pixels, dtype=out_dtype, device=device)
+    if per_image <= chunk_elements:
+        # Whole images per chunk: the mask of n images (n, C, P) weighted by each image's
+        # channel means is one batched matrix product (n, 1, C) @ (n, C, P).
+        images_per_chunk = min(batch, chunk_elements // per_image)
+        buffer = torch.empty(images_per_chunk * per_image, dtype=out_dtype, device=device)
+        for start in range(0, batch, images_per_chunk):
+            stop = min(batch, start + images_per_chunk)
+            strong = buffer[: (stop - start) * per_image].view(stop - start, channels, pixels)
+            torch.ge(features[start:stop], threshold[start:stop], out=strong)
+            torch.baddbmm(saliency[start:stop], weights[start:stop], strong, out=saliency[start:stop])
+    else:
+        # Large feature maps: slices of channels within one image.
+        channels_per_chunk = max(1, chunk_elements // pixels)
+        buffer = torch.empty(channels_per_chunk * pixels, dtype=out_dtype, device=device)
+        for image in range(batch):
+            for first in range(0, channels, channels_per_chunk):
+                last = min(channels, first + channels_per_chunk)
+                strong = buffer[: (last - first) * pixels].view(last - first, pixels)
+                torch.ge(features[image, first:last], threshold[image, first:last], out=strong)
+                saliency[image].addmm_(weights[image, :, first:last], strong)
     return saliency.view(batch, height, width)
 
 
@@ -120,8 +130,9 @@ def _channel_mean_and_threshold(features: Tensor, k: float) -> tuple[Tensor, Ten
         mean, variance = mean.double(), variance.double()
     # Statistics accumulated in float32 carry a relative error of about 1e-7 per sum; an
     # activation within _TIE_TOLERANCE of the threshold is a tie, and ties are kept (>=).
-    threshold = mean + k * variance.sqrt()
-    threshold = threshold - _TIE_TOLERANCE * threshold.abs()
+    # In place: these are a dozen operations per layer, and their fixed cost counts.
+    threshold = variance.sqrt().mul_(k).add_(mean)
+    threshold.sub_(threshold.abs().mul_(_TIE_TOLERANCE))
     # Half-precision activations are compared with a float32 threshold: rounding the
     # threshold to float16 would move it by up to 0.05%.
     return mean, threshold.to(torch.float64 if features.dtype == torch.float64 else torch.float32)
@@ -136,11 +147,14 @@ def _cpu_mean_and_variance(features: Tensor) -> tuple[Tensor, Tensor]:
     """
     pixels = features.shape[-1]
     accumulate = torch.float64 if features.dtype == torch.float64 else torch.float32
-    mean = features.sum(-1, dtype=accumulate).double() / pixels
-    norm = torch.linalg.vector_norm(features, dim=-1, dtype=accumulate).double()
-    mean_square = norm * norm / pixels
-    variance = (mean_square - mean * mean).clamp(min=0.0)
-    near_constant = (variance <= _NEAR_CONSTANT * mean_square) & (mean_square > 0)
+    sums = torch.stack(
+        (features.sum(-1, dtype=accumulate), torch.linalg.vector_norm(features, dim=-1, dtype=accumulate))
+    ).double()
+    mean = sums[0].div_(pixels)
+    mean_square = sums[1].square_().div_(pixels)
+    variance = (mean_square - mean.square()).clamp_(min=0.0)
+    # Strict "<": an all-zero row (a dead channel, common after ReLU) is exact already.
+    near_constant = variance < _NEAR_CONSTANT * mean_square
     if bool(near_constant.any()):
         exact = features[near_constant].double()  # (K, P), K small
         exact_variance, exact_mean = torch.var_mean(exact, dim=-1, correction=0)

@@ -6,7 +6,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-__all__ = ["minmax_normalize", "minmax_normalize_", "resize_maps"]
+__all__ = ["minmax_normalize", "minmax_normalize_", "resize_maps", "resized_extrema"]
 
 
 def minmax_normalize(maps: Tensor) -> Tensor:
@@ -47,3 +47,70 @@ def resize_maps(maps: Tensor, size: tuple[int, int]) -> Tensor:
     flat = maps.reshape(-1, 1, *maps.shape[-2:])
     resized = F.interpolate(flat, size=size, mode="bilinear", align_corners=False)
     return resized.view(*leading, *size)
+
+
+def resized_extrema(maps: Tensor, size: tuple[int, int]) -> tuple[Tensor, Tensor]:
+    """Per-map minimum and maximum of ``resize_maps(maps, size)``, without resizing.
+
+    Bilinear interpolation is, within each cell between two input rows (or columns),
+    linear in the output position. So over the output pixels that fall in one cell,
+    the extremes lie at the first or last of them, and the extremes of the whole
+    resized map lie on the small grid of those "cell-boundary" rows and columns (at
+    most 2h x 2w of them). Only that grid is evaluated, with two small matrix products.
+    This lets MLFEM normalise a layer's map without materialising it at full size.
+
+    Args:
+        maps: (..., h, w).
+        size: the (H, W) that :func:`resize_maps` would produce.
+
+    Returns:
+        ``(low, high)``, each (..., 1, 1), in ``maps``' dtype. They equal the extremes of
+        the resized map up to rounding, and lie within the extremes of ``maps`` (so a
+        constant map has ``low == high`` exactly).
+    """
+    flat = maps.flatten(-2)
+    low, high = torch.aminmax(flat, dim=-1)
+    low, high = low[..., None, None], high[..., None, None]
+    if tuple(maps.shape[-2:]) == tuple(size):
+        return low, high
+    # ATen computes source positions in float64 for float64 maps, float32 otherwise.
+    arithmetic = torch.float64 if maps.dtype == torch.float64 else torch.float32
+    rows = _boundary_interpolation(maps.shape[-2], size[0], arithmetic, maps.device)
+    columns = _boundary_interpolation(maps.shape[-1], size[1], arithmetic, maps.device)
+    grid = rows @ maps.double() @ columns.T
+    grid_low, grid_high = torch.aminmax(grid.flatten(-2), dim=-1)
+    # The interpolated values are convex combinations of the input's: clamping only
+    # removes rounding, and keeps a constant map's range exactly zero.
+    grid_low = grid_low[..., None, None].to(maps.dtype).clamp(low, high)
+    grid_high = grid_high[..., None, None].to(maps.dtype).clamp(low, high)
+    return grid_low, grid_high
+
+
+def _boundary_interpolation(
+    in_size: int, out_size: int, arithmetic: torch.dtype, device: torch.device
+) -> Tensor:
+    """Bilinear weights (n, in_size) of the output positions that start or end a cell.
+
+    The weights follow ATen's ``align_corners=False`` rule: source position
+    ``(i + 0.5) * in / out - 0.5``, clamped at 0; the last input index is repeated at
+    the far edge.
+    """
+    # Source positions in the same precision as ATen's, so that the extremes match
+    # those of the resized map to rounding.
+    position = torch.arange(out_size, dtype=arithmetic)
+    scale = torch.tensor(in_size / out_size, dtype=arithmetic)
+    source = ((position + 0.5) * scale - 0.5).clamp(min=0.0).double()
+    left = source.floor().long().clamp(max=in_size - 1)
+    right = (left + 1).clamp(max=in_size - 1)
+    weight_right = (source - left).clamp(0.0, 1.0)
+    # Keep the first and last output position of every run of equal ``left``.
+    starts = torch.ones(out_size, dtype=torch.bool)
+    starts[1:] = left[1:] != left[:-1]
+    ends = torch.ones(out_size, dtype=torch.bool)
+    ends[:-1] = left[:-1] != left[1:]
+    keep = (starts | ends).nonzero().squeeze(1)
+    matrix = torch.zeros(keep.numel(), in_size, dtype=torch.float64)
+    row = torch.arange(keep.numel())
+    matrix.index_put_((row, left[keep]), 1.0 - weight_right[keep], accumulate=True)
+    matrix.index_put_((row, right[keep]), weight_right[keep], accumulate=True)
+    return matrix.to(device)

@@ -70,12 +70,28 @@ class LayerFEMExplainer(Explainer):
         """Run the model once, calling ``deliver(index, map)`` for each layer in layer order.
 
         Each map is (B, H, W): the layer's FEM map upsampled to the input size and min-max
-        normalised, on the model's device, computed inside the layer's forward hook (or as
-        soon as the layers before it in ``self.layers`` are delivered, when the forward
-        order differs). Returns the model's output, as an ordinary (non-inference) tensor.
+        normalised, on the model's device. Returns the model's output, as an ordinary
+        (non-inference) tensor.
+        """
+        size = (images.shape[-2], images.shape[-1])
+
+        def normalise(index: int, raw: Tensor) -> None:
+            # The resized map is a fresh tensor (or the raw map itself): normalise in place.
+            deliver(index, minmax_normalize_(resize_maps(raw, size)))
+
+        return self.forward_raw_maps(images, normalise)
+
+    def forward_raw_maps(self, images: Tensor, deliver: Callable[[int, Tensor], None]) -> Any:
+        """Run the model once, calling ``deliver(index, raw)`` for each layer in layer order.
+
+        ``raw`` is the layer's FEM map (B, h, w) at the layer's own resolution, neither
+        resized nor normalised, float32 (float64 for float64 images), on the model's
+        device, and owned by the callee. It is computed inside the layer's forward hook
+        and delivered there, or as soon as the layers before it in ``self.layers`` are
+        delivered when the forward order differs. Returns the model's output, as an
+        ordinary (non-inference) tensor.
         """
         self.check_images(images)
-        size = (images.shape[-2], images.shape[-1])
         out_dtype = torch.float64 if images.dtype == torch.float64 else torch.float32
         pending: dict[int, Tensor] = {}
         next_index = [0]
@@ -90,7 +106,7 @@ class LayerFEMExplainer(Explainer):
         with torch.inference_mode():
             inputs = images.to(self.model_device)
             callbacks = {
-                spec.name: self._layer_callback(index, spec, size, out_dtype, seen, on_map)
+                spec.name: self._layer_callback(index, spec, out_dtype, seen, on_map)
                 for index, spec in enumerate(self.layers)
             }
             with forward_hooks(self.model, callbacks):
@@ -103,7 +119,7 @@ class LayerFEMExplainer(Explainer):
             )
         return logits.clone() if isinstance(logits, Tensor) else logits
 
-    def _layer_callback(self, index, spec, size, out_dtype, seen, on_map):
+    def _layer_callback(self, index, spec, out_dtype, seen, on_map):
         def on_output(output: Tensor) -> None:
             if seen[index]:
                 raise RuntimeError(
@@ -117,9 +133,6 @@ class LayerFEMExplainer(Explainer):
                 )
             seen[index] = True
             activations = output.clamp(min=0) if spec.relu else output
-            raw = fem_saliency(activations, self.k)
-            upsampled = resize_maps(raw, size)
-            # The upsampled map is a fresh tensor (or the raw map itself): normalise in place.
-            on_map(index, minmax_normalize_(upsampled.to(out_dtype)))
+            on_map(index, fem_saliency(activations, self.k).to(out_dtype))
 
         return on_output

@@ -7,10 +7,11 @@ from typing import Literal, overload
 
 from torch import Tensor, nn
 
-from mlfem.explainers._layer_fem import LayerFEMExplainer
 import torch
 
+from mlfem.explainers._layer_fem import LayerFEMExplainer
 from mlfem.fusion import FusionOperator, Normalization, RecursiveFusion, make_fusion
+from mlfem.normalize import minmax_normalize_, resize_maps, resized_extrema
 
 __all__ = ["MLFEM"]
 
@@ -80,7 +81,49 @@ class MLFEM(LayerFEMExplainer):
             layer_maps = self.layer_maps(images).maps
             fused = self.fusion(layer_maps)
             return (fused, layer_maps) if return_layers else fused
+        weights = self.fusion.linear_weights(len(self.layers))
+        if weights is not None:
+            return self._fuse_linearly(images, weights)
         return self._fuse_while_forwarding(images, self.fusion)
+
+    def _fuse_linearly(self, images: Tensor, weights: list[float]) -> Tensor:
+        """``minmax(sum_l w_l S_l)`` without resizing every layer's map (the fast route).
+
+        With ``S_l = (up(M_l) - low_l) / span_l`` (``M_l`` the raw map, ``up`` the bilinear
+        resize, ``low_l``/``span_l`` the resized map's extremes), the sum is
+        ``sum over resolutions r of up_r(sum_{l at r} (w_l / span_l) M_l)`` plus a
+        per-image constant, which the final min-max removes. So the maps are weighted and
+        summed at their own resolution, ``low_l`` and ``span_l`` come from
+        :func:`~mlfem.normalize.resized_extrema`, and only one map per resolution (4 for
+        a ResNet instead of 16) is resized to the input size.
+        """
+        size = (images.shape[-2], images.shape[-1])
+        by_resolution: dict[tuple[int, int], Tensor] = {}
+
+        def fold(index: int, raw: Tensor) -> None:
+            if weights[index] == 0.0:
+                return
+            low, high = resized_extrema(raw, size)
+            span = high - low
+            # A constant layer map normalises to zeros: it contributes nothing.
+            scale = torch.where(span > 0, weights[index] / span.clamp(min=torch.finfo(span.dtype).tiny), 0.0)
+            resolution = (raw.shape[-2], raw.shape[-1])
+            if resolution in by_resolution:
+                by_resolution[resolution].addcmul_(raw, scale)
+            else:
+                by_resolution[resolution] = raw.mul_(scale)
+
+        self.forward_raw_maps(images, fold)
+        with torch.inference_mode():
+            fused: Tensor | None = None
+            for summed in by_resolution.values():
+                resized = resize_maps(summed, size)  # the sum itself when already at size
+                fused = resized if fused is None else fused.add_(resized)
+            if fused is None:  # every layer has weight 0 (not produced by the built-ins)
+                dtype = torch.float64 if images.dtype == torch.float64 else torch.float32
+                fused = torch.zeros(images.shape[0], *size, dtype=dtype, device=self.model_device)
+            fused = minmax_normalize_(fused).to(images.device)
+        return fused.clone()
 
     def _fuse_while_forwarding(self, images: Tensor, fusion: RecursiveFusion) -> Tensor:
         """Recursive fusion folded in layer by layer inside the hooks: only the running map

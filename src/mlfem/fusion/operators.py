@@ -97,6 +97,18 @@ class RecursiveFusion(ABC):
         """The final map in [0, 1] from the running fusion (normalised in place)."""
         return minmax_normalize_(accumulated)
 
+    def linear_weights(self, num_layers: int) -> list[float] | None:
+        """Weights ``w`` such that fusing L normalised maps equals ``minmax(sum_l w_l S_l)``.
+
+        None (the default) when the operator is not of that form. When it is, MLFEM
+        takes a faster route that gives the same map up to rounding: since both
+        bilinear resizing and a weighted sum are linear, and the final min-max ignores
+        constant offsets, each layer's map is weighted at its own resolution and only
+        one sum per resolution is resized to the input size (see
+        :meth:`mlfem.MLFEM.__call__`).
+        """
+        return None
+
     def __call__(self, maps: Tensor) -> Tensor:
         check_layer_maps(maps)
         fused = None
@@ -140,6 +152,15 @@ class AddFusion(RecursiveFusion):
     def combine_(self, accumulated: Tensor, current: Tensor) -> Tensor:
         return accumulated.mul_(self.alpha).add_(current, alpha=1.0 - self.alpha)
 
+    def linear_weights(self, num_layers: int) -> list[float] | None:
+        # Interleaved normalisation rescales the running map after every step: not linear.
+        if self.normalize != "end":
+            return None
+        weights = [1.0]  # the recursion itself, so the weights round as its steps would
+        for _ in range(num_layers - 1):
+            weights = [weight * self.alpha for weight in weights] + [1.0 - self.alpha]
+        return weights
+
     def __repr__(self) -> str:
         return f"{type(self).__name__}(alpha={self.alpha}, normalize={self.normalize!r})"
 
@@ -159,6 +180,9 @@ class TopFusion(AddFusion):
     def combine_(self, accumulated: Tensor, current: Tensor) -> Tensor:
         return super().combine_(accumulated, self._above_mean(current))
 
+    def linear_weights(self, num_layers: int) -> list[float] | None:
+        return None  # the above-mean cut depends on each map's values
+
     @staticmethod
     def _above_mean(current: Tensor) -> Tensor:
         mean = current.mean(dim=(-2, -1), keepdim=True)
@@ -175,6 +199,10 @@ class FemFusion(RecursiveFusion):
 
     def combine_(self, accumulated: Tensor, current: Tensor) -> Tensor:
         return accumulated.copy_(current)
+
+    def linear_weights(self, num_layers: int) -> list[float] | None:
+        # Interleaved or not: re-normalising a normalised map leaves it unchanged.
+        return [0.0] * (num_layers - 1) + [1.0]
 
 
 def _check_alpha(alpha: float) -> float:

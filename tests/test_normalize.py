@@ -1,0 +1,55 @@
+"""Resizing and normalisation helpers, including the extremes of a resized map."""
+
+from __future__ import annotations
+
+import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from mlfem import minmax_normalize, resize_maps, resized_extrema
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    height=st.integers(1, 40),
+    width=st.integers(1, 40),
+    out_height=st.integers(1, 300),
+    out_width=st.integers(1, 300),
+    seed=st.integers(0, 2**31 - 1),
+    dtype=st.sampled_from([torch.float32, torch.float64]),
+)
+def test_resized_extrema_equal_those_of_the_resized_map(
+    height: int, width: int, out_height: int, out_width: int, seed: int, dtype: torch.dtype
+) -> None:
+    # Up- and downsampling, odd ratios, and skewed values that put extremes anywhere.
+    generator = torch.Generator().manual_seed(seed)
+    maps = (torch.rand(3, height, width, generator=generator) ** 4).to(dtype)
+    low, high = resized_extrema(maps, (out_height, out_width))
+    resized = resize_maps(maps, (out_height, out_width))
+    assert low.shape == high.shape == (3, 1, 1)
+    tolerance = 1e-6 if dtype == torch.float32 else 1e-12
+    torch.testing.assert_close(low.flatten(), resized.flatten(-2).amin(-1), rtol=0, atol=tolerance)
+    torch.testing.assert_close(high.flatten(), resized.flatten(-2).amax(-1), rtol=0, atol=tolerance)
+
+
+def test_resized_extrema_of_a_constant_map_have_no_span() -> None:
+    maps = torch.full((2, 7, 7), 0.3)
+    low, high = resized_extrema(maps, (224, 224))
+    assert torch.equal(low, high)
+    assert torch.equal(low, torch.full((2, 1, 1), 0.3))
+
+
+def test_resized_extrema_keep_leading_dimensions_and_same_size_is_exact() -> None:
+    maps = torch.rand(2, 3, 5, 6)
+    low, high = resized_extrema(maps, (5, 6))
+    assert torch.equal(low, maps.amin(dim=(-2, -1), keepdim=True))
+    assert torch.equal(high, maps.amax(dim=(-2, -1), keepdim=True))
+    low, high = resized_extrema(maps, (17, 9))
+    assert low.shape == (2, 3, 1, 1)
+
+
+def test_minmax_normalize_maps_constant_maps_to_zeros() -> None:
+    maps = torch.stack([torch.full((4, 4), 2.0), torch.arange(16.0).view(4, 4)])
+    normalised = minmax_normalize(maps)
+    assert torch.equal(normalised[0], torch.zeros(4, 4))
+    assert normalised[1].min() == 0 and normalised[1].max() == 1
