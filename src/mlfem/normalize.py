@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import functools
+
 import torch
 import torch.nn.functional as F
 from torch import Tensor
@@ -20,7 +22,7 @@ def minmax_normalize(maps: Tensor) -> Tensor:
         where no channel fires) becomes all zeros rather than NaN (design.md §2).
     """
     flat = maps.flatten(-2)
-    low, high = torch.aminmax(flat, dim=-1, keepdim=True)
+    low, high = _extremes(flat, keepdim=True)
     span = high - low
     # Where span is 0, divide by 1 instead: (x - low) is exactly 0 there.
     normalised = (flat - low) / torch.where(span > 0, span, torch.ones_like(span))
@@ -30,10 +32,21 @@ def minmax_normalize(maps: Tensor) -> Tensor:
 def minmax_normalize_(maps: Tensor) -> Tensor:
     """In-place :func:`minmax_normalize` of a contiguous tensor the caller owns; returns it."""
     flat = maps.view(*maps.shape[:-2], -1)
-    low, high = torch.aminmax(flat, dim=-1, keepdim=True)
+    low, high = _extremes(flat, keepdim=True)
     span = high - low
     flat.sub_(low).div_(torch.where(span > 0, span, torch.ones_like(span)))
     return maps
+
+
+def _extremes(flat: Tensor, keepdim: bool = False) -> tuple[Tensor, Tensor]:
+    """Minimum and maximum over the last dimension.
+
+    On the CPU, ``amin`` plus ``amax`` is about ten times faster than ``aminmax`` along a
+    dimension (torch 2.x); on accelerators the single kernel is cheaper.
+    """
+    if flat.device.type == "cpu":
+        return flat.amin(-1, keepdim=keepdim), flat.amax(-1, keepdim=keepdim)
+    return torch.aminmax(flat, dim=-1, keepdim=keepdim)
 
 
 def resize_maps(maps: Tensor, size: tuple[int, int]) -> Tensor:
@@ -69,7 +82,7 @@ def resized_extrema(maps: Tensor, size: tuple[int, int]) -> tuple[Tensor, Tensor
         constant map has ``low == high`` exactly).
     """
     flat = maps.flatten(-2)
-    low, high = torch.aminmax(flat, dim=-1)
+    low, high = _extremes(flat)
     low, high = low[..., None, None], high[..., None, None]
     if tuple(maps.shape[-2:]) == tuple(size):
         return low, high
@@ -77,8 +90,8 @@ def resized_extrema(maps: Tensor, size: tuple[int, int]) -> tuple[Tensor, Tensor
     arithmetic = torch.float64 if maps.dtype == torch.float64 else torch.float32
     rows = _boundary_interpolation(maps.shape[-2], size[0], arithmetic, maps.device)
     columns = _boundary_interpolation(maps.shape[-1], size[1], arithmetic, maps.device)
-    grid = rows @ maps.double() @ columns.T
-    grid_low, grid_high = torch.aminmax(grid.flatten(-2), dim=-1)
+    grid = rows @ maps.to(arithmetic) @ columns.T
+    grid_low, grid_high = _extremes(grid.flatten(-2))
     # The interpolated values are convex combinations of the input's: clamping only
     # removes rounding, and keeps a constant map's range exactly zero.
     grid_low = grid_low[..., None, None].to(maps.dtype).clamp(low, high)
@@ -86,15 +99,26 @@ def resized_extrema(maps: Tensor, size: tuple[int, int]) -> tuple[Tensor, Tensor
     return grid_low, grid_high
 
 
+@functools.lru_cache(maxsize=64)
 def _boundary_interpolation(
     in_size: int, out_size: int, arithmetic: torch.dtype, device: torch.device
 ) -> Tensor:
     """Bilinear weights (n, in_size) of the output positions that start or end a cell.
 
+    Cached: MLFEM asks for the same few (layer size, input size) pairs on every batch.
+    The result is shared, so callers must not modify it (``.T`` of it is a view).
+
     The weights follow ATen's ``align_corners=False`` rule: source position
     ``(i + 0.5) * in / out - 0.5``, clamped at 0; the last input index is repeated at
     the far edge.
     """
+    with torch.inference_mode(False):  # the cached result must be usable in any mode
+        return _build_boundary_interpolation(in_size, out_size, arithmetic, device)
+
+
+def _build_boundary_interpolation(
+    in_size: int, out_size: int, arithmetic: torch.dtype, device: torch.device
+) -> Tensor:
     # Source positions in the same precision as ATen's, so that the extremes match
     # those of the resized map to rounding.
     position = torch.arange(out_size, dtype=arithmetic)
@@ -113,4 +137,4 @@ def _boundary_interpolation(
     row = torch.arange(keep.numel())
     matrix.index_put_((row, left[keep]), 1.0 - weight_right[keep], accumulate=True)
     matrix.index_put_((row, right[keep]), weight_right[keep], accumulate=True)
-    return matrix.to(device)
+    return matrix.to(device=device, dtype=arithmetic)
