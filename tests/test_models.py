@@ -10,7 +10,7 @@ import pytest
 import torch
 from PIL import Image
 
-from mlfem import MLFEM
+from mlfem import FEM, MLFEM
 from mlfem.models import ModelLoadError, Preprocessing, load_model, load_state_dict_file
 from tiny_models import TinyCNN
 
@@ -106,6 +106,47 @@ def test_exported_program_with_explicit_layers(tmp_path: Path) -> None:
         MLFEM(loaded.model, layers="features.1,features.4")(images),
         MLFEM(model, layers="features.1,features.4")(images),
     )
+
+
+def test_exported_resnet_keeps_automatic_layer_discovery(tmp_path: Path) -> None:
+    # Unflattened modules are generic InterpreterModules; the class names recorded in
+    # the program let discovery find the 8 basic blocks as on the original model.
+    torchvision = pytest.importorskip("torchvision")
+    model = torchvision.models.resnet18().eval()
+    images = torch.randn(2, 3, 64, 64)
+    batch = torch.export.Dim("batch")
+    program = torch.export.export(model, (images,), dynamic_shapes=({0: batch},))
+    path = tmp_path / "resnet18.pt2"
+    torch.export.save(program, str(path))
+    loaded = load_model(str(path))
+    assert loaded.preprocessing.crop_size == 64  # the only size the program accepts
+    explainer = MLFEM(loaded.model)
+    assert explainer.layer_names == MLFEM(model).layer_names and len(explainer.layer_names) == 8
+    torch.testing.assert_close(explainer(images[:1]), MLFEM(model)(images[:1]))
+
+
+@pytest.mark.parametrize("batch", [1, 2, 5])
+def test_exported_program_with_a_static_batch_takes_any_batch(tmp_path: Path, batch: int) -> None:
+    # Exported with default (static) shapes: it accepts batches of 2 only. FEM runs on
+    # zero-padded batches of 2 and discovery probes with the example input's shape.
+    model = TinyCNN().eval()
+    path = tmp_path / "static.pt2"
+    torch.export.save(torch.export.export(model, (torch.randn(2, 3, 16, 16),)), str(path))
+    loaded = load_model(str(path))
+    images = torch.randn(batch, 3, 16, 16)
+    for explainer_of in (lambda m: MLFEM(m), lambda m: MLFEM(m, fusion="max"), lambda m: FEM(m)):
+        torch.testing.assert_close(explainer_of(loaded.model)(images), explainer_of(model)(images))
+    fused, layers = MLFEM(loaded.model)(images, return_layers=True)
+    assert layers.shape == (batch, 2, 16, 16)
+    logits = MLFEM(loaded.model).layer_maps(images).logits
+    torch.testing.assert_close(logits, model(images))
+
+
+def test_exported_program_with_a_non_square_static_size_is_refused(tmp_path: Path) -> None:
+    path = tmp_path / "wide.pt2"
+    torch.export.save(torch.export.export(TinyCNN().eval(), (torch.randn(1, 3, 16, 24),)), str(path))
+    with pytest.raises(ModelLoadError, match=r"wide\.pt2 accepts only inputs of height 16 and width 24"):
+        load_model(str(path))
 
 
 def test_preprocessing_fits_and_placement() -> None:

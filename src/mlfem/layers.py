@@ -27,7 +27,22 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-__all__ = ["LayerSpec", "find_layers", "resolve_layers"]
+__all__ = ["LayerSpec", "find_layers", "fixed_batch_size", "resolve_layers"]
+
+# Set on modules rebuilt from a torch.export program (mlfem.models.exported), whose
+# classes are all generic: the class each module had before export; the shape of the
+# example input the program was exported with (a valid probe input); and the input's
+# static dimensions (int where fixed, None where dynamic), since a program exported
+# with static shapes accepts no other.
+ORIGINAL_CLASS_ATTRIBUTE = "_mlfem_original_class"
+EXAMPLE_INPUT_SHAPE_ATTRIBUTE = "_mlfem_example_input_shape"
+STATIC_INPUT_SHAPE_ATTRIBUTE = "_mlfem_static_input_shape"
+
+
+def fixed_batch_size(model: nn.Module) -> int | None:
+    """The only batch size ``model`` accepts, for an exported program with a static batch."""
+    static = getattr(model, STATIC_INPUT_SHAPE_ATTRIBUTE, None)
+    return static[0] if static and isinstance(static[0], int) else None
 
 # Residual-style blocks, by class name so that torchvision and timm (whose classes
 # share these names) are covered without importing either library.
@@ -58,6 +73,7 @@ _ACTIVATION_TYPES: tuple[type[nn.Module], ...] = (
     nn.Hardswish,
     nn.Softplus,
 )
+_ACTIVATION_CLASS_NAMES = frozenset(kind.__name__ for kind in _ACTIVATION_TYPES)
 
 
 @dataclass(frozen=True)
@@ -108,7 +124,8 @@ def resolve_layers(
     if isinstance(model, torch.jit.ScriptModule):
         raise TypeError(
             "TorchScript modules do not support forward hooks, which FEM needs to read layer "
-            "outputs. Save the model with torch.export (.pt2), or pass its Python factory "
+            "outputs (and PyTorch now deprecates TorchScript in favour of torch.export). Save "
+            "the model with torch.export (.pt2), or pass its Python factory "
             "(package.module:factory) with --weights."
         )
     if layers is None or (isinstance(layers, str) and layers == "auto"):
@@ -140,7 +157,7 @@ def _static_layers(model: nn.Module) -> list[LayerSpec]:
 def _residual_blocks(model: nn.Module) -> list[LayerSpec]:
     blocks: list[str] = []
     for name, module in model.named_modules():
-        if type(module).__name__ not in _BLOCK_CLASS_NAMES:
+        if _class_name(module) not in _BLOCK_CLASS_NAMES:
             continue
         # Keep outermost blocks only (a block nested inside another is part of it).
         if any(name.startswith(parent + ".") for parent in blocks):
@@ -169,7 +186,7 @@ def _head_conv_after(model: nn.Module, last_block: str) -> str | None:
     if not children:
         return None
     last_name, last_module = children[-1]
-    if type(last_module).__name__ in _HEAD_CONV_CLASS_NAMES and _has_activation(last_module):
+    if _class_name(last_module) in _HEAD_CONV_CLASS_NAMES and _has_activation(last_module):
         candidate = f"{top}.{last_name}"
         if not last_block.startswith(candidate + ".") and candidate != last_block:
             return candidate
@@ -177,30 +194,39 @@ def _head_conv_after(model: nn.Module, last_block: str) -> str | None:
 
 
 def _has_activation(module: nn.Module) -> bool:
-    return any(isinstance(child, _ACTIVATION_TYPES) for child in module.modules())
+    return any(_is_activation(child) for child in module.modules())
+
+
+def _is_activation(module: nn.Module) -> bool:
+    return isinstance(module, _ACTIVATION_TYPES) or _class_name(module) in _ACTIVATION_CLASS_NAMES
+
+
+def _class_name(module: nn.Module) -> str:
+    """The module's class name, or the one it had before torch.export flattened it."""
+    return getattr(module, ORIGINAL_CLASS_ATTRIBUTE, None) or type(module).__name__
 
 
 def _vgg_stages(model: nn.Module) -> list[LayerSpec]:
-    if type(model).__name__ != "VGG":
+    if _class_name(model) != "VGG":
         return []
     features = getattr(model, "features", None)
-    if not isinstance(features, nn.Sequential):
+    if features is None or _class_name(features) != "Sequential":
         return []
     children = list(features.named_children())
     stage_ends: list[LayerSpec] = []
     for (name, module), (_, following) in zip(children, children[1:]):
-        if isinstance(module, nn.ReLU) and isinstance(following, nn.MaxPool2d):
+        if _class_name(module) == "ReLU" and _class_name(following) == "MaxPool2d":
             stage_ends.append(LayerSpec(f"features.{name}"))
     return stage_ends
 
 
 def _densenet_blocks(model: nn.Module) -> list[LayerSpec]:
-    if type(model).__name__ != "DenseNet":
+    if _class_name(model) != "DenseNet":
         return []
     layers = [
         LayerSpec(f"{name}.relu")
         for name, module in model.named_modules()
-        if type(module).__name__ == "_Transition" and hasattr(module, "relu")
+        if _class_name(module) == "_Transition" and hasattr(module, "relu")
     ]
     modules = dict(model.named_modules())
     if "features.norm5" in modules:
@@ -212,7 +238,7 @@ def _probe_stage_ends(model: nn.Module, probe_size: tuple[int, int]) -> list[Lay
     """Run one dummy image and keep the last activation module of each resolution."""
     calls = _probe_output_shapes(model, probe_size)
     four_d = [(name, module, shape) for name, module, shape in calls if len(shape) == 4]
-    activations = [(name, shape) for name, module, shape in four_d if isinstance(module, _ACTIVATION_TYPES)]
+    activations = [(name, shape) for name, module, shape in four_d if _is_activation(module)]
     if not activations:
         if four_d:
             raise ValueError(
@@ -262,7 +288,8 @@ def _probe_output_shapes(
             if name:
                 handles.append(module.register_forward_hook(record(name)))
         with torch.inference_mode():
-            model(torch.zeros(1, 3, *probe_size, device=device, dtype=dtype))
+            shape = getattr(model, EXAMPLE_INPUT_SHAPE_ATTRIBUTE, None) or (1, 3, *probe_size)
+            model(torch.zeros(shape, device=device, dtype=dtype))
     finally:
         for handle in handles:
             handle.remove()

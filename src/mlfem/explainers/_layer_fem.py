@@ -11,7 +11,7 @@ from torch import Tensor, nn
 from mlfem.explainers.base import Explainer
 from mlfem.fem import fem_saliency
 from mlfem.hooks import forward_hooks
-from mlfem.layers import LayerSpec, resolve_layers
+from mlfem.layers import LayerSpec, fixed_batch_size, resolve_layers
 from mlfem.normalize import minmax_normalize_, resize_maps
 
 __all__ = ["LayerFEMExplainer", "LayerMaps"]
@@ -90,8 +90,40 @@ class LayerFEMExplainer(Explainer):
         and delivered there, or as soon as the layers before it in ``self.layers`` are
         delivered when the forward order differs. Returns the model's output, as an
         ordinary (non-inference) tensor.
+
+        A model that accepts only one batch size (a ``torch.export`` program exported
+        with static shapes) is run on zero-padded batches of that size instead; FEM is
+        computed per image, so the padding changes nothing.
         """
         self.check_images(images)
+        fixed = fixed_batch_size(self.model)
+        if fixed is not None and images.shape[0] != fixed:
+            return self._forward_in_fixed_batches(images, deliver, fixed)
+        return self._forward_once(images, deliver)
+
+    def _forward_in_fixed_batches(
+        self, images: Tensor, deliver: Callable[[int, Tensor], None], fixed: int
+    ) -> Any:
+        count = images.shape[0]
+        parts: list[list[Tensor]] = [[] for _ in self.layers]
+        outputs = []
+        for start in range(0, count, fixed):
+            chunk = images[start : start + fixed]
+            used = chunk.shape[0]
+            if used < fixed:
+                chunk = torch.cat([chunk, chunk.new_zeros(fixed - used, *chunk.shape[1:])])
+            output = self._forward_once(chunk, lambda index, raw: parts[index].append(raw[:used]))
+            if not isinstance(output, Tensor):
+                raise TypeError(
+                    f"{type(self.model).__name__} accepts only batches of {fixed} and returns "
+                    f"{type(output).__name__}, which mlfem cannot split back; pass {fixed} images at a time"
+                )
+            outputs.append(output[:used])
+        for index, layer_parts in enumerate(parts):
+            deliver(index, torch.cat(layer_parts))
+        return torch.cat(outputs)
+
+    def _forward_once(self, images: Tensor, deliver: Callable[[int, Tensor], None]) -> Any:
         out_dtype = torch.float64 if images.dtype == torch.float64 else torch.float32
         pending: dict[int, Tensor] = {}
         next_index = [0]

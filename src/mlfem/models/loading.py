@@ -28,6 +28,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from mlfem.models.exported import static_input_shape, unflatten_program
 from mlfem.models.preprocessing import Preprocessing
 
 __all__ = ["LoadedModel", "ModelLoadError", "load_model", "load_state_dict_file"]
@@ -229,8 +230,8 @@ def _load_program_file(path: Path, weights: str | None) -> LoadedModel:
         except Exception as error:  # noqa: BLE001
             raise ModelLoadError(f"--model: could not read {path} as a torch.export program: {error}") from error
         # Unflattening restores the module hierarchy, so forward hooks work by name.
-        model: nn.Module = torch.export.unflatten(program)
-        return LoadedModel(model, Preprocessing(), f"torch.export program {path.name}", trained=True)
+        model: nn.Module = unflatten_program(program)
+        return LoadedModel(model, _program_preprocessing(path, program), f"torch.export program {path.name}", trained=True)
     try:
         model = torch.jit.load(str(path), map_location="cpu")
     except Exception as error:  # noqa: BLE001
@@ -239,6 +240,22 @@ def _load_program_file(path: Path, weights: str | None) -> LoadedModel:
             "passed as --model ARCH --weights FILE instead."
         ) from error
     return LoadedModel(model, Preprocessing(), f"TorchScript {path.name}", trained=True)
+
+
+def _program_preprocessing(path: Path, program: Any) -> Preprocessing:
+    """ImageNet preprocessing, at the only size the program accepts if it has one."""
+    static = static_input_shape(program)
+    if static is None or len(static) != 4 or (static[2] is None and static[3] is None):
+        return Preprocessing()
+    height, width = static[2], static[3]
+    if height is None or width is None or height != width:
+        raise ModelLoadError(
+            f"--model: {path} accepts only inputs of height {height} and width {width} "
+            "(None: any), but mlfem feeds square images; export it with dynamic height and "
+            "width (dynamic_shapes with torch.export.Dim.DYNAMIC) or with a square size"
+        )
+    # Keep torchvision's 256/224 ratio between the resize and the crop.
+    return Preprocessing(crop_size=height, resize_size=round(height * 256 / 224))
 
 
 def _load_mlfem_checkpoint(path: Path, weights: str | None) -> LoadedModel:
