@@ -6,8 +6,13 @@ time as a ratio to a bare forward pass timed in the same rounds:
   hooks-only   hooks that do nothing
   stats        + per-channel mean and threshold
   fem-raw      + mask and weighted channel sum (the raw FEM map)
-  upsample     + bilinear upsampling to the input size and min-max
-  mlfem        the full explainer, with fusion
+  extrema      + the extremes of the map once resized to the input size
+               (mlfem.resized_extrema), which normalising needs
+  resize-each  instead of extrema: each map resized to the input size and min-max
+               normalised (what MLFEM did before fusing at the layers' resolutions,
+               and still does for max/top fusions and return_layers)
+  mlfem        the full explainer: add fusion at each layer's resolution, one resize
+               per resolution, final min-max
 
     uv run python benchmarks/profile_mlfem.py [--device cuda] [--batch 8]
 """
@@ -27,7 +32,7 @@ from _common import interleaved_ratios, machine_description  # noqa: E402
 def main() -> None:
     import torchvision
 
-    from mlfem import MLFEM, fem_saliency, find_layers, minmax_normalize, resize_maps
+    from mlfem import MLFEM, fem_saliency, find_layers, minmax_normalize, resize_maps, resized_extrema
     from mlfem.fem import _channel_mean_and_threshold
     from mlfem.hooks import forward_hooks
 
@@ -54,7 +59,10 @@ def main() -> None:
     def stats(output):
         _channel_mean_and_threshold(output.flatten(0, 1).flatten(1), 2.0)
 
-    def upsample(output):
+    def extrema(output):
+        resized_extrema(fem_saliency(output), (args.size, args.size))
+
+    def resize_each(output):
         minmax_normalize(resize_maps(fem_saliency(output), (args.size, args.size)))
 
     explainer = MLFEM(model)
@@ -68,7 +76,8 @@ def main() -> None:
         "hooks-only": with_hooks(lambda output: None),
         "stats": with_hooks(stats),
         "fem-raw": with_hooks(fem_saliency),
-        "upsample": with_hooks(upsample),
+        "extrema": with_hooks(extrema),
+        "resize-each": with_hooks(resize_each),
         "mlfem": lambda: explainer(images),
     }
     times, ratios = interleaved_ratios(functions, "forward", args.repeats, device)

@@ -94,3 +94,24 @@ def test_missing_input(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
 def test_help_lists_commands(capsys: pytest.CaptureFixture) -> None:
     assert main([]) == 2
     assert "explain" in capsys.readouterr().out
+
+
+def test_explain_with_a_static_exported_program(tmp_path: Path) -> None:
+    # torch.export's default is static shapes: batches of 2 at 32x32 only. Three images
+    # with --batch-size 2 make a short last batch, which is padded; the input size
+    # comes from the program.
+    import torch
+
+    from tiny_models import TinyCNN
+
+    program = tmp_path / "tiny.pt2"
+    torch.export.save(torch.export.export(TinyCNN().eval(), (torch.randn(2, 3, 32, 32),)), str(program))
+    inputs = tmp_path / "in"
+    inputs.mkdir()
+    for seed, size in enumerate([(48, 40), (30, 70), (64, 64)]):
+        make_image(inputs / f"{seed}.png", size, seed=seed)
+    out = tmp_path / "out"
+    code = main(["explain", str(inputs), "--model", str(program), "--batch-size", "2", "--out", str(out)])
+    assert code == 0
+    for seed, (height, width) in enumerate([(48, 40), (30, 70), (64, 64)]):
+        check_outputs(out, str(seed), height, width)
