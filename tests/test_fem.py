@@ -63,3 +63,21 @@ def test_bad_input_errors() -> None:
         fem_saliency([[1.0]])  # type: ignore[arg-type]
     with pytest.raises(ValueError, match="k must be"):
         fem_saliency(torch.zeros(1, 1, 2, 2), k=float("nan"))
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float16, torch.bfloat16])
+def test_cpu_and_accelerator_statistics_agree(dtype: torch.dtype) -> None:
+    # The accelerator route (one var_mean kernel) is checked here on the CPU, so that a
+    # machine without a GPU still tests it against the CPU route (sum + norm).
+    from mlfem.fem import _cpu_mean_and_variance, _welford_mean_and_variance
+
+    generator = torch.Generator().manual_seed(3)
+    rows = torch.relu(torch.randn(64, 49, generator=generator)).to(dtype)
+    rows[0] = 0.5  # a constant row: recomputed exactly on the CPU route
+    rows[1] = 0.0  # a dead channel
+    cpu_mean, cpu_variance = _cpu_mean_and_variance(rows)
+    welford_mean, welford_variance = _welford_mean_and_variance(rows)
+    assert cpu_mean.dtype == welford_mean.dtype == torch.float64
+    torch.testing.assert_close(cpu_mean, welford_mean, rtol=1e-6, atol=1e-7)
+    torch.testing.assert_close(cpu_variance, welford_variance, rtol=1e-5, atol=1e-7)
+    assert cpu_variance[0] == 0 and cpu_variance[1] == 0

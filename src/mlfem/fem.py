@@ -123,11 +123,7 @@ def _channel_mean_and_threshold(features: Tensor, k: float) -> tuple[Tensor, Ten
     if features.device.type == "cpu":
         mean, variance = _cpu_mean_and_variance(features)
     else:
-        # On accelerators a single Welford kernel is both exact enough and the fastest:
-        # kernel launches, not memory traffic, dominate there. No host synchronisation.
-        rows = features if features.dtype in (torch.float32, torch.float64) else features.float()
-        variance, mean = torch.var_mean(rows, dim=-1, correction=0)
-        mean, variance = mean.double(), variance.double()
+        mean, variance = _welford_mean_and_variance(features)
     # Statistics accumulated in float32 carry a relative error of about 1e-7 per sum; an
     # activation within _TIE_TOLERANCE of the threshold is a tie, and ties are kept (>=).
     # In place: these are a dozen operations per layer, and their fixed cost counts.
@@ -136,6 +132,17 @@ def _channel_mean_and_threshold(features: Tensor, k: float) -> tuple[Tensor, Ten
     # Half-precision activations are compared with a float32 threshold: rounding the
     # threshold to float16 would move it by up to 0.05%.
     return mean, threshold.to(torch.float64 if features.dtype == torch.float64 else torch.float32)
+
+
+def _welford_mean_and_variance(features: Tensor) -> tuple[Tensor, Tensor]:
+    """Mean and population variance (float64, (N,)) from one ``var_mean`` kernel.
+
+    On accelerators a single Welford kernel is both exact enough and the fastest: kernel
+    launches, not memory traffic, dominate there. No host synchronisation.
+    """
+    rows = features if features.dtype in (torch.float32, torch.float64) else features.float()
+    variance, mean = torch.var_mean(rows, dim=-1, correction=0)
+    return mean.double(), variance.double()
 
 
 def _cpu_mean_and_variance(features: Tensor) -> tuple[Tensor, Tensor]:
