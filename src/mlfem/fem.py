@@ -93,7 +93,7 @@ def fem_saliency(activations: Tensor, k: float = 2.0, *, chunk_elements: int | N
             stop = min(batch, start + images_per_chunk)
             strong = buffer[: (stop - start) * per_image].view(stop - start, channels, pixels)
             torch.ge(features[start:stop], threshold[start:stop], out=strong)
-            torch.baddbmm(saliency[start:stop], weights[start:stop], strong, out=saliency[start:stop])
+            saliency[start:stop].baddbmm_(weights[start:stop], strong)
     else:
         # Large feature maps: slices of channels within one image.
         channels_per_chunk = max(1, chunk_elements // pixels)
