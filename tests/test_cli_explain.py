@@ -115,3 +115,17 @@ def test_explain_with_a_static_exported_program(tmp_path: Path) -> None:
     assert code == 0
     for seed, (height, width) in enumerate([(48, 40), (30, 70), (64, 64)]):
         check_outputs(out, str(seed), height, width)
+
+
+def test_explain_with_a_torchscript_file(tmp_path: Path) -> None:
+    # TorchScript takes no hooks; the file is replayed through hookable modules.
+    import torch
+
+    from tiny_models import TinyCNN
+
+    script = tmp_path / "tiny.pt"
+    torch.jit.trace(TinyCNN().eval(), torch.randn(1, 3, 32, 32)).save(str(script))
+    image = make_image(tmp_path / "a.png", (40, 56))
+    out = tmp_path / "out"
+    assert main(["explain", str(image), "--model", str(script), "--out", str(out)]) == 0
+    check_outputs(out, "a", 40, 56)

@@ -87,13 +87,64 @@ def test_imagenet_download_failure_says_what_to_pass(monkeypatch: pytest.MonkeyP
         load_model("resnet18", "imagenet")
 
 
-def test_torchscript_loads_but_fem_explains_why_it_cannot_hook(tmp_path: Path) -> None:
+def test_torchscript_file_is_replayed_through_hookable_modules(tmp_path: Path) -> None:
+    path = tmp_path / "tiny.pt"
+    model = TinyCNN().eval()
+    torch.jit.trace(model, torch.randn(1, 3, 16, 16)).save(str(path))
+    loaded = load_model(str(path))
+    images = torch.randn(3, 3, 16, 16)
+    torch.testing.assert_close(loaded.model(images), model(images), rtol=0, atol=0)
+    explainer = MLFEM(loaded.model)
+    assert explainer.layer_names == MLFEM(model).layer_names  # the probe fallback
+    torch.testing.assert_close(explainer(images), MLFEM(model)(images))
+    # A bare TorchScript module still cannot be hooked: the error says what to do.
+    with pytest.raises(TypeError, match="replay_script_module"):
+        MLFEM(torch.jit.load(str(path)))
+
+
+@pytest.mark.parametrize("make", ["script", "trace"])
+def test_torchscript_resnet_keeps_automatic_layer_discovery(tmp_path: Path, make: str) -> None:
+    # Scripted code has control flow and helper methods (ResNet._forward_impl); traced
+    # code calls a shared ReLU through two methods. Both replay exactly, and the class
+    # names (original_name) let discovery find the 8 basic blocks.
+    torchvision = pytest.importorskip("torchvision")
+    model = torchvision.models.resnet18().eval()
+    images = torch.randn(2, 3, 64, 64)
+    script = torch.jit.script(model) if make == "script" else torch.jit.trace(model, images)
+    path = tmp_path / "resnet18.pt"
+    script.save(str(path))
+    loaded = load_model(str(path))
+    explainer = MLFEM(loaded.model)
+    assert explainer.layer_names == MLFEM(model).layer_names and len(explainer.layer_names) == 8
+    fused, layers = explainer(images, return_layers=True)
+    expected_fused, expected_layers = MLFEM(model)(images, return_layers=True)
+    torch.testing.assert_close(layers, expected_layers, rtol=0, atol=0)
+    torch.testing.assert_close(fused, expected_fused, rtol=0, atol=0)
+
+
+def test_torchscript_replay_follows_device_dtype_and_mode(tmp_path: Path) -> None:
+    path = tmp_path / "tiny.pt"
+    model = TinyCNN().eval()
+    torch.jit.trace(model, torch.randn(1, 3, 16, 16)).save(str(path))
+    replayed = load_model(str(path)).model.to(torch.float64)
+    assert {p.dtype for p in replayed.parameters()} == {torch.float64}
+    images = torch.randn(2, 3, 16, 16, dtype=torch.float64)
+    torch.testing.assert_close(replayed(images), model.double()(images))
+    replayed.train()
+    assert replayed.training and replayed._script.training
+    replayed.eval()
+    assert not replayed._script.training
+
+
+def test_torchscript_that_cannot_be_replayed_is_refused(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from mlfem.models import torchscript
+
     path = tmp_path / "tiny.pt"
     torch.jit.trace(TinyCNN().eval(), torch.randn(1, 3, 16, 16)).save(str(path))
-    loaded = load_model(str(path))
-    assert loaded.model(torch.randn(1, 3, 16, 16)).shape == (1, 3)
-    with pytest.raises(TypeError, match="torch.export"):
-        MLFEM(loaded.model)
+    # As if the code used a construct the replay does not know.
+    monkeypatch.setattr(torchscript, "_globals", lambda: {})
+    with pytest.raises(ModelLoadError, match=r"tiny\.pt: replaying the TorchScript code failed.*torch\.export"):
+        load_model(str(path))
 
 
 def test_exported_program_with_explicit_layers(tmp_path: Path) -> None:

@@ -124,9 +124,8 @@ def resolve_layers(
     if isinstance(model, torch.jit.ScriptModule):
         raise TypeError(
             "TorchScript modules do not support forward hooks, which FEM needs to read layer "
-            "outputs (and PyTorch now deprecates TorchScript in favour of torch.export). Save "
-            "the model with torch.export (.pt2), or pass its Python factory "
-            "(package.module:factory) with --weights."
+            "outputs. Wrap it with mlfem.models.torchscript.replay_script_module(module) (what "
+            "load_model and --model do for TorchScript files), or use torch.export (.pt2)."
         )
     if layers is None or (isinstance(layers, str) and layers == "auto"):
         return find_layers(model, probe_size)

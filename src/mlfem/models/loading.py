@@ -4,8 +4,9 @@
 
 * a torchvision architecture name (``resnet50``);
 * ``timm:<name>`` (needs the ``timm`` extra);
-* a TorchScript file (``.pt``/``.pth``/``.ts`` made by ``torch.jit.save``) or a
-  ``torch.export`` program (``.pt2``);
+* a TorchScript file (``.pt``/``.pth``/``.ts`` made by ``torch.jit.save``), replayed
+  through hookable modules (:mod:`mlfem.models.torchscript`), or a ``torch.export``
+  program (``.pt2``, :mod:`mlfem.models.exported`);
 * a classifier checkpoint written by ``mlfem train-classifier`` (``.safetensors`` with a
   ``.json`` sidecar): the architecture is rebuilt from the sidecar;
 * ``package.module:factory``, a Python callable returning an ``nn.Module``.
@@ -30,6 +31,7 @@ from torch import nn
 
 from mlfem.models.exported import static_input_shape, unflatten_program
 from mlfem.models.preprocessing import Preprocessing
+from mlfem.models.torchscript import ScriptReplayError, replay_script_module
 
 __all__ = ["LoadedModel", "ModelLoadError", "load_model", "load_state_dict_file"]
 
@@ -233,11 +235,21 @@ def _load_program_file(path: Path, weights: str | None) -> LoadedModel:
         model: nn.Module = unflatten_program(program)
         return LoadedModel(model, _program_preprocessing(path, program), f"torch.export program {path.name}", trained=True)
     try:
-        model = torch.jit.load(str(path), map_location="cpu")
+        script = torch.jit.load(str(path), map_location="cpu")
     except Exception as error:  # noqa: BLE001
         raise ModelLoadError(
             f"--model: {path} is not a TorchScript file ({type(error).__name__}). A state_dict is "
             "passed as --model ARCH --weights FILE instead."
+        ) from error
+    # TorchScript takes no forward hooks: replay its code through hookable modules,
+    # checked against the TorchScript output on a probe image.
+    probe = torch.randn(1, 3, 224, 224, generator=torch.Generator().manual_seed(0))
+    try:
+        model = replay_script_module(script, probe=probe)
+    except ScriptReplayError as error:
+        raise ModelLoadError(
+            f"--model: {path}: {error}. Save the model with torch.export (.pt2) instead, or pass "
+            "its Python factory (package.module:factory) with --weights."
         ) from error
     return LoadedModel(model, Preprocessing(), f"TorchScript {path.name}", trained=True)
 
