@@ -208,7 +208,7 @@ def test_linear_fusion_takes_the_fast_route(resnet18: nn.Module, monkeypatch: py
     monkeypatch.setattr(MLFEM, "_fuse_while_forwarding", refuse)
     images = torch.randn(2, 3, 64, 64)
     explainer = MLFEM(resnet18, fusion="add", alpha=0.4)
-    fused, layers = explainer(images, return_layers=True)
+    fused, _ = explainer(images, return_layers=True)
     torch.testing.assert_close(explainer(images), fused)
 
 

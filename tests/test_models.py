@@ -187,7 +187,7 @@ def test_exported_program_with_a_static_batch_takes_any_batch(tmp_path: Path, ba
     images = torch.randn(batch, 3, 16, 16)
     for explainer_of in (lambda m: MLFEM(m), lambda m: MLFEM(m, fusion="max"), lambda m: FEM(m)):
         torch.testing.assert_close(explainer_of(loaded.model)(images), explainer_of(model)(images))
-    fused, layers = MLFEM(loaded.model)(images, return_layers=True)
+    _, layers = MLFEM(loaded.model)(images, return_layers=True)
     assert layers.shape == (batch, 2, 16, 16)
     logits = MLFEM(loaded.model).layer_maps(images).logits
     torch.testing.assert_close(logits, model(images))

@@ -5,9 +5,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Literal, overload
 
-from torch import Tensor, nn
-
 import torch
+from torch import Tensor, nn
 
 from mlfem.explainers._layer_fem import LayerFEMExplainer
 from mlfem.fusion import FusionOperator, Normalization, RecursiveFusion, make_fusion

@@ -82,8 +82,3 @@ def _example_input_shape(program: ExportedProgram) -> tuple[int, ...] | None:
     first = args[0] if args else None
     return tuple(first.shape) if isinstance(first, torch.Tensor) else None
 
-
-def original_class_name(module: nn.Module) -> str:
-    """The class name a module had before export, or its own class name."""
-    return getattr(module, _CLASS_ATTRIBUTE, None) or type(module).__name__
-
