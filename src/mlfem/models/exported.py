@@ -72,13 +72,3 @@ def _example_input_shape(program: ExportedProgram) -> tuple[int, ...] | None:
     first = args[0] if args else None
     return tuple(first.shape) if isinstance(first, torch.Tensor) else None
 
-
-def _example_input_shape(program: ExportedProgram) -> tuple[int, ...] | None:
-    """Shape of the program's first example input (saved with the program), if any."""
-    example = getattr(program, "example_inputs", None)
-    if not example:
-        return None
-    args, _ = example
-    first = args[0] if args else None
-    return tuple(first.shape) if isinstance(first, torch.Tensor) else None
-
