@@ -16,6 +16,7 @@ from torch.nn.modules import module as nn_module
 
 from mlfem.explainers.registry import available_methods, create_explainer, method_info
 from tiny_models import PooledHeadCNN, TinyCNN, all_hooks
+from _cuda import requires_cuda
 
 BASELINES = (
     "gradcam",
@@ -242,7 +243,7 @@ def test_float64_images_give_float64_maps() -> None:
         assert maps.dtype == torch.float64 and maps.shape == (2, 16, 16)
 
 
-@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+@requires_cuda
 @pytest.mark.parametrize("method", BASELINES)
 def test_cuda_model_with_cpu_images(method: str) -> None:
     torch.manual_seed(0)

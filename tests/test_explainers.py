@@ -8,6 +8,7 @@ from torch import nn
 
 from mlfem import FEM, MLFEM, fem_saliency, fuse, minmax_normalize, resize_maps
 from tiny_models import TinyCNN, all_hooks
+from _cuda import requires_cuda
 
 
 @pytest.fixture(scope="module")
@@ -165,7 +166,7 @@ def test_trained_fusion_must_match_layers(tiny_cnn: TinyCNN) -> None:
         MLFEM(tiny_cnn, fusion=FakeNet())
 
 
-@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+@requires_cuda
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float16, torch.bfloat16])
 def test_cuda(resnet18: nn.Module, dtype: torch.dtype) -> None:
     model = resnet18.to("cuda", dtype)

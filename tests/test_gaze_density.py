@@ -9,6 +9,7 @@ import pytest
 import torch
 from scipy.ndimage import gaussian_filter
 
+from _cuda import requires_cuda
 from mlfem.gaze import (
     Fixations,
     ViewingGeometry,
@@ -219,7 +220,7 @@ def test_kernel_is_scipys():
     assert np.allclose(k.numpy(), expected / expected.sum(), atol=1e-16)
 
 
-@pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device")
+@requires_cuda
 def test_gfdm_on_cuda_matches_cpu():
     rng = np.random.default_rng(4)
     images = [

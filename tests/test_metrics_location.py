@@ -11,6 +11,7 @@ import torch
 
 from mlfem import metrics
 from mlfem.metrics.location import _sampled_auc, _thresholds
+from _cuda import requires_cuda
 
 
 def mit_auc_judd(s: np.ndarray, fixmap: np.ndarray) -> float:
@@ -263,7 +264,7 @@ def test_float32_inputs_and_numpy_inputs(batch):
     assert torch.allclose(metrics.pcc(s.numpy(), gt.numpy()), metrics.pcc(s, gt))
 
 
-@pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device")
+@requires_cuda
 def test_metrics_on_cuda(batch):
     s, fix = batch
     gt = torch.rand(4, 24, 30, dtype=torch.float64)
