@@ -29,11 +29,12 @@ from torch import nn
 
 __all__ = ["LayerSpec", "find_layers", "fixed_batch_size", "resolve_layers"]
 
-# Set on modules rebuilt from a torch.export program (mlfem.models.exported), whose
-# classes are all generic: the class each module had before export; the shape of the
-# example input the program was exported with (a valid probe input); and the input's
-# static dimensions (int where fixed, None where dynamic), since a program exported
-# with static shapes accepts no other.
+# Set on modules rebuilt from a torch.export program (mlfem.models.exported) or replayed
+# from TorchScript (mlfem.models.torchscript), whose classes are all generic: the class
+# each module had originally. On exported programs also: the shape of the example input
+# the program was exported with (a valid probe input), and the input's static dimensions
+# (int where fixed, None where dynamic), since a program exported with static shapes
+# accepts no other.
 ORIGINAL_CLASS_ATTRIBUTE = "_mlfem_original_class"
 EXAMPLE_INPUT_SHAPE_ATTRIBUTE = "_mlfem_example_input_shape"
 STATIC_INPUT_SHAPE_ATTRIBUTE = "_mlfem_static_input_shape"
@@ -201,7 +202,7 @@ def _is_activation(module: nn.Module) -> bool:
 
 
 def _class_name(module: nn.Module) -> str:
-    """The module's class name, or the one it had before torch.export flattened it."""
+    """The module's class name, or the one it had before export or TorchScript."""
     return getattr(module, ORIGINAL_CLASS_ATTRIBUTE, None) or type(module).__name__
 
 

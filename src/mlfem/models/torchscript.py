@@ -131,10 +131,10 @@ class _ScriptProxy(nn.Module):
             return getattr(object.__getattribute__(self, "_script"), name)
 
     def forward(self, *args: Any) -> Any:
-        method, self._method = self._method, "forward"
-        if method in self._methods:
-            return self._methods[method](self, *args)
-        return self._script._c._get_method(method)(*args)
+        # The method _call_method asked for (``forward`` when called from outside).
+        method = self._method
+        object.__setattr__(self, "_method", "forward")
+        return self._call_own(method, *args)
 
     # Called by the replayed code of the parent for ``(child).method(args)``: through
     # ``__call__``, so that hooks see the call (for whichever method it is).
