@@ -19,19 +19,23 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         description=(
             "For each image, writes OUT/<stem>.npy (float32 map in [0, 1] at the image's size), "
             "OUT/<stem>_overlay.png (heat map over the image) and, for multi-layer FEM methods, "
-            "OUT/<stem>_layers.png (every layer's FEM map, as in the paper's Fig. 1)."
+            "OUT/<stem>_layers.png (every layer's FEM map, as in the paper's Fig. 1). "
+            "Without --model, explains the ImageNet-pretrained EfficientNet-Lite0 installed with mlfem. "
+            "When the model's classes are known, OUT/predictions.csv holds each image's top-5 classes."
         ),
     )
     parser.add_argument("inputs", nargs="+", metavar="IMAGE_OR_DIR", help="image files or folders")
     parser.add_argument(
         "--model",
-        required=True,
-        help="torchvision name (resnet50), timm:<name>, a TorchScript/.pt2 file, or package.module:factory",
+        default=None,
+        help="efficientnet_lite0 (installed, pretrained), a torchvision name (resnet50), timm:<name>, "
+        "a TorchScript/.pt2 file, or package.module:factory (default: efficientnet_lite0 --weights imagenet)",
     )
     parser.add_argument(
         "--weights",
         default=None,
-        help="'imagenet' (downloads), or a local state_dict (.pth read with weights_only=True, .safetensors)",
+        help="'imagenet' (the installed file for efficientnet_lite0, otherwise a download), or a local "
+        "state_dict (.pth read with weights_only=True, .safetensors)",
     )
     parser.add_argument("--method", default="mlfem", help="explanation method (see 'mlfem methods'); default mlfem")
     parser.add_argument("--fusion", default=None, help="MLFEM fusion: max, add, top, fem (default: the method's)")
@@ -74,6 +78,12 @@ def run(args: argparse.Namespace) -> int:
     if device.type == "cuda" and not torch.cuda.is_available():
         raise UsageError(f"--device {args.device}: CUDA is not available on this machine")
     dtype = getattr(torch, args.dtype)
+    if args.model is None:
+        # A newcomer's first command explains a real network, offline.
+        from mlfem.models.pretrained import DEFAULT_MODEL
+
+        args.model = DEFAULT_MODEL
+        args.weights = args.weights or "imagenet"
 
     try:
         with warnings.catch_warnings(record=True) as caught:
@@ -97,11 +107,12 @@ def run(args: argparse.Namespace) -> int:
     print(f"mlfem explain: {loaded.description}, method {args.method}, {len(paths)} image(s) on {device}",
           file=sys.stderr)
     failures: list[tuple[Path, str]] = []
-    with explainer, tqdm(total=len(paths), unit="img", desc="explain", file=sys.stderr) as progress:
+    predictions = PredictionWriter(args.out / "predictions.csv", loaded.class_names)
+    with explainer, predictions, tqdm(total=len(paths), unit="img", desc="explain", file=sys.stderr) as progress:
         for start in range(0, len(paths), args.batch_size):
             batch_paths = paths[start : start + args.batch_size]
             failures.extend(
-                _explain_batch(explainer, batch_paths, names, preprocessing, device, dtype, args.out)
+                _explain_batch(explainer, batch_paths, names, preprocessing, device, dtype, args.out, predictions)
             )
             progress.update(len(batch_paths))
 
@@ -115,7 +126,9 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def _explain_batch(explainer, paths, names, preprocessing, device, dtype, out: Path) -> list[tuple[Path, str]]:
+def _explain_batch(
+    explainer, paths, names, preprocessing, device, dtype, out: Path, predictions: PredictionWriter
+) -> list[tuple[Path, str]]:
     """Explain one batch; returns the (path, reason) of the images that failed."""
     import torch
 
@@ -138,14 +151,59 @@ def _explain_batch(explainer, paths, names, preprocessing, device, dtype, out: P
         groups.setdefault(tuple(item[2].shape), []).append(item)
     for group in groups.values():
         images = torch.stack([item[2] for item in group]).to(device=device, dtype=dtype)
-        per_layer = None
+        per_layer = logits = None
         if isinstance(explainer, LayerFEMExplainer) and len(explainer.layers) > 1 and hasattr(explainer, "fusion"):
-            fused, per_layer = explainer(images, return_layers=True)
+            # One forward pass gives the per-layer maps (for the grid) and the prediction.
+            per_layer, logits = explainer.layer_maps(images)
+            fused = explainer.fusion(per_layer)
         else:
             fused = explainer(images)
+        if predictions.enabled and logits is None:
+            with torch.inference_mode():  # methods that do not expose the model's output
+                logits = explainer.model(images)
         for index, (path, image, _, placement) in enumerate(group):
             _write_outputs(out, names[path], image, placement, fused[index], per_layer, index, explainer)
+        if logits is not None:
+            predictions.add([names[item[0]] for item in group], logits)
     return failures
+
+
+class PredictionWriter:
+    """Writes each image's top-5 classes to ``predictions.csv`` as the batches come, and its
+    top-1 class to stdout, when the model's class names are known (otherwise does nothing)."""
+
+    TOP = 5
+
+    def __init__(self, path: Path, class_names) -> None:
+        self.path = path
+        self.class_names = class_names
+        self.enabled = bool(class_names)
+        self._handle = None
+
+    def __enter__(self) -> PredictionWriter:
+        if self.enabled:
+            import csv
+
+            self._handle = open(self.path, "w", newline="", encoding="utf-8")
+            self._csv = csv.writer(self._handle)
+            self._csv.writerow(["image", "rank", "class_index", "class_name", "probability"])
+        return self
+
+    def __exit__(self, *exc_info) -> None:
+        if self._handle is not None:
+            self._handle.close()
+
+    def add(self, stems: list[str], logits) -> None:
+        """Record the predictions of one group of images (``logits``: (B, classes))."""
+        if self._handle is None or getattr(logits, "ndim", 0) != 2 or logits.shape[1] != len(self.class_names):
+            return
+        probabilities = logits.detach().float().softmax(dim=1).cpu()
+        values, indices = probabilities.topk(min(self.TOP, probabilities.shape[1]), dim=1)
+        for stem, row_values, row_indices in zip(stems, values.tolist(), indices.tolist()):
+            for rank, (value, index) in enumerate(zip(row_values, row_indices), start=1):
+                self._csv.writerow([stem, rank, index, self.class_names[index], f"{value:.4f}"])
+            print(f"{stem}: {self.class_names[row_indices[0]]} ({row_values[0]:.2f})")
+        self._handle.flush()
 
 
 def _write_outputs(out, stem, image, placement, fused, per_layer, index, explainer) -> None:

@@ -2,8 +2,10 @@
 
 ``--model`` accepts:
 
+* ``efficientnet_lite0``: the pretrained network installed with mlfem (with ``--weights
+  imagenet``, read offline from the installed file, :mod:`mlfem.models.pretrained`);
 * a torchvision architecture name (``resnet50``);
-* ``timm:<name>`` (needs the ``timm`` extra);
+* ``timm:<name>``;
 * a TorchScript file (``.pt``/``.pth``/``.ts`` made by ``torch.jit.save``), replayed
   through hookable modules (:mod:`mlfem.models.torchscript`), or a ``torch.export``
   program (``.pt2``, :mod:`mlfem.models.exported`);
@@ -31,6 +33,7 @@ from torch import nn
 
 from mlfem.models.exported import static_input_shape, unflatten_program
 from mlfem.models.preprocessing import Preprocessing
+from mlfem.models.pretrained import LITE0_PREPROCESSING, OFFLINE_TIMM_NAMES, imagenet_class_names
 from mlfem.models.torchscript import ScriptReplayError, replay_script_module
 
 __all__ = ["LoadedModel", "ModelLoadError", "load_model", "load_state_dict_file"]
@@ -53,6 +56,8 @@ class LoadedModel:
     description: str
     #: False for random initialisation: explanations of such a model mean nothing.
     trained: bool
+    #: Names of the output classes in index order, when the weights say (ImageNet: 1000).
+    class_names: tuple[str, ...] | None = None
 
 
 def load_model(
@@ -74,6 +79,8 @@ def load_model(
         loaded = _load_program_file(path, weights)
     elif path.suffix == ".safetensors" and path.is_file():
         loaded = _load_mlfem_checkpoint(path, weights)
+    elif spec in OFFLINE_TIMM_NAMES:
+        loaded = _load_timm(OFFLINE_TIMM_NAMES[spec], weights)
     elif spec.startswith("timm:"):
         loaded = _load_timm(spec.removeprefix("timm:"), weights)
     elif ":" in spec:
@@ -169,7 +176,8 @@ def _load_torchvision(name: str, weights: str | None) -> LoadedModel:
             interpolation=str(transform.interpolation.value),
             source=f"torchvision {enum}",
         )
-        return LoadedModel(model, preprocessing, f"{description} ({enum})", trained=True)
+        names = tuple(enum.meta["categories"]) if "categories" in enum.meta else None
+        return LoadedModel(model, preprocessing, f"{description} ({enum})", trained=True, class_names=names)
     model = torchvision.models.get_model(name, weights=None)
     if weights is not None:
         _apply_state_dict(model, weights, description)
@@ -190,6 +198,8 @@ def _load_timm(name: str, weights: str | None) -> LoadedModel:
         hint = f" Did you mean {', '.join(close)}?" if close else ""
         raise ModelLoadError(f"--model: {name!r} is not a timm architecture.{hint}")
     description = f"timm {name}"
+    if weights == "imagenet" and name in OFFLINE_TIMM_NAMES.values():
+        return _load_installed_timm(name)
     if weights == "imagenet":
         try:
             model = timm.create_model(name, pretrained=True)
@@ -216,7 +226,26 @@ def _load_timm(name: str, weights: str | None) -> LoadedModel:
         source=f"timm data config of {name}",
     )
     suffix = "pretrained" if weights == "imagenet" else (weights or "random init")
-    return LoadedModel(model, preprocessing, f"{description} ({suffix})", trained=trained)
+    # timm's ImageNet-1k heads share torchvision's class order.
+    names = imagenet_class_names() if weights == "imagenet" and getattr(model, "num_classes", None) == 1000 else None
+    return LoadedModel(model, preprocessing, f"{description} ({suffix})", trained=trained, class_names=names)
+
+
+def _load_installed_timm(name: str) -> LoadedModel:
+    """A timm architecture whose ImageNet weights were installed with mlfem (no download)."""
+    from mlfem.models.pretrained import PretrainedWeightsError, load_efficientnet_lite0
+
+    try:
+        model = load_efficientnet_lite0()
+    except PretrainedWeightsError as error:
+        raise ModelLoadError(f"--weights imagenet: {error}") from error
+    return LoadedModel(
+        model,
+        LITE0_PREPROCESSING,
+        f"timm {name} (ImageNet weights installed with mlfem)",
+        trained=True,
+        class_names=imagenet_class_names(),
+    )
 
 
 def _load_program_file(path: Path, weights: str | None) -> LoadedModel:
