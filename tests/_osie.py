@@ -1,18 +1,29 @@
-"""Locate the real OSIE eye-tracking sample shared beside the repository clone (never copied)."""
+"""Locate the real OSIE eye-tracking data shared beside the repository clone (never copied).
+
+A user's clone has no ``../shared``: tests that need it skip there, saying why. CI always has it
+(``CI=true``), so there a missing folder fails the test instead of skipping it silently.
+"""
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
 
-OSIE_DIR = Path(__file__).resolve().parents[2] / "shared" / "data" / "osie"
+SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
+OSIE_DIR = SHARED_DATA / "osie"
+
+
+def _require(folder: Path, what: str) -> Path:
+    if (folder / "fixations.mat").is_file() and (folder / "stimuli").is_dir():
+        return folder
+    reason = f"{what} not found at {folder} (expected ../shared/data/{folder.name} beside the repo)"
+    if os.environ.get("CI", "").lower() in ("1", "true", "yes"):
+        pytest.fail(f"{reason}; CI must have it")
+    pytest.skip(reason)
 
 
 def require_osie() -> Path:
-    """The OSIE sample folder, or skip the calling test when it is not there."""
-    if not (OSIE_DIR / "fixations.mat").is_file() or not (OSIE_DIR / "stimuli").is_dir():
-        pytest.skip(
-            f"OSIE sample not found at {OSIE_DIR} (expected ../shared/data/osie beside the repo)"
-        )
-    return OSIE_DIR
+    """The OSIE test sample folder (1001-1040), or skip the calling test when it is not there."""
+    return _require(OSIE_DIR, "OSIE sample")

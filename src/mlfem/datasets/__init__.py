@@ -25,6 +25,7 @@ from .folder import Folder
 from .mexculture import MexCulture
 from .mit1003 import MIT1003
 from .osie import OSIE
+from .osie_sample import OSIESample, bundled_osie_root
 from .salicon import SALICON
 from .schema import DatasetWarning, LayoutError, Sample, SampleError, SkippedItem
 from .splits import SPLIT_NAMES, Splits, make_splits
@@ -35,6 +36,7 @@ __all__ = [
     "DATASETS",
     "MIT1003",
     "OSIE",
+    "OSIESample",
     "SALICON",
     "SPLIT_NAMES",
     "Collate",
@@ -48,6 +50,7 @@ __all__ = [
     "Splits",
     "SyntheticGaze",
     "available_datasets",
+    "bundled_osie_root",
     "collate",
     "default_sigma",
     "make_splits",
@@ -61,6 +64,7 @@ DATASETS: dict[str, type] = {
     "mexculture": MexCulture,
     "mit1003": MIT1003,
     "osie": OSIE,
+    "osiesample": OSIESample,
     "folder": Folder,
     "synthetic": SyntheticGaze,
 }
@@ -72,7 +76,7 @@ DATA_ENV = "MLFEM_DATA"
 
 def available_datasets() -> list[str]:
     """Names accepted by :func:`open_dataset`."""
-    return list(DATASETS)
+    return [cls.name for cls in DATASETS.values()]
 
 
 def default_sigma(name: str) -> float | None:
@@ -94,7 +98,8 @@ def open_dataset(name: str, root: str | Path | None = None, **options: Any) -> D
 
     Args:
         name: One of :func:`available_datasets` (``"salicon"``, ``"cat2000"``,
-            ``"mexculture"``, ``"mit1003"``, ``"osie"``, ``"folder"``, ``"synthetic"``).
+            ``"mexculture"``, ``"mit1003"``, ``"osie"``, ``"osie-sample"`` (12 real images
+            shipped with mlfem), ``"folder"``, ``"synthetic"``).
         root: The dataset's root folder.  ``None`` uses ``$MLFEM_DATA/<name>``; the synthetic
             benchmark takes no root.
         **options: Options of the dataset class (common: ``gfdm``, ``sigma``, ``collapse``,
@@ -111,6 +116,8 @@ def open_dataset(name: str, root: str | Path | None = None, **options: Any) -> D
         if root is not None:
             raise ValueError("the synthetic benchmark is generated on the fly: it takes no root")
         return cls(**options)
+    if root is None and key == "osiesample":
+        return cls(**options)  # the copy installed with the package
     if root is None:
         base = os.environ.get(DATA_ENV)
         if not base:

@@ -92,7 +92,8 @@ class EvaluatedModel:
 def from_model_spec(
     spec: str, weights: str | None = None, device: str | torch.device = "cpu", fit: str = "whole"
 ) -> EvaluatedModel:
-    """A model named as for ``mlfem explain --model SPEC --weights W`` (no class names)."""
+    """A model named as for ``mlfem explain --model SPEC --weights W``, with the class names
+    its weights declare (ImageNet for pretrained torchvision/timm models), if any."""
     from mlfem.models import load_model
 
     loaded = load_model(spec, weights, device=device)
@@ -100,6 +101,7 @@ def from_model_spec(
     return EvaluatedModel(
         model=loaded.model,
         preprocess=TensorPreprocessing(loaded.preprocessing.with_fit(fit)),  # type: ignore[arg-type]
+        class_names=list(loaded.class_names) if loaded.class_names else None,
         description=loaded.description,
         checkpoints=files,
         trained=loaded.trained,
