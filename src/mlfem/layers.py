@@ -16,6 +16,12 @@ rules below pick, per architecture family:
 Any other model is probed with one forward pass: the activation modules (ReLU,
 GELU, SiLU, ...) producing 4-D maps are candidates, and the last one of each
 spatial resolution is kept (the end of each stage).
+
+Block outputs are not always rectified: timm's EfficientNet/MobileNet blocks end with a
+linear projection (no activation) plus the skip connection, so their outputs are signed.
+``rectify=True`` (or ``layers="auto-rectified"``) clamps every read layer at 0 before FEM,
+as FEM's premise of non-negative features requires; the default reads them as they are
+(docs/real-network.md measures both on a real network).
 """
 
 from __future__ import annotations
@@ -82,7 +88,8 @@ class LayerSpec:
     """A layer FEM reads: a module name, and whether its output must be rectified first.
 
     ``relu`` is set for modules whose output the network passes through a functional
-    ReLU before use (torchvision DenseNet's ``features.norm5``).
+    ReLU before use (torchvision DenseNet's ``features.norm5``), and for every layer
+    when rectification is asked for (``resolve_layers(..., rectify=True)``).
     """
 
     name: str
@@ -107,21 +114,42 @@ def find_layers(model: nn.Module, probe_size: tuple[int, int] = (224, 224)) -> l
     return _probe_stage_ends(model, probe_size)
 
 
+#: ``layers`` value meaning "the automatic layers, rectified" (for the command line).
+AUTO_RECTIFIED = "auto-rectified"
+
+
 def resolve_layers(
     model: nn.Module,
     layers: str | Sequence[str] | None = "auto",
     probe_size: tuple[int, int] = (224, 224),
+    *,
+    rectify: bool = False,
 ) -> list[LayerSpec]:
     """Turn a user's ``layers`` argument into layer specs.
 
     Args:
-        layers: ``"auto"`` (or None) for :func:`find_layers`; a comma-separated string
-            or a sequence of module names (as in ``model.named_modules()``) to override
-            it. Explicit names keep the order given; fusion treats it as forward order.
+        layers: ``"auto"`` (or None) for :func:`find_layers`; ``"auto-rectified"`` for
+            the same layers with ``rectify=True``; a comma-separated string or a
+            sequence of module names (as in ``model.named_modules()``) to override it.
+            Explicit names keep the order given; fusion treats it as forward order.
+        rectify: clamp every layer's output at 0 before FEM (``LayerSpec.relu``), for
+            networks whose blocks output signed features (timm EfficientNet/MobileNet
+            residual streams). Off by default: the paper reads block outputs as they are.
 
     Raises:
         ValueError: an unknown module name; the message lists candidate layers.
     """
+    if isinstance(layers, str) and layers.strip() == AUTO_RECTIFIED:
+        layers, rectify = "auto", True
+    specs = _resolve(model, layers, probe_size)
+    if rectify:
+        specs = [LayerSpec(spec.name, relu=True) for spec in specs]
+    return specs
+
+
+def _resolve(
+    model: nn.Module, layers: str | Sequence[str] | None, probe_size: tuple[int, int]
+) -> list[LayerSpec]:
     if isinstance(model, torch.jit.ScriptModule):
         raise TypeError(
             "TorchScript modules do not support forward hooks, which FEM needs to read layer "
@@ -133,7 +161,9 @@ def resolve_layers(
     names = [part.strip() for part in layers.split(",")] if isinstance(layers, str) else list(layers)
     names = [name for name in names if name]
     if not names:
-        raise ValueError("layers: expected 'auto' or at least one module name, got nothing")
+        raise ValueError(
+            "layers: expected 'auto', 'auto-rectified' or at least one module name, got nothing"
+        )
     duplicates = sorted({name for name in names if names.count(name) > 1})
     if duplicates:
         raise ValueError(f"layers: each module may be named once; repeated: {', '.join(duplicates)}")

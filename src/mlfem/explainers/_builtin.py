@@ -11,8 +11,12 @@ from mlfem.explainers.mlfem import MLFEM
 from mlfem.explainers.registry import register_method
 
 
-def _fem(model: nn.Module, layer: str | None = None, k: float = 2.0, **_: Any) -> FEM:
-    return FEM(model, layer=layer, k=k)
+def _fem(
+    model: nn.Module, layer: str | None = None, k: float = 2.0, rectify: bool = False, **options: Any
+) -> FEM:
+    # layers="auto-rectified" (the command line's spelling of rectify) reaches FEM too.
+    rectify = bool(rectify) or options.get("layers") == "auto-rectified"
+    return FEM(model, layer=layer, k=k, rectify=rectify)
 
 
 def _mlfem_with(default_fusion: str):
@@ -23,10 +27,12 @@ def _mlfem_with(default_fusion: str):
         alpha: float = 0.5,
         k: float = 2.0,
         normalize: str = "end",
+        rectify: bool = False,
         **_: Any,
     ) -> MLFEM:
         return MLFEM(
-            model, layers=layers, fusion=fusion or default_fusion, alpha=alpha, k=k, normalize=normalize
+            model, layers=layers, fusion=fusion or default_fusion, alpha=alpha, k=k,
+            normalize=normalize, rectify=rectify,
         )
 
     return factory

@@ -40,13 +40,21 @@ class LayerFEMExplainer(Explainer):
         layers: str | Sequence[str] | None,
         k: float = 2.0,
         probe_size: tuple[int, int] = (224, 224),
+        *,
+        rectify: bool = False,
     ) -> None:
         super().__init__(model)
         k = float(k)
         if not torch.isfinite(torch.tensor(k)):
             raise ValueError(f"k must be a finite number, got {k}")
         self.k = k
-        self.layers: list[LayerSpec] = resolve_layers(model, layers, probe_size)
+        self.layers: list[LayerSpec] = resolve_layers(model, layers, probe_size, rectify=bool(rectify))
+
+    @property
+    def rectify(self) -> bool:
+        """Whether every layer's output is clamped at 0 before FEM (``rectify=True`` or
+        ``layers="auto-rectified"``)."""
+        return bool(self.layers) and all(spec.relu for spec in self.layers)
 
     @property
     def layer_names(self) -> list[str]:

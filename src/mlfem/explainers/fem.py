@@ -19,6 +19,7 @@ class FEM(LayerFEMExplainer):
             deepest block found by :func:`mlfem.layers.find_layers` (the last
             residual block of a ResNet).
         k: strong activations are those ``>= mean + k * std`` of their channel.
+        rectify: clamp the layer's output at 0 before FEM (see :class:`~mlfem.MLFEM`).
 
     Calling the explainer on images (B, 3, H, W) returns maps (B, H, W) in [0, 1] at
     the input resolution, on the input's device.
@@ -26,12 +27,14 @@ class FEM(LayerFEMExplainer):
 
     name = "fem"
 
-    def __init__(self, model: nn.Module, layer: str | None = None, k: float = 2.0) -> None:
+    def __init__(
+        self, model: nn.Module, layer: str | None = None, k: float = 2.0, rectify: bool = False
+    ) -> None:
         if layer is None:
             layer = find_layers(model)[-1].name
         elif not isinstance(layer, str):
             raise TypeError(f"layer must be a module name (str) or None, got {type(layer).__name__}")
-        super().__init__(model, [layer], k=k)
+        super().__init__(model, [layer], k=k, rectify=rectify)
 
     @property
     def layer_name(self) -> str:

@@ -31,6 +31,9 @@ class MLFEM(LayerFEMExplainer):
         alpha: weight of the accumulated map in ``add`` and ``top``.
         k: FEM threshold in standard deviations.
         normalize: ``"end"`` or ``"interleaved"`` min-max normalisation of the fusion.
+        rectify: clamp every layer's output at 0 before FEM (``layers="auto-rectified"``
+            says the same). For networks whose blocks output signed features, such as
+            timm's EfficientNet (docs/real-network.md); off by default, as in the paper.
 
     Example:
         >>> with MLFEM(model, fusion="add") as explainer:          # doctest: +SKIP
@@ -47,8 +50,9 @@ class MLFEM(LayerFEMExplainer):
         alpha: float = 0.5,
         k: float = 2.0,
         normalize: Normalization = "end",
+        rectify: bool = False,
     ) -> None:
-        super().__init__(model, layers, k=k)
+        super().__init__(model, layers, k=k, rectify=rectify)
         self.fusion = make_fusion(fusion, alpha=alpha, normalize=normalize)
         expected = getattr(self.fusion, "layer_names", None)
         if expected is not None and list(expected) != self.layer_names:
