@@ -55,6 +55,13 @@ def add_dataset_arguments(parser: argparse.ArgumentParser, required: bool) -> No
     group.add_argument(
         "--split-seed", type=int, default=None, help="seed of a new splits file (default 0)"
     )
+    group.add_argument(
+        "--split-fractions",
+        type=split_fractions,
+        default=None,
+        metavar="TRAIN,VAL,TEST",
+        help="fractions of a new splits file, e.g. 0.9,0.1,0 (default 0.8,0.1,0.1)",
+    )
     synthetic = parser.add_argument_group("synthetic benchmark")
     synthetic.add_argument("--n", type=int, default=None, help="number of synthetic images")
     synthetic.add_argument(
@@ -63,6 +70,19 @@ def add_dataset_arguments(parser: argparse.ArgumentParser, required: bool) -> No
     synthetic.add_argument(
         "--mode", choices=("single", "multi"), default=None, help="single- or multi-label"
     )
+
+
+def split_fractions(text: str) -> tuple[float, float, float]:
+    """``--split-fractions TRAIN,VAL,TEST``: three numbers >= 0 summing to 1."""
+    try:
+        values = tuple(float(part) for part in text.split(","))
+    except ValueError:
+        values = ()
+    if len(values) != 3 or min(values) < 0 or abs(sum(values) - 1.0) > 1e-6:
+        raise argparse.ArgumentTypeError(
+            f"expected three fractions >= 0 summing to 1, e.g. 0.8,0.1,0.1; got {text!r}"
+        )
+    return values  # type: ignore[return-value]
 
 
 def dataset_options(args: argparse.Namespace, dataset: str | None) -> dict[str, Any]:
@@ -97,12 +117,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     model.add_argument(
         "--model",
         default="small-cnn",
-        help="small-cnn (fast on CPU) or a torchvision classifier name, e.g. resnet50",
+        help="small-cnn (fast on CPU), a torchvision classifier name (resnet50), timm:<name>, "
+        "or efficientnet_lite0 (ImageNet weights installed with mlfem)",
     )
     model.add_argument(
         "--weights",
         default=None,
-        help="starting weights of a torchvision model: imagenet (downloads) or a local file",
+        help="starting weights: imagenet (installed for efficientnet_lite0, downloaded "
+        "otherwise) or a local state_dict of the original architecture",
     )
     model.add_argument("--epochs", type=int, default=10, help="epochs (default 10)")
     model.add_argument("--batch-size", type=int, default=32, help="batch size (default 32)")
@@ -164,6 +186,7 @@ def run_command(args: argparse.Namespace) -> int:
             seed=args.seed,
             splits=args.splits,
             split_seed=args.split_seed or 0,
+            **({} if args.split_fractions is None else {"split_fractions": args.split_fractions}),
             num_workers=args.num_workers,
             device=args.device,
             resume=args.resume,

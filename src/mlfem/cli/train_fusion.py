@@ -1,4 +1,4 @@
-"""``mlfem train-fusion``: train the NET fusion of a classifier's per-layer FEM maps on GFDMs.
+"""``mlfem train-fusion``: train the NET fusion of a model's per-layer FEM maps on GFDMs.
 
 Writes OUT/net.safetensors + OUT/net.json, the map caches, the resumable training state
 and history; see ``docs/training.md``.
@@ -14,11 +14,13 @@ from mlfem.cli import UsageError
 from mlfem.cli.train_classifier import add_dataset_arguments, dataset_options
 
 _DESCRIPTION = (
-    "Train the paper's NET fusion: a light CNN mapping the stacked per-layer FEM maps of "
-    "CLASSIFIER to the human GFDM (Adam, MSE), on the train split, with early stopping on the "
-    "val split. The maps are computed once and cached on disk. The dataset and splits default "
-    "to those the classifier was trained with. Use the result as "
-    "'mlfem explain --model CLASSIFIER --fusion net:OUT/net.safetensors'."
+    "Train the paper's NET fusion: a light CNN mapping the stacked per-layer FEM maps of a "
+    "model to the human GFDM (Adam, MSE), on the train split, with early stopping on the "
+    "val split. The model is a train-classifier checkpoint (--classifier; the dataset and "
+    "splits default to those it was trained with) or any model mlfem explain takes (--model "
+    "and --weights; then name the dataset, which needs no class labels, e.g. --dataset osie "
+    "--root DIR). The maps are computed once and cached on disk. Use the result as "
+    "'mlfem explain --model MODEL --fusion net:OUT/net.safetensors'; it refuses other models."
 )
 
 
@@ -29,11 +31,21 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="train the learned NET fusion of MLFEM on human gaze",
         description=_DESCRIPTION,
     )
-    parser.add_argument(
+    source = parser.add_argument_group("the model whose FEM maps the NET fuses (one of)")
+    source.add_argument(
         "--classifier",
         type=Path,
-        required=True,
+        default=None,
         help="classifier checkpoint from train-classifier (.safetensors)",
+    )
+    source.add_argument(
+        "--model",
+        default=None,
+        help="or a model as for mlfem explain: efficientnet_lite0, a torchvision name, "
+        "timm:<name>, a .pt2/TorchScript file, package.module:factory",
+    )
+    source.add_argument(
+        "--weights", default=None, help="weights for --model: imagenet or a local state_dict"
     )
     add_dataset_arguments(parser, required=False)
     net = parser.add_argument_group("maps and NET")
@@ -86,18 +98,33 @@ def run_command(args: argparse.Namespace) -> int:
         train_fusion,
     )
 
-    if not args.classifier.is_file():
+    if (args.classifier is None) == (args.model is None):
+        raise UsageError(
+            "--classifier/--model: give exactly one: a train-classifier checkpoint, or a "
+            "model as for mlfem explain (--model SPEC [--weights W] --dataset D --root R)"
+        )
+    if args.weights is not None and args.model is None:
+        raise UsageError("--weights applies to --model, not to --classifier")
+    if args.classifier is not None and not args.classifier.is_file():
         raise UsageError(f"--classifier: file not found: {args.classifier}")
+    if args.model is not None and args.dataset is None:
+        raise UsageError(
+            "--dataset: with --model, name the dataset to train on (e.g. --dataset osie "
+            "--root DIR); it needs gaze data, not class labels"
+        )
     options = dataset_options(args, args.dataset)
     try:
         config = FusionConfig(
             classifier=args.classifier,
             out=args.out,
+            model=args.model,
+            weights=args.weights,
             dataset=args.dataset,
             root=args.root,
             dataset_options=options or None,
             splits=args.splits,
             split_seed=args.split_seed,
+            split_fractions=args.split_fractions,
             layers=args.layers,
             k=args.k,
             resolution=args.resolution,
@@ -127,8 +154,11 @@ def run_command(args: argparse.Namespace) -> int:
         for name, value in ranked:
             print(f"  {name:<18} {value:.4f}")
     print(f"NET: {result.checkpoint}")
+    model = str(args.classifier) if args.model is None else args.model
+    if args.weights is not None:
+        model += f" --weights {args.weights}"
     print(
-        f"explain with: mlfem explain --model {args.classifier} "
+        f"explain with: mlfem explain --model {model} "
         f"--fusion net:{result.checkpoint} IMAGES --out DIR"
     )
     return 0

@@ -10,6 +10,10 @@ The flat public API::
     loaded = load_classifier(clf.checkpoint)       # LoadedClassifier (a LoadedModel)
     net = train_fusion(FusionConfig(classifier=clf.checkpoint, out="runs/net"))
     MLFEM(loaded.model, fusion=f"net:{net.checkpoint}")
+    # a NET for any model, on a dataset without class labels:
+    train_fusion(FusionConfig(model="efficientnet_lite0", weights="imagenet", dataset="osie",
+                              root="data/osie", out="runs/lite0-net"))
+    MLFEM(load_model("efficientnet_lite0", "imagenet").model, fusion=f"net:{bundled_net_path()}")
     check_leakage("synthetic", test_ids, [clf.checkpoint, net.checkpoint])
 
 Checkpoints are safetensors weights plus a JSON sidecar; nothing is ever unpickled.
@@ -25,6 +29,7 @@ from mlfem.training.architectures import (
     replace_head,
 )
 from mlfem.training.augment import AUGMENTATIONS, Augmentation
+from mlfem.training.bundled import bundled_net_path, export_net
 from mlfem.training.checkpoint import (
     CheckpointError,
     LoadedClassifier,
@@ -35,6 +40,8 @@ from mlfem.training.checkpoint import (
     state_fingerprint,
 )
 from mlfem.training.classifier import ClassifierConfig, ClassifierRun, train_classifier
+from mlfem.training.fusion_compare import compare_fusions, default_fusions
+from mlfem.training.fusion_config import FusionConfig, FusionRun
 from mlfem.training.fusion_net import (
     FusionMismatchError,
     FusionNet,
@@ -52,13 +59,7 @@ from mlfem.training.leakage import (
 )
 from mlfem.training.map_cache import CacheMismatchError, MapCache
 from mlfem.training.metrics import average_precision, classification_metrics
-from mlfem.training.train_fusion import (
-    FusionConfig,
-    FusionRun,
-    compare_fusions,
-    default_fusions,
-    train_fusion,
-)
+from mlfem.training.train_fusion import train_fusion
 
 __all__ = [
     "AUGMENTATIONS",
@@ -82,10 +83,12 @@ __all__ = [
     "TrainingInterrupted",
     "average_precision",
     "build_classifier",
+    "bundled_net_path",
     "check_leakage",
     "classification_metrics",
     "compare_fusions",
     "default_fusions",
+    "export_net",
     "find_overlap",
     "load_classifier",
     "load_fusion_net",

@@ -1,13 +1,19 @@
-"""Classifier architectures to fine-tune: torchvision models with a new head, or a small CNN.
+"""Classifier architectures to fine-tune: torchvision or timm models with a new head, or a
+small CNN.
 
 An architecture is described by a JSON-able *spec* recorded in the checkpoint, from which
-:func:`rebuild_classifier` makes the same module (random weights) for the saved
-state_dict::
+:func:`rebuild_classifier` makes the same module (random weights, nothing downloaded) for
+the saved state_dict::
 
     {"name": "resnet50", "library": "torchvision", "num_classes": 80, "head": "fc"}
+    {"name": "tf_efficientnet_lite0", "library": "timm", "num_classes": 5, "head": "classifier"}
     {"name": "small-cnn", "library": "mlfem", "num_classes": 6, "options": {"widths": [...]}}
 
-torchvision is imported only when a torchvision architecture is asked for.
+A pretrained start also records the input normalisation its weights expect
+(``"normalization": {"mean": [...], "std": [...]}``), which training then uses.
+timm models are named ``timm:<name>``, or by an alias of a network whose ImageNet weights
+install with mlfem (``efficientnet_lite0``, :data:`mlfem.models.pretrained.OFFLINE_TIMM_NAMES`).
+torchvision and timm are imported only when one of their architectures is asked for.
 """
 
 from __future__ import annotations
@@ -112,12 +118,13 @@ def build_classifier(
     """A fresh classifier for ``num_classes`` classes, and its architecture spec.
 
     Args:
-        architecture: ``"small-cnn"`` or a torchvision classification model name.
+        architecture: ``"small-cnn"``, a torchvision classification model name,
+            ``"timm:<name>"`` or ``"efficientnet_lite0"``.
         num_classes: outputs of the new head.
-        weights: starting weights of a torchvision model before its head is replaced:
-            ``None`` (random), ``"imagenet"`` (torchvision's download) or a local
-            state_dict file for the original architecture (e.g. ImageNet weights saved
-            as ``.pth``/``.safetensors``).
+        weights: starting weights before the head is replaced: ``None`` (random),
+            ``"imagenet"`` (installed for ``efficientnet_lite0``; torchvision's or timm's
+            download otherwise) or a local state_dict file for the original architecture
+            (e.g. ImageNet weights saved as ``.pth``/``.safetensors``).
     """
     if architecture == SMALL_CNN:
         if weights is not None:
@@ -130,14 +137,22 @@ def build_classifier(
             "options": {"widths": model.widths},
         }
         return model, spec
-    model = _torchvision_model(architecture, weights)
+    timm_name = _timm_name(architecture)
+    if timm_name is not None:
+        model, normalization = _timm_model(architecture, timm_name, weights)
+        library, name = "timm", timm_name
+    else:
+        model, normalization = _torchvision_model(architecture, weights)
+        library, name = "torchvision", architecture
     head = replace_head(model, num_classes)
-    spec = {
-        "name": architecture,
-        "library": "torchvision",
+    spec: dict[str, Any] = {
+        "name": name,
+        "library": library,
         "num_classes": num_classes,
         "head": head,
     }
+    if normalization is not None:
+        spec["normalization"] = normalization
     return model, spec
 
 
@@ -150,25 +165,61 @@ def rebuild_classifier(spec: dict[str, Any]) -> nn.Module:
     if library == "mlfem" and name == SMALL_CNN:
         return SmallCNN(num_classes, **spec.get("options", {}))
     if library == "torchvision":
-        model = _torchvision_model(name, None)
-        replace_head(model, num_classes, spec.get("head"))
-        return model
-    raise ValueError(f"unknown architecture {library}:{name}")
+        model, _ = _torchvision_model(name, None)
+    elif library == "timm":
+        model, _ = _timm_model(f"timm:{name}", name, None)
+    else:
+        raise ValueError(f"unknown architecture {library}:{name}")
+    replace_head(model, num_classes, spec.get("head"))
+    return model
 
 
-def _torchvision_model(name: str, weights: str | None) -> nn.Module:
-    import torchvision
+def _timm_name(architecture: str) -> str | None:
+    """The timm model name of ``timm:<name>`` or of an installed-weights alias, else None."""
+    from mlfem.models.pretrained import OFFLINE_TIMM_NAMES
 
+    if architecture.startswith("timm:"):
+        return architecture.removeprefix("timm:")
+    return OFFLINE_TIMM_NAMES.get(architecture)
+
+
+def _pretrained(spec: str, weights: str) -> tuple[nn.Module, dict[str, list[float]]]:
+    """A model with starting weights through :func:`mlfem.models.load_model`, and the
+    normalisation those weights expect."""
     from mlfem.models.loading import ModelLoadError, load_model
+
+    try:
+        loaded = load_model(spec, weights)
+    except ModelLoadError as error:
+        raise ValueError(str(error).replace("--weights: ", "weights: ")) from error
+    p = loaded.preprocessing
+    return loaded.model.train(), {"mean": list(p.mean), "std": list(p.std)}
+
+
+def _timm_model(
+    spec: str, name: str, weights: str | None
+) -> tuple[nn.Module, dict[str, list[float]] | None]:
+    try:
+        import timm
+    except ImportError as error:  # pragma: no cover - timm is a dependency
+        raise ValueError(f"{spec}: timm is not installed") from error
+    if not timm.is_model(name):
+        raise ValueError(f"{spec!r}: {name!r} is not a timm architecture (see timm.list_models())")
+    if weights is None:
+        return timm.create_model(name, pretrained=False), None
+    return _pretrained(spec, weights)
+
+
+def _torchvision_model(
+    name: str, weights: str | None
+) -> tuple[nn.Module, dict[str, list[float]] | None]:
+    import torchvision
 
     if name not in torchvision.models.list_models(module=torchvision.models):
         raise ValueError(
-            f"{name!r} is neither {SMALL_CNN!r} nor a torchvision classification model "
-            "(see torchvision.models.list_models())"
+            f"{name!r} is neither {SMALL_CNN!r}, timm:<name>, nor a torchvision classification "
+            "model (see torchvision.models.list_models())"
         )
     if weights is None:
-        return torchvision.models.get_model(name, weights=None)
-    try:
-        return load_model(name, weights).model
-    except ModelLoadError as error:
-        raise ValueError(str(error).replace("--weights: ", "weights: ")) from error
+        return torchvision.models.get_model(name, weights=None), None
+    return _pretrained(name, weights)

@@ -184,13 +184,14 @@ class LoadedClassifier(LoadedModel):
     #: training, dataset, train_ids, val_ids, fingerprint, ...).
     metadata: dict[str, Any] = field(default_factory=dict)
 
+    def __post_init__(self) -> None:
+        # ``class_names`` is a field of LoadedModel: filled from the checkpoint's record.
+        if self.class_names is None and "class_names" in self.metadata:
+            self.class_names = list(self.metadata["class_names"])  # type: ignore[assignment]
+
     @property
     def fingerprint(self) -> str:
         return str(self.metadata["fingerprint"])
-
-    @property
-    def class_names(self) -> list[str]:
-        return list(self.metadata["class_names"])
 
     @property
     def multi_label(self) -> bool:

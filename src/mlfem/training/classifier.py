@@ -2,8 +2,8 @@
 
 The paper explains a ResNet-50 fine-tuned per dataset with Adam, binary cross-entropy for
 multi-label data (SALICON) and categorical cross-entropy otherwise. :func:`train_classifier`
-does that for any torchvision classification model (its final linear layer replaced for
-the dataset's classes) or a small built-in CNN, on the ``train`` split of a saved splits
+does that for any torchvision or timm classification model (its final linear layer
+replaced for the dataset's classes) or a small built-in CNN, on the ``train`` split of a saved splits
 file, validating on ``val`` after every epoch.
 
 Files written to ``out``:
@@ -32,7 +32,7 @@ import threading
 import warnings
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -90,8 +90,10 @@ class ClassifierConfig:
         out: output folder.
         dataset_options: further ``open_dataset`` options (synthetic: ``n``, ``seed``,
             ``mode``; its ``size`` defaults to ``image_size``).
-        model: ``"small-cnn"`` or a torchvision classification model name.
-        weights: starting weights of a torchvision model: None, ``"imagenet"`` or a file.
+        model: ``"small-cnn"``, a torchvision classification model name, ``"timm:<name>"``
+            or ``"efficientnet_lite0"`` (see :func:`~mlfem.training.build_classifier`).
+        weights: starting weights: None, ``"imagenet"`` or a state_dict file of the
+            original architecture; the input normalisation follows pretrained weights.
         image_size: the model input is ``image_size`` x ``image_size`` (whole image resized).
         augment: ``"standard"`` (crop, flip, colour jitter), ``"crop"`` (no flip) or ``"none"``.
         splits: splits file (default ``out/splits.json``), created on first use.
@@ -246,6 +248,14 @@ class _Trainer:
         model, self.architecture = build_classifier(
             config.model, len(self.class_names), config.weights
         )
+        normalization = self.architecture.get("normalization")
+        if normalization:
+            # Pretrained weights expect their own normalisation (EfficientNet-Lite: 0.5/0.5).
+            self.preprocessing = replace(
+                self.preprocessing,
+                mean=tuple(normalization["mean"]),
+                std=tuple(normalization["std"]),
+            )
         self.model = model.to(self.device)
         self.optimizer = torch.optim.Adam(
             self.model.parameters(), lr=config.lr, weight_decay=config.weight_decay

@@ -100,8 +100,10 @@ def resize_layer_maps(maps: Tensor, size: int) -> Tensor:
 class NetFusion:
     """A trained NET as a fusion operator: maps (B, L, H, W) -> (B, H, W) in [0, 1].
 
-    ``layer_names`` makes :class:`~mlfem.MLFEM` refuse other layers; :meth:`check_classifier`
-    refuses the maps of another classifier than the one the NET was trained for.
+    ``layer_names`` makes :class:`~mlfem.MLFEM` refuse other layers; :meth:`check_model`
+    (alias :meth:`check_classifier`) refuses the maps of another model than the one the NET
+    was trained for: a ``mlfem train-classifier`` checkpoint (sidecar key ``classifier``) or
+    any model given to ``mlfem train-fusion --model`` (sidecar key ``model``).
     """
 
     name = "net"
@@ -121,7 +123,24 @@ class NetFusion:
 
     @property
     def classifier_fingerprint(self) -> str | None:
-        return self.metadata.get("classifier", {}).get("fingerprint")
+        """Fingerprint of the weights of the model the NET was trained for (None: unknown)."""
+        for key in ("model", "classifier"):
+            record = self.metadata.get(key)
+            if isinstance(record, dict) and record.get("fingerprint"):
+                return str(record["fingerprint"])
+        return None
+
+    #: The same, under the name that fits NETs trained for any model.
+    model_fingerprint = classifier_fingerprint
+
+    @property
+    def trained_for(self) -> str:
+        """The model the NET was trained for, in words (checkpoint path or model spec)."""
+        model = self.metadata.get("model")
+        if isinstance(model, dict):
+            weights = model.get("weights")
+            return f"--model {model.get('spec')}" + (f" --weights {weights}" if weights else "")
+        return f"classifier {self.metadata.get('classifier', {}).get('path', '?')}"
 
     def check_classifier(self, classifier: nn.Module | LoadedClassifier | str | Path) -> None:
         """Raise :class:`FusionMismatchError` unless ``classifier`` (a model, a loaded
@@ -135,12 +154,11 @@ class NetFusion:
             fingerprint, label = model_fingerprint(classifier), type(classifier).__name__
         expected = self.classifier_fingerprint
         if expected is not None and fingerprint != expected:
-            trained_for = self.metadata.get("classifier", {}).get("path", "?")
             raise FusionMismatchError(
-                f"NET fusion {self.path or ''} was trained on the FEM maps of classifier "
-                f"{trained_for} (fingerprint {expected[:12]}), not of {label} (fingerprint "
-                f"{str(fingerprint)[:12]}); train a NET for this classifier "
-                "(mlfem train-fusion --classifier ...)"
+                f"NET fusion {self.path or ''} was trained on the FEM maps of "
+                f"{self.trained_for} (fingerprint {expected[:12]}), not of {label} (fingerprint "
+                f"{str(fingerprint)[:12]}); train a NET for this model "
+                "(mlfem train-fusion --classifier CKPT, or --model SPEC --weights W)"
             )
 
     #: Hook name for explainers that pass the model they explain to their fusion.

@@ -2,20 +2,24 @@
 
 Steps:
 
-1. load the classifier checkpoint; the dataset, its options and its splits file default to
-   those the classifier was trained with (so the NET's train/val images are the
-   classifier's, and the ``test`` split stays unseen by both);
+1. load the model the NET is for: a classifier checkpoint (the dataset, its options and its
+   splits file then default to those the classifier was trained with, so the NET's
+   train/val images are the classifier's and the ``test`` split stays unseen by both), or
+   any model ``mlfem explain`` accepts (``model``/``weights``: the dataset must be named,
+   and the splits file defaults to ``out/splits.json``); see
+   :mod:`mlfem.training._fusion_source`;
 2. compute the per-layer FEM maps of the ``train`` and ``val`` splits once, in batches, into
    on-disk caches at r x r (:mod:`mlfem.training.map_cache`, resumable);
 3. train :class:`~mlfem.training.fusion_net.FusionNet` with Adam on the MSE between its
    output and the GFDM (resized to r x r, scaled to max 1), validating on ``val`` every
    epoch, stopping early after ``patience`` epochs without a lower validation loss;
-4. keep the best epoch as ``net.safetensors`` + ``net.json`` (layers, k, resolution,
-   classifier fingerprint and path, dataset, train/val ids, validation metrics and, for
+4. keep the best epoch as ``net.safetensors`` + ``net.json`` (layers, k, resolution, the
+   fingerprint of the model's weights, dataset, train/val ids, validation metrics and, for
    reference, the validation PCC of the algebraic fusions on the same maps).
 
 Files in ``out``: ``net.safetensors``/``net.json``, ``training_state.*`` (resume),
-``history.json``, ``cache/<split>-<digest>/`` unless ``cache`` names another folder.
+``history.json``, ``splits.json`` (unless another splits file is used),
+``cache/<split>-<digest>/`` unless ``cache`` names another folder.
 """
 
 from __future__ import annotations
@@ -24,15 +28,17 @@ import hashlib
 import math
 import sys
 import threading
-from collections.abc import Callable, Mapping
-from dataclasses import asdict, dataclass, field
+import time
+from collections.abc import Callable
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
 import torch
 import torch.nn.functional as F
 
-from mlfem.training._data import DatasetSpec, EpochBatches, progress_bar
+from mlfem.training._data import EpochBatches, progress_bar
+from mlfem.training._fusion_source import FusionSource, fusion_dataset_spec, load_source
 from mlfem.training._state import (
     TrainingInterrupted,
     derived_seed,
@@ -40,13 +46,9 @@ from mlfem.training._state import (
     save_training_state,
     stop_on_sigint,
 )
-from mlfem.training.checkpoint import (
-    LoadedClassifier,
-    load_classifier,
-    read_metadata,
-    sidecar_path,
-    write_json_atomic,
-)
+from mlfem.training.checkpoint import read_metadata, sidecar_path, write_json_atomic
+from mlfem.training.fusion_compare import compare_fusions, default_fusions
+from mlfem.training.fusion_config import FusionConfig, FusionRun
 from mlfem.training.fusion_net import FusionNet, save_fusion_net
 from mlfem.training.map_cache import MapCache, cache_key_digest
 
@@ -75,102 +77,6 @@ _RESUME_FIXED = (
     "seed",
     "dataset",
 )
-
-
-@dataclass
-class FusionConfig:
-    """Settings of :func:`train_fusion` (the options of ``mlfem train-fusion``).
-
-    Args:
-        classifier: checkpoint written by :func:`~mlfem.training.train_classifier`.
-        out: output folder.
-        dataset, root, dataset_options, splits, split_seed: default to the classifier's
-            (``dataset_options`` given for the same dataset are merged over its options).
-        layers: ``"auto"`` or module names (the NET is tied to this list).
-        k: FEM threshold.
-        resolution: r, side of the cached maps and of the NET's input (multiple of 4).
-        patience: early stopping after this many epochs without a lower validation loss.
-        cache: folder of the map caches (default ``out/cache``).
-        map_batch_size: images per forward pass when computing the maps.
-    """
-
-    classifier: str | Path
-    out: str | Path
-    dataset: str | None = None
-    root: str | Path | None = None
-    dataset_options: dict[str, Any] | None = None
-    splits: str | Path | None = None
-    split_seed: int | None = None
-    layers: str | list[str] = "auto"
-    k: float = 2.0
-    resolution: int = 64
-    epochs: int = 50
-    batch_size: int = 32
-    lr: float = 1e-3
-    weight_decay: float = 0.0
-    patience: int = 8
-    seed: int = 0
-    cache: str | Path | None = None
-    map_batch_size: int = 16
-    shard_size: int = 256
-    num_workers: int = 0
-    device: str | None = None
-    resume: bool = False
-
-    def __post_init__(self) -> None:
-        if self.resolution < 4 or self.resolution % 4:
-            raise ValueError(f"resolution must be a positive multiple of 4, got {self.resolution}")
-        if self.epochs < 1 or self.batch_size < 1 or self.patience < 1 or self.map_batch_size < 1:
-            raise ValueError("epochs, batch_size, patience and map_batch_size must be >= 1")
-        if not self.lr > 0 or self.weight_decay < 0:
-            raise ValueError("need lr > 0 and weight_decay >= 0")
-
-
-@dataclass
-class FusionRun:
-    """Result of :func:`train_fusion`."""
-
-    checkpoint: Path
-    best_epoch: int
-    best_metrics: dict[str, float]
-    history: list[dict[str, Any]]
-    #: Mean PCC on the val split of the NET and of the algebraic fusions (same cached maps).
-    comparison: dict[str, float] = field(default_factory=dict)
-
-
-def default_fusions(alphas: tuple[float, ...] = (0.1, 0.25, 0.5, 0.75, 0.9)) -> dict[str, Any]:
-    """The algebraic fusions a NET is compared with: max, fem, and add/top over ``alphas``."""
-    from mlfem.fusion import make_fusion
-
-    fusions: dict[str, Any] = {"max": make_fusion("max"), "fem": make_fusion("fem")}
-    for alpha in alphas:
-        fusions[f"add(alpha={alpha})"] = make_fusion("add", alpha=alpha)
-        fusions[f"top(alpha={alpha})"] = make_fusion("top", alpha=alpha)
-    return fusions
-
-
-def compare_fusions(
-    maps: torch.Tensor,
-    gfdm: torch.Tensor,
-    fusions: Mapping[str, Callable[[torch.Tensor], torch.Tensor]],
-    batch_size: int = 64,
-) -> dict[str, float]:
-    """Mean PCC with ``gfdm`` (N, r, r) of each fusion applied to ``maps`` (N, L, r, r).
-
-    Images where the PCC is undefined (a constant map) are left out of the mean.
-    """
-    from mlfem.metrics import pcc
-
-    totals = {name: [0.0, 0] for name in fusions}
-    for start in range(0, len(maps), batch_size):
-        batch = maps[start : start + batch_size].float()
-        target = gfdm[start : start + batch_size].float()
-        for name, fusion in fusions.items():
-            values = pcc(fusion(batch).float(), target)
-            finite = values[~torch.isnan(values)]
-            totals[name][0] += float(finite.sum())
-            totals[name][1] += int(finite.numel())
-    return {name: (total / count if count else math.nan) for name, (total, count) in totals.items()}
 
 
 def train_fusion(
@@ -213,62 +119,30 @@ class _FusionTrainer:
                 f"{self.out} already holds a training run ({state_path.name}); "
                 "pass --resume to continue it or choose another --out"
             )
-        self.classifier = load_classifier(config.classifier, device=self.device)
-        self.spec = self._dataset_spec(self.classifier)
-        explainer = MLFEM(self.classifier.model, layers=config.layers, fusion="fem", k=config.k)
+        self.source: FusionSource = load_source(config, self.device)
+        self.spec = fusion_dataset_spec(config, self.source, self.out)
+        explainer = MLFEM(self.source.model, layers=config.layers, fusion="fem", k=config.k)
         self.layers = explainer.layer_names
         with stop_on_sigint(self.stop):
+            started = time.perf_counter()
             self.train_cache = self._cache("train", explainer)
             self.val_cache = self._cache("val", explainer)
+            self.seconds = {"maps": time.perf_counter() - started}
             if len(self.train_cache) < 1:
                 raise ValueError("the train split is empty")
-            return self._train(state_path)
+            self.train_started = time.perf_counter()
+            try:
+                return self._train(state_path)
+            finally:
+                explainer.close()
 
     # ------------------------------------------------------------------ data
-    def _dataset_spec(self, classifier: LoadedClassifier) -> DatasetSpec:
-        config = self.config
-        recorded = classifier.metadata.get("dataset")
-        same = recorded is not None and config.dataset in (None, recorded["name"])
-        if same:
-            spec = DatasetSpec.from_dict(recorded)
-            if config.root is not None:
-                spec.root = str(Path(config.root).resolve())
-            if config.dataset_options:
-                spec = DatasetSpec(
-                    spec.name,
-                    spec.root,
-                    {**spec.options, **config.dataset_options},
-                    spec.splits,
-                    spec.split_seed,
-                    spec.split_fractions,
-                )
-        elif config.dataset is None:
-            raise ValueError(
-                f"{config.classifier} records no dataset: pass the dataset to train on"
-            )
-        else:
-            spec = DatasetSpec(
-                config.dataset,
-                config.root,
-                dict(config.dataset_options or {}),
-                None,
-                0,
-                (0.8, 0.1, 0.1),
-            )
-        if config.splits is not None:
-            spec.splits = str(Path(config.splits).resolve())
-        elif spec.splits is None:
-            spec.splits = str((self.out / "splits.json").resolve())
-        if config.split_seed is not None:
-            spec.split_seed = int(config.split_seed)
-        return spec
-
     def _cache(self, split: str, explainer) -> MapCache:
         config = self.config
         dataset = self.spec.open(split)
         ids = "\n".join(str(i) for i in dataset.image_ids).encode()
         key = {
-            "classifier_fingerprint": self.classifier.fingerprint,
+            "classifier_fingerprint": self.source.fingerprint,
             "layers": self.layers,
             "k": config.k,
             "resolution": config.resolution,
@@ -282,7 +156,7 @@ class _FusionTrainer:
             "ids_sha256": hashlib.sha256(ids).hexdigest(),
         }
         root = Path(config.cache) if config.cache is not None else self.out / "cache"
-        p = self.classifier.preprocessing
+        p = self.source.preprocessing
         self._log(f"FEM maps of the {split} split ({len(dataset)} images) -> {root}")
         return MapCache.build(
             root / f"{split}-{cache_key_digest(key)}",
@@ -304,8 +178,17 @@ class _FusionTrainer:
     def _settings(self) -> dict[str, Any]:
         data = asdict(self.config)
         data.update(
-            classifier=str(Path(self.config.classifier).resolve()),
-            classifier_fingerprint=self.classifier.fingerprint,
+            classifier=None
+            if self.config.classifier is None
+            else str(Path(self.config.classifier).resolve()),
+            model=self.source.record.get("spec"),
+            weights=self.source.record.get("weights"),
+            split_fractions=None
+            if self.config.split_fractions is None
+            else list(self.config.split_fractions),
+            classifier_fingerprint=self.source.fingerprint,
+            root=None if self.config.root is None else str(Path(self.config.root).resolve()),
+            splits=None if self.config.splits is None else str(Path(self.config.splits).resolve()),
             layers=self.layers,
             dataset=self.spec.as_dict(),
             out=str(self.out.resolve()),
@@ -414,6 +297,7 @@ class _FusionTrainer:
             if self.stop.is_set() and not finished:
                 raise TrainingInterrupted(state_path, epoch, 0)
         assert best is not None
+        self.seconds["training"] = time.perf_counter() - self.train_started
         comparison = self._compare()
         return FusionRun(self.out / NET_FILE, int(best["epoch"]), best, history, comparison)
 
@@ -450,6 +334,8 @@ class _FusionTrainer:
         comparison = compare_fusions(self.val_cache.maps, self.val_cache.gfdm, fusions)
         metadata = read_metadata(path)
         metadata["val_comparison"] = {"split": "val", "metric": "mean PCC", "values": comparison}
+        # Wall-clock seconds of this process (a resumed run counts only its own part).
+        metadata["seconds"] = {key: round(value, 1) for key, value in self.seconds.items()}
         write_json_atomic(sidecar_path(path), metadata)
         self._log("val mean PCC: " + ", ".join(f"{k} {v:.3f}" for k, v in comparison.items()))
         return comparison
@@ -458,7 +344,6 @@ class _FusionTrainer:
     def _save_net(self, record: dict[str, float]) -> None:
         from mlfem import __version__
 
-        classifier = self.classifier.metadata
         save_fusion_net(
             self.out / NET_FILE,
             self.net,
@@ -474,14 +359,7 @@ class _FusionTrainer:
                 },
                 "target": TARGET,
                 "output": "raw; min-max normalised per image when used as a fusion operator",
-                "classifier": {
-                    "path": str(Path(self.config.classifier).resolve()),
-                    "fingerprint": self.classifier.fingerprint,
-                    "architecture": classifier.get("architecture"),
-                    "dataset": classifier.get("dataset", {}).get("name"),
-                    "train_ids": classifier.get("train_ids", []),
-                    "val_ids": classifier.get("val_ids", []),
-                },
+                self.source.kind: self.source.record,
                 "dataset": self.spec.as_dict(),
                 "training": self._settings(),
                 "epoch": record["epoch"],
