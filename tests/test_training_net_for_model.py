@@ -104,9 +104,15 @@ def test_mlfem_accepts_the_net_for_its_model_only(setup: dict) -> None:
     same = load_model(SPEC, str(setup["weights"][0])).model
     maps = MLFEM(same, fusion=spec)(torch.randn(2, 3, 32, 32))
     assert maps.shape == (2, 32, 32)
+    # The same weights cast for inference (mlfem explain --dtype) are the same model.
+    net = load_fusion_net(setup["net"])
+    for dtype in (torch.float16, torch.bfloat16):
+        net.check_model(load_model(SPEC, str(setup["weights"][0]), dtype=dtype).model)
     other = load_model(SPEC, str(setup["weights"][1])).model
     with pytest.raises(FusionMismatchError, match=f"--model {SPEC} --weights"):
         MLFEM(other, fusion=spec)
+    with pytest.raises(FusionMismatchError):
+        net.check_model(other.to(torch.float16))
     with pytest.raises(FusionMismatchError):
         load_fusion_net(setup["net"], classifier=other)
 

@@ -18,12 +18,12 @@ from torch import nn
 
 from mlfem.models.preprocessing import Preprocessing
 from mlfem.training._data import DatasetSpec
-from mlfem.training.checkpoint import load_classifier, model_fingerprint
+from mlfem.training.checkpoint import load_classifier, model_fingerprint, state_fingerprint
 
 if TYPE_CHECKING:
     from mlfem.training.fusion_config import FusionConfig
 
-__all__ = ["FusionSource", "fusion_dataset_spec", "load_source"]
+__all__ = ["FusionSource", "cast_fingerprints", "fusion_dataset_spec", "load_source"]
 
 DEFAULT_FRACTIONS = (0.8, 0.1, 0.1)
 
@@ -94,6 +94,8 @@ def load_source(config: FusionConfig, device: torch.device) -> FusionSource:
         "description": loaded_model.description,
         "trained": loaded_model.trained,
         "fingerprint": fingerprint,
+        # The same weights cast for inference (mlfem explain --dtype) are the same model.
+        "cast_fingerprints": cast_fingerprints(loaded_model.model),
         "input": {"size": p.crop_size, "mean": list(p.mean), "std": list(p.std), "fit": "whole"},
     }
     return FusionSource(loaded_model.model, p, fingerprint, "model", record)
@@ -139,6 +141,20 @@ def fusion_dataset_spec(config: FusionConfig, source: FusionSource, out: Path) -
     if config.split_seed is not None:
         spec.split_seed = int(config.split_seed)
     return spec
+
+
+def cast_fingerprints(
+    model: nn.Module, dtypes: tuple[torch.dtype, ...] = (torch.float16, torch.bfloat16)
+) -> dict[str, str]:
+    """Fingerprints of ``model``'s weights after ``model.to(dtype)`` (floating tensors cast,
+    others kept), by dtype name: what a float32 model cast for inference hashes to."""
+    state = model.state_dict()
+    return {
+        str(dtype).removeprefix("torch."): state_fingerprint(
+            {k: v.to(dtype) if v.is_floating_point() else v for k, v in state.items()}
+        )
+        for dtype in dtypes
+    }
 
 
 def _resolved(value: str) -> str:

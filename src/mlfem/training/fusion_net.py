@@ -153,7 +153,10 @@ class NetFusion:
         else:
             fingerprint, label = model_fingerprint(classifier), type(classifier).__name__
         expected = self.classifier_fingerprint
-        if expected is not None and fingerprint != expected:
+        model = self.metadata.get("model")
+        casts = model.get("cast_fingerprints") if isinstance(model, dict) else None
+        accepted = {expected, *((casts or {}).values())}
+        if expected is not None and fingerprint not in accepted:
             raise FusionMismatchError(
                 f"NET fusion {self.path or ''} was trained on the FEM maps of "
                 f"{self.trained_for} (fingerprint {expected[:12]}), not of {label} (fingerprint "
