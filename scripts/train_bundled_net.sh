@@ -20,4 +20,5 @@ echo "+ ${COMMAND[*]}" >&2
 "${COMMAND[@]}"
 
 EXTRA=$(uv run python -c 'import json, sys; print(json.dumps({"command": {"script": "scripts/train_bundled_net.sh", "train_fusion": sys.argv[1]}}))' "${COMMAND[*]}")
-uv run python -m mlfem.training.bundled "$WORK/net.safetensors" "$DEST" . "$EXTRA"
+uv run python -c 'import sys; from mlfem.training.bundled import main; sys.exit(main())' \
+  "$WORK/net.safetensors" "$DEST" . "$EXTRA"

@@ -97,18 +97,16 @@ def _relative(value: Any, root: str) -> Any:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """``python -m mlfem.training.bundled SOURCE DEST ROOT EXTRA_JSON``: :func:`export_net`."""
+    """Command line of :func:`export_net` (``scripts/train_bundled_net.sh`` calls it):
+    ``SOURCE DEST ROOT EXTRA_JSON``; returns the exit code."""
     import sys
 
     args = sys.argv[1:] if argv is None else argv
     if len(args) != 4:
-        print("usage: python -m mlfem.training.bundled SOURCE DEST ROOT EXTRA_JSON", file=sys.stderr)
+        print("usage: export_net SOURCE DEST ROOT EXTRA_JSON", file=sys.stderr)
         return 2
     source, destination, root, extra = args
     path = export_net(source, destination, json.loads(extra), relative_to=root)
     print(path)
     return 0
 
-
-if __name__ == "__main__":  # pragma: no cover
-    raise SystemExit(main())
