@@ -159,3 +159,12 @@ def test_hooks_are_removed_with_rectify(model: SignedNet, images: torch.Tensor) 
     with pytest.raises(Exception):
         MLFEM(model, rectify=True)(images[:, :2])  # wrong channel count: the forward raises
     assert all_hooks(model) == 0
+
+
+def test_the_evaluation_runner_passes_auto_rectified_to_every_fem_method(model: SignedNet) -> None:
+    from mlfem.evaluation.methods import MethodRunner
+
+    runner = MethodRunner(model, ["mlfem-max", "fem"], layers="auto-rectified")
+    assert runner.extractor is not None and runner.extractor.rectify
+    assert all(spec.relu for spec in runner.extractor.layers)
+    assert not MethodRunner(model, ["mlfem-max"]).extractor.rectify

@@ -33,7 +33,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-__all__ = ["LayerSpec", "find_layers", "fixed_batch_size", "resolve_layers"]
+__all__ = ["AUTO_RECTIFIED", "LayerSpec", "find_layers", "fixed_batch_size", "resolve_layers"]
 
 # Set on modules rebuilt from a torch.export program (mlfem.models.exported) or replayed
 # from TorchScript (mlfem.models.torchscript), whose classes are all generic: the class

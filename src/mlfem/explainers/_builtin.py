@@ -9,13 +9,14 @@ from torch import nn
 from mlfem.explainers.fem import FEM
 from mlfem.explainers.mlfem import MLFEM
 from mlfem.explainers.registry import register_method
+from mlfem.layers import AUTO_RECTIFIED
 
 
 def _fem(
     model: nn.Module, layer: str | None = None, k: float = 2.0, rectify: bool = False, **options: Any
 ) -> FEM:
     # layers="auto-rectified" (the command line's spelling of rectify) reaches FEM too.
-    rectify = bool(rectify) or options.get("layers") == "auto-rectified"
+    rectify = bool(rectify) or options.get("layers") == AUTO_RECTIFIED
     return FEM(model, layer=layer, k=k, rectify=rectify)
 
 

@@ -11,7 +11,7 @@ from torch import Tensor, nn
 from mlfem.explainers.base import Explainer
 from mlfem.fem import fem_saliency
 from mlfem.hooks import forward_hooks
-from mlfem.layers import LayerSpec, fixed_batch_size, resolve_layers
+from mlfem.layers import AUTO_RECTIFIED, LayerSpec, fixed_batch_size, resolve_layers
 from mlfem.normalize import minmax_normalize_, resize_maps
 
 __all__ = ["LayerFEMExplainer", "LayerMaps"]
@@ -48,13 +48,10 @@ class LayerFEMExplainer(Explainer):
         if not torch.isfinite(torch.tensor(k)):
             raise ValueError(f"k must be a finite number, got {k}")
         self.k = k
-        self.layers: list[LayerSpec] = resolve_layers(model, layers, probe_size, rectify=bool(rectify))
-
-    @property
-    def rectify(self) -> bool:
-        """Whether every layer's output is clamped at 0 before FEM (``rectify=True`` or
-        ``layers="auto-rectified"``)."""
-        return bool(self.layers) and all(spec.relu for spec in self.layers)
+        #: Whether every layer's output is clamped at 0 before FEM (``rectify=True`` or
+        #: ``layers="auto-rectified"``); see :func:`mlfem.layers.resolve_layers`.
+        self.rectify = bool(rectify) or (isinstance(layers, str) and layers.strip() == AUTO_RECTIFIED)
+        self.layers: list[LayerSpec] = resolve_layers(model, layers, probe_size, rectify=self.rectify)
 
     @property
     def layer_names(self) -> list[str]:
