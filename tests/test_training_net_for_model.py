@@ -108,6 +108,10 @@ def test_mlfem_accepts_the_net_for_its_model_only(setup: dict) -> None:
     net = load_fusion_net(setup["net"])
     for dtype in (torch.float16, torch.bfloat16):
         net.check_model(load_model(SPEC, str(setup["weights"][0]), dtype=dtype).model)
+    # Trained on unrectified maps: rectified ones are refused.
+    assert json.loads((setup["out"] / "net.json").read_text())["rectify"] is False
+    with pytest.raises(ValueError, match="trained on unrectified layer outputs"):
+        MLFEM(same, layers="auto-rectified", fusion=spec)
     other = load_model(SPEC, str(setup["weights"][1])).model
     with pytest.raises(FusionMismatchError, match=f"--model {SPEC} --weights"):
         MLFEM(other, fusion=spec)

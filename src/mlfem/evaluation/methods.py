@@ -114,6 +114,13 @@ class MethodRunner:
                         f"{name}: the fusion was trained on layers {list(expected)}, but the "
                         f"evaluation reads {self.extractor.layer_names}"
                     )
+                trained_rectified = getattr(operator, "rectify", None)
+                if trained_rectified is not None and bool(trained_rectified) != self.extractor.rectify:
+                    raise ValueError(
+                        f"{name}: the fusion was trained on "
+                        f"{'rectified' if trained_rectified else 'unrectified'} layer outputs; "
+                        f"use --layers {'auto-rectified' if trained_rectified else 'auto'} or retrain it"
+                    )
                 # A learned fusion may refuse the maps of a model it was not trained for.
                 check = getattr(operator, "check_model", None)
                 if callable(check):

@@ -60,6 +60,14 @@ class MLFEM(LayerFEMExplainer):
                 f"fusion {self.fusion!r} was trained on layers {list(expected)}, but this "
                 f"explainer reads {self.layer_names}; use the same layers or retrain it"
             )
+        trained_rectified = getattr(self.fusion, "rectify", None)
+        if trained_rectified is not None and bool(trained_rectified) != self.rectify:
+            raise ValueError(
+                f"fusion {self.fusion!r} was trained on "
+                f"{'rectified' if trained_rectified else 'unrectified'} layer outputs, but this "
+                f"explainer reads them {'rectified' if self.rectify else 'unrectified'}; pass "
+                f"rectify={bool(trained_rectified)} (layers='auto-rectified' for True) or retrain it"
+            )
         # A trained fusion (NET) also knows which classifier it was trained for.
         check_model = getattr(self.fusion, "check_model", None)
         if callable(check_model):

@@ -118,6 +118,12 @@ class NetFusion:
         return list(self.metadata["layers"])
 
     @property
+    def rectify(self) -> bool:
+        """Whether the NET was trained on rectified layer outputs (``layers="auto-rectified"``);
+        :class:`~mlfem.MLFEM` refuses the other kind of maps."""
+        return bool(self.metadata.get("rectify", False))
+
+    @property
     def resolution(self) -> int:
         return int(self.metadata["resolution"])
 

@@ -47,7 +47,7 @@ from mlfem.training._state import (
     stop_on_sigint,
 )
 from mlfem.training.checkpoint import read_metadata, sidecar_path, write_json_atomic
-from mlfem.training.fusion_compare import compare_fusions, default_fusions
+from mlfem.training.fusion_compare import compare_fusions, default_fusions, validate_net
 from mlfem.training.fusion_config import FusionConfig, FusionRun
 from mlfem.training.fusion_net import FusionNet, save_fusion_net
 from mlfem.training.map_cache import MapCache, cache_key_digest
@@ -69,6 +69,7 @@ TARGET = "GFDM resized to r x r (bilinear, antialiased when shrinking), divided 
 _RESUME_FIXED = (
     "classifier_fingerprint",
     "layers",
+    "rectify",
     "k",
     "resolution",
     "batch_size",
@@ -123,6 +124,7 @@ class _FusionTrainer:
         self.spec = fusion_dataset_spec(config, self.source, self.out)
         explainer = MLFEM(self.source.model, layers=config.layers, fusion="fem", k=config.k)
         self.layers = explainer.layer_names
+        self.rectify = bool(getattr(explainer, "rectify", False))
         with stop_on_sigint(self.stop):
             started = time.perf_counter()
             self.train_cache = self._cache("train", explainer)
@@ -144,6 +146,7 @@ class _FusionTrainer:
         key = {
             "classifier_fingerprint": self.source.fingerprint,
             "layers": self.layers,
+            "rectify": self.rectify,
             "k": config.k,
             "resolution": config.resolution,
             "dataset": {
@@ -187,6 +190,7 @@ class _FusionTrainer:
             if self.config.split_fractions is None
             else list(self.config.split_fractions),
             classifier_fingerprint=self.source.fingerprint,
+            rectify=self.rectify,
             root=None if self.config.root is None else str(Path(self.config.root).resolve()),
             splits=None if self.config.splits is None else str(Path(self.config.splits).resolve()),
             layers=self.layers,
@@ -301,27 +305,8 @@ class _FusionTrainer:
         comparison = self._compare()
         return FusionRun(self.out / NET_FILE, int(best["epoch"]), best, history, comparison)
 
-    @torch.no_grad()
     def _validate(self, net: FusionNet) -> dict[str, float]:
-        from mlfem.metrics import pcc
-
-        if len(self.val_cache) == 0:
-            return {"val_mse": math.nan}
-        net.eval()
-        squared, pccs = 0.0, []
-        for start in range(0, len(self.val_cache), 64):
-            x = self.val_cache.maps[start : start + 64].to(self.device).float()
-            y = self.val_cache.gfdm[start : start + 64].to(self.device).float()
-            pred = net(x)
-            squared += float(F.mse_loss(pred, y, reduction="sum"))
-            pccs.append(pcc(pred, y).cpu())
-        values = torch.cat(pccs)
-        values = values[~torch.isnan(values)]
-        numel = self.val_cache.gfdm[0].numel() * len(self.val_cache)
-        return {
-            "val_mse": squared / numel,
-            "val_pcc": float(values.mean()) if len(values) else math.nan,
-        }
+        return validate_net(net, self.val_cache.maps, self.val_cache.gfdm, self.device)
 
     def _compare(self) -> dict[str, float]:
         """Val PCC of the best NET and of the algebraic fusions, recorded in net.json."""
@@ -349,6 +334,7 @@ class _FusionTrainer:
             self.net,
             {
                 "layers": self.layers,
+                "rectify": self.rectify,
                 "k": self.config.k,
                 "resolution": self.config.resolution,
                 "architecture": {
