@@ -39,3 +39,19 @@ def test_the_sample_equals_the_shared_osie_copy(osie_dir) -> None:
         assert np.array_equal(np.asarray(a.image), np.asarray(b.image))
         assert len(a.fixations) == len(b.fixations)
         assert all(np.array_equal(np.asarray(x), np.asarray(y)) for x, y in zip(a.fixations, b.fixations))
+
+
+def test_the_leakage_guard_compares_the_sample_with_osie_checkpoints() -> None:
+    """A NET trained on OSIE images 1001.. must not be scored on the sample's copies of them."""
+    import pytest
+
+    from mlfem.training.leakage import LeakageError, check_leakage
+
+    class Checkpoint:
+        metadata = {"format": "mlfem-net/1", "dataset": {"name": "osie"},
+                    "train_ids": ["1001", "1002"], "val_ids": ["1003"]}
+
+    with pytest.raises(LeakageError):
+        check_leakage("osie-sample", ["1001", "1004"], [Checkpoint()])
+    report = check_leakage("osie-sample", ["1004", "1007"], [Checkpoint()])
+    assert not report.leaked and report.other_dataset == {}

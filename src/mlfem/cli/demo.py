@@ -1,91 +1,39 @@
-"""``mlfem demo``: the paper's whole protocol on the synthetic benchmark, end to end.
+"""``mlfem demo``: the paper's protocol end to end (see :mod:`mlfem.demos`).
 
-1. generate the synthetic gaze benchmark (multi-label, so that correct/wrong and clutter
-   analyses have something to show) and split it into train/val/test;
-2. train the classifier (``mlfem train-classifier``'s API) on train, selected on val;
-3. train the NET fusion (``mlfem train-fusion``'s API) on the GFDMs of the same splits;
-4. evaluate MLFEM (NET, ADD, TOP, MAX), FEM, Grad-CAM, LayerCAM and two pixel attribution
-   methods (Integrated Gradients, Guided Backprop) on the test split, which neither learned
-   component saw (the leakage guard checks it);
-5. write the HTML report and print the headline table and the report's path.
-
-Every step resumes: rerunning the same command after an interruption continues where it
-stopped, and a finished step is not redone.
+By default on real gaze: the OSIE sample shipped with mlfem, the pretrained EfficientNet-Lite0
+and its bundled NET. ``--synthetic`` runs the synthetic benchmark instead, training its own
+classifier and NET. ``--quick`` is the small version of either (CI runs both).
 """
 
 from __future__ import annotations
 
 import argparse
-import sys
-import time
-from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
 
 from mlfem.cli import UsageError
 
 DEFAULT_OUT = Path("runs/demo")
 
 
-@dataclass(frozen=True)
-class DemoPlan:
-    """Sizes of the demo. ``default`` fits in about five minutes on two CPU cores; ``quick``
-    (for CI) in well under a minute of compute."""
-
-    name: str
-    n: int  # generated images (80 % train, 10 % val, 10 % test)
-    size: int  # image side in pixels, also the classifier's input size
-    epochs: int  # classifier epochs
-    net_epochs: int
-    net_patience: int
-    net_resolution: int  # side of the maps the NET fuses (a multiple of 4)
-    ig_steps: int
-    gallery: int
-    batch_size: int = 32
-    lr: float = 3e-3
-    methods: tuple[str, ...] = (
-        "mlfem-net", "mlfem-add", "mlfem-top", "mlfem-max", "fem",
-        "gradcam", "layercam", "ig", "guided-backprop",
-    )
-    metrics: tuple[str, ...] = ("pcc", "sim")
-    extra: dict[str, Any] = field(default_factory=dict)
-
-
-PLANS = {
-    "default": DemoPlan("default", n=1500, size=64, epochs=6, net_epochs=20, net_patience=4, net_resolution=32,
-                        ig_steps=16, gallery=12),
-    # Small batches: enough optimiser steps on 192 training images for a usable classifier.
-    "quick": DemoPlan("quick", n=240, size=48, epochs=8, net_epochs=6, net_patience=3, net_resolution=24,
-                      ig_steps=4, gallery=4, batch_size=16, lr=5e-3),
-}
-
-
-@dataclass
-class DemoResult:
-    """Where the demo wrote everything, and how long each step took (seconds)."""
-
-    out: Path
-    classifier: Path
-    net: Path | None
-    evaluation: Path
-    report: Path
-    timings: dict[str, float]
-    table: str
-
-
 def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
         "demo",
-        help="run the whole protocol on the synthetic benchmark and write a report",
+        help="run the paper's protocol on real gaze (or the synthetic benchmark) and write a report",
         description=(
-            "Generates the synthetic gaze benchmark, trains a small classifier and the NET fusion, "
-            "evaluates MLFEM (NET, ADD, TOP, MAX), FEM, Grad-CAM, LayerCAM, Integrated Gradients and "
-            "Guided Backprop against the GFDMs of the test split, and writes OUT/evaluation/report.html. "
-            "About five minutes on two CPU cores; --quick is a much smaller version for CI."
+            "Explains 12 real OSIE photos (shipped with mlfem, 15 observers each) with the "
+            "ImageNet-pretrained EfficientNet-Lite0: MLFEM (NET, ADD, TOP, MAX), FEM, Grad-CAM, "
+            "LayerCAM and Guided Backprop against the human GFDMs, with the human ceiling and the "
+            "centre bias; prints the headline table and writes OUT/evaluation/report.html. "
+            "Offline; the stage times are printed at the end (see the README for measured times). "
+            "--synthetic runs the synthetic benchmark instead (it trains its own classifier and "
+            "NET); --quick is a small version of either."
         ),
     )
-    parser.add_argument("--out", type=Path, default=DEFAULT_OUT, help=f"output folder (default {DEFAULT_OUT})")
-    parser.add_argument("--quick", action="store_true", help="tiny version (fewer, smaller images; short training)")
+    parser.add_argument("--out", type=Path, default=None,
+                        help=f"output folder (default {DEFAULT_OUT}, or {DEFAULT_OUT}-synthetic with --synthetic)")
+    parser.add_argument("--synthetic", action="store_true",
+                        help="the synthetic benchmark: generated images, simulated observers, own classifier and NET")
+    parser.add_argument("--quick", action="store_true", help="small version (fewer images, methods and metrics)")
     parser.add_argument("--seed", type=int, default=0, help="seed of the data, the training and the evaluation")
     parser.add_argument("--workers", type=int, default=None, help="DataLoader workers (default: cores - 1, at most 4)")
     parser.add_argument("--device", default=None, help="cpu, cuda... (default: cuda if available)")
@@ -93,105 +41,19 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.set_defaults(func=run)
 
 
-def _step(name: str, timings: dict[str, float], progress: bool):
-    """Context manager timing one step and announcing it on stderr."""
-    import contextlib
-
-    @contextlib.contextmanager
-    def timed():
-        if progress:
-            print(f"demo: {name} ...", file=sys.stderr, flush=True)
-        start = time.perf_counter()
-        yield
-        timings[name] = round(time.perf_counter() - start, 2)
-        if progress:
-            print(f"demo: {name} done in {timings[name]:.1f} s", file=sys.stderr, flush=True)
-
-    return timed()
-
-
-def run_demo(
-    out: str | Path = DEFAULT_OUT,
-    *,
-    quick: bool = False,
-    seed: int = 0,
-    workers: int = 0,
-    device: str | None = None,
-    progress: bool = True,
-) -> DemoResult:
-    """Run the demo into ``out`` (see the module docstring) and return what it wrote."""
-    from mlfem.evaluation.runner import EvaluationConfig, run_evaluation
-    from mlfem.reporting import headline_table, write_report
-    from mlfem.reporting.tables import write_csv
-    from mlfem.training import ClassifierConfig, train_classifier
-
-    plan = PLANS["quick" if quick else "default"]
-    out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
-    timings: dict[str, float] = {}
-    started = time.perf_counter()
-    data = {"n": plan.n, "seed": seed, "mode": "multi"}
-
-    with _step("train the classifier", timings, progress):
-        classifier = train_classifier(
-            ClassifierConfig(
-                dataset="synthetic", out=out / "classifier", dataset_options=data,
-                model="small-cnn", epochs=plan.epochs, batch_size=plan.batch_size, lr=plan.lr,
-                image_size=plan.size, augment="none", seed=seed, splits=out / "splits.json",
-                num_workers=workers, device=device, resume=True,
-            ),
-            progress=progress,
-        ).checkpoint
-
-    with _step("train the NET fusion", timings, progress):
-        net = _train_net(classifier, out / "net", plan, seed, workers, device, progress)
-
-    methods = [m for m in plan.methods if m != "mlfem-net" or net is not None]
-    with _step("evaluate", timings, progress):
-        run_evaluation(EvaluationConfig(
-            dataset=None, out=out / "evaluation", split="test", classifier=str(classifier),
-            net=None if net is None else str(net), methods=methods, metrics=list(plan.metrics),
-            # All of a batch's IG steps in one pass (captum's default chunking is smaller).
-            method_options={"ig": {"steps": plan.ig_steps, "internal_batch_size": plan.batch_size * plan.ig_steps}},
-            batch_size=plan.batch_size,
-            workers=workers, device=device, seed=seed, gallery=plan.gallery, progress=progress,
-        ))
-
-    with _step("write the report", timings, progress):
-        report = write_report(out / "evaluation", seed=seed)
-    timings["total"] = round(time.perf_counter() - started, 2)
-    table = headline_table(out / "evaluation" / "results.csv", seed=seed)
-    write_csv(out / "timings.csv", [{"step": k, "seconds": v} for k, v in timings.items()])
-    (out / "plan.txt").write_text("\n".join(f"{k} = {v}" for k, v in asdict(plan).items()) + "\n")
-    return DemoResult(out, classifier, net, out / "evaluation", report, timings, table)
-
-
-def _train_net(classifier: Path, out: Path, plan: DemoPlan, seed: int, workers: int,
-               device: str | None, progress: bool) -> Path | None:
-    """Train the NET fusion on the classifier's train/val splits (their GFDMs only)."""
-    from mlfem.training import FusionConfig, train_fusion
-
-    run = train_fusion(
-        FusionConfig(
-            classifier=classifier, out=out, resolution=plan.net_resolution, epochs=plan.net_epochs,
-            patience=plan.net_patience, batch_size=plan.batch_size, lr=plan.lr, seed=seed,
-            map_batch_size=64, num_workers=workers, device=device, resume=True,
-        ),
-        progress=progress,
-    )
-    return run.checkpoint
-
-
 def run(args: argparse.Namespace) -> int:
     from mlfem.cli.evaluate import default_workers
+    from mlfem.demos import run_real_demo, run_synthetic_demo
     from mlfem.evaluation.runner import EvaluationError
 
     workers = default_workers() if args.workers is None else args.workers
     if workers < 0:
         raise UsageError(f"--workers must be >= 0, got {args.workers}")
+    out = args.out or (DEFAULT_OUT.with_name(DEFAULT_OUT.name + "-synthetic") if args.synthetic else DEFAULT_OUT)
+    demo = run_synthetic_demo if args.synthetic else run_real_demo
     try:
-        result = run_demo(args.out, quick=args.quick, seed=args.seed, workers=workers,
-                          device=args.device, progress=not args.no_progress)
+        result = demo(out, quick=args.quick, seed=args.seed, workers=workers,
+                      device=args.device, progress=not args.no_progress)
     except (EvaluationError, FileExistsError) as error:
         raise UsageError(str(error)) from error
     print(result.table)

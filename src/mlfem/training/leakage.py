@@ -44,7 +44,11 @@ __all__ = [
 
 #: Roles of the ids a checkpoint records.
 ROLES: tuple[str, ...] = ("train", "val", "classifier-train", "classifier-val")
-_ALIASES = {"mexculture142": "mexculture", "mit": "mit1003", "cat": "cat2000"}
+_ALIASES = {
+    "mexculture142": "mexculture", "mit": "mit1003", "cat": "cat2000",
+    # The sample shipped with mlfem is a subset of OSIE with the same image ids.
+    "osiesample": "osie",
+}
 
 
 class LeakageError(ValueError):

@@ -7,7 +7,7 @@ import json
 import numpy as np
 import pytest
 
-from mlfem.cli.demo import PLANS
+from mlfem.demos.synthetic import PLANS
 from mlfem.evaluation import read_results
 
 
@@ -16,7 +16,7 @@ def demo(tmp_path_factory):
     from mlfem.cli import main
 
     out = tmp_path_factory.mktemp("demo") / "run"
-    code = main(["demo", "--quick", "--out", str(out), "--workers", "0", "--no-progress"])
+    code = main(["demo", "--synthetic", "--quick", "--out", str(out), "--workers", "0", "--no-progress"])
     assert code == 0
     return out
 
@@ -59,7 +59,7 @@ def test_demo_prints_the_headline_table_and_the_report_path(demo, capsys) -> Non
     from mlfem.cli import main
 
     # Rerunning finds every step done: nothing is trained or evaluated again.
-    assert main(["demo", "--quick", "--out", str(demo), "--workers", "0", "--no-progress"]) == 0
+    assert main(["demo", "--synthetic", "--quick", "--out", str(demo), "--workers", "0", "--no-progress"]) == 0
     out = capsys.readouterr().out.splitlines()
     assert out[-1].endswith("evaluation/report.html")
     assert out[0].split()[:2] == ["method", "n"]
