@@ -49,7 +49,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     add_dataset_arguments(parser, required=False)
     net = parser.add_argument_group("maps and NET")
-    net.add_argument("--layers", default="auto", help="'auto' or comma-separated module names")
+    net.add_argument(
+        "--layers",
+        default="auto",
+        help="'auto', 'auto-rectified' (outputs clamped at 0 before FEM) or comma-separated "
+        "module names; the NET is tied to them",
+    )
     net.add_argument(
         "--k", type=float, default=2.0, help="FEM threshold in standard deviations (default 2)"
     )
