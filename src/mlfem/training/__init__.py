@@ -39,7 +39,8 @@ from mlfem.training.checkpoint import (
     save_classifier,
     state_fingerprint,
 )
-from mlfem.training.classifier import ClassifierConfig, ClassifierRun, train_classifier
+from mlfem.training.classifier import train_classifier
+from mlfem.training.classifier_config import ClassifierConfig, ClassifierRun
 from mlfem.training.fusion_compare import compare_fusions, default_fusions
 from mlfem.training.fusion_config import FusionConfig, FusionRun
 from mlfem.training.fusion_net import (

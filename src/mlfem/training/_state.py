@@ -27,6 +27,8 @@ __all__ = [
     "STATE_FORMAT",
     "TrainingInterrupted",
     "derived_seed",
+    "deterministic_algorithms",
+    "ignore_sigint",
     "load_training_state",
     "restore_rng_states",
     "rng_states",
@@ -179,3 +181,27 @@ def stop_on_sigint(event: threading.Event) -> Iterator[threading.Event]:
         yield event
     finally:
         signal.signal(signal.SIGINT, previous)
+
+
+def ignore_sigint(worker_id: int) -> None:
+    # Ctrl-C reaches the whole process group; workers must survive it so that the main
+    # process can finish its step and save the state.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
+@contextmanager
+def deterministic_algorithms(enabled: bool) -> Iterator[None]:
+    """Deterministic cuDNN kernels and no autotuning during a run, restored after.
+
+    The CPU kernels a CNN training step uses are deterministic already;
+    ``torch.use_deterministic_algorithms`` is not called because importing what it needs
+    costs seconds and it does not change CPU results.
+    """
+    previous = (torch.backends.cudnn.deterministic, torch.backends.cudnn.benchmark)
+    if enabled:
+        torch.backends.cudnn.deterministic = True
+        torch.backends.cudnn.benchmark = False
+    try:
+        yield
+    finally:
+        torch.backends.cudnn.deterministic, torch.backends.cudnn.benchmark = previous

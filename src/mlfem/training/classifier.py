@@ -26,13 +26,11 @@ the final weights equal those of an uninterrupted run.
 from __future__ import annotations
 
 import math
-import signal
 import sys
 import threading
 import warnings
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
-from dataclasses import asdict, dataclass, field, replace
+from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -46,6 +44,8 @@ from mlfem.training._data import DatasetSpec, EpochBatches, ImageBatch, progress
 from mlfem.training._state import (
     TrainingInterrupted,
     derived_seed,
+    deterministic_algorithms,
+    ignore_sigint,
     load_training_state,
     save_training_state,
     stop_on_sigint,
@@ -53,6 +53,7 @@ from mlfem.training._state import (
 from mlfem.training.architectures import build_classifier
 from mlfem.training.augment import AUGMENTATIONS, augment_batch, normalize_batch
 from mlfem.training.checkpoint import save_classifier, sidecar_path, write_json_atomic
+from mlfem.training.classifier_config import ClassifierConfig, ClassifierRun
 from mlfem.training.metrics import classification_metrics
 
 __all__ = ["CLASSIFIER_FILE", "ClassifierConfig", "ClassifierRun", "train_classifier"]
@@ -79,85 +80,6 @@ _RESUME_FIXED = (
     "split_seed",
     "split_fractions",
 )
-
-
-@dataclass
-class ClassifierConfig:
-    """Settings of :func:`train_classifier` (the CLI options of ``mlfem train-classifier``).
-
-    Args:
-        dataset: dataset name (``open_dataset``); ``root`` its folder (None for synthetic).
-        out: output folder.
-        dataset_options: further ``open_dataset`` options (synthetic: ``n``, ``seed``,
-            ``mode``; its ``size`` defaults to ``image_size``).
-        model: ``"small-cnn"``, a torchvision classification model name, ``"timm:<name>"``
-            or ``"efficientnet_lite0"`` (see :func:`~mlfem.training.build_classifier`).
-        weights: starting weights: None, ``"imagenet"`` or a state_dict file of the
-            original architecture; the input normalisation follows pretrained weights.
-        image_size: the model input is ``image_size`` x ``image_size`` (whole image resized).
-        augment: ``"standard"`` (crop, flip, colour jitter), ``"crop"`` (no flip) or ``"none"``.
-        splits: splits file (default ``out/splits.json``), created on first use.
-        device: ``"cpu"``, ``"cuda"``...; None picks CUDA when available.
-        deterministic: deterministic cuDNN kernels (GPU runs; CPU kernels are deterministic).
-    """
-
-    dataset: str
-    out: str | Path
-    root: str | Path | None = None
-    dataset_options: dict[str, Any] = field(default_factory=dict)
-    model: str = "small-cnn"
-    weights: str | None = None
-    epochs: int = 10
-    batch_size: int = 32
-    lr: float = 1e-3
-    weight_decay: float = 0.0
-    image_size: int = 224
-    augment: str = "standard"
-    seed: int = 0
-    splits: str | Path | None = None
-    split_seed: int = 0
-    split_fractions: tuple[float, float, float] = (0.8, 0.1, 0.1)
-    num_workers: int = 0
-    device: str | None = None
-    deterministic: bool = True
-    resume: bool = False
-
-    def __post_init__(self) -> None:
-        if self.epochs < 1 or self.batch_size < 2 or self.image_size < 8:
-            raise ValueError("need epochs >= 1, batch_size >= 2 and image_size >= 8")
-        if not self.lr > 0 or self.weight_decay < 0:
-            raise ValueError("need lr > 0 and weight_decay >= 0")
-        if self.augment not in AUGMENTATIONS:
-            raise ValueError(
-                f"augment must be one of {', '.join(AUGMENTATIONS)}, got {self.augment!r}"
-            )
-        if self.num_workers < 0:
-            raise ValueError("num_workers must be >= 0")
-
-    def settings(self) -> dict[str, Any]:
-        """The JSON-able settings recorded in the checkpoint and the training state."""
-        data = asdict(self)
-        data["out"] = str(Path(self.out).resolve())
-        data["root"] = None if self.root is None else str(Path(self.root).resolve())
-        data["splits"] = str(self.splits_path.resolve())
-        data["split_fractions"] = list(self.split_fractions)
-        data["dataset_options"] = DatasetSpec(self.dataset, options=self.dataset_options).options
-        return data
-
-    @property
-    def splits_path(self) -> Path:
-        return Path(self.splits) if self.splits is not None else Path(self.out) / "splits.json"
-
-
-@dataclass
-class ClassifierRun:
-    """Result of :func:`train_classifier`."""
-
-    #: The best checkpoint (weights file; its sidecar is beside it).
-    checkpoint: Path
-    best_epoch: int
-    best_metrics: dict[str, float]
-    history: list[dict[str, float]]
 
 
 StepCallback = Callable[[int, int, float], None]
@@ -353,7 +275,7 @@ class _Trainer:
             collate_fn=self.collate,
             num_workers=workers,
             generator=torch.Generator().manual_seed(seed),
-            worker_init_fn=_ignore_sigint if workers else None,
+            worker_init_fn=ignore_sigint if workers else None,
         )
 
     def _inputs(self, batch: dict[str, Any], train: bool) -> Tensor:
@@ -476,27 +398,3 @@ def _summary(record: dict[str, float]) -> str:
     parts = [f"epoch {record['epoch']}"]
     parts += [f"{k} {v:.4f}" for k, v in record.items() if k != "epoch"]
     return ", ".join(parts)
-
-
-def _ignore_sigint(worker_id: int) -> None:
-    # Ctrl-C reaches the whole process group; workers must survive it so that the main
-    # process can finish its step and save the state.
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-
-
-@contextmanager
-def deterministic_algorithms(enabled: bool) -> Iterator[None]:
-    """Deterministic cuDNN kernels and no autotuning during a run, restored after.
-
-    The CPU kernels a CNN training step uses are deterministic already;
-    ``torch.use_deterministic_algorithms`` is not called because importing what it needs
-    costs seconds and it does not change CPU results.
-    """
-    previous = (torch.backends.cudnn.deterministic, torch.backends.cudnn.benchmark)
-    if enabled:
-        torch.backends.cudnn.deterministic = True
-        torch.backends.cudnn.benchmark = False
-    try:
-        yield
-    finally:
-        torch.backends.cudnn.deterministic, torch.backends.cudnn.benchmark = previous
