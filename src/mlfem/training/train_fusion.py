@@ -227,6 +227,9 @@ class _FusionTrainer:
             self._log(f"nothing to resume in {self.out}: starting a new run")
         history, best = progress["history"], progress["best"]
         bad_epochs = progress["bad_epochs"]
+        # A finished run resumed again trains nothing, and must leave net.json as it is (its
+        # hash is what evaluations record).
+        already_finished = bool(progress["finished"])
         maps, targets = self.train_cache.maps, self.train_cache.gfdm
         epoch = progress["epoch"]
         while not progress["finished"] and epoch < config.epochs:
@@ -302,19 +305,23 @@ class _FusionTrainer:
                 raise TrainingInterrupted(state_path, epoch, 0)
         assert best is not None
         self.seconds["training"] = time.perf_counter() - self.train_started
-        comparison = self._compare()
+        comparison = self._compare(rewrite=not already_finished)
         return FusionRun(self.out / NET_FILE, int(best["epoch"]), best, history, comparison)
 
     def _validate(self, net: FusionNet) -> dict[str, float]:
         return validate_net(net, self.val_cache.maps, self.val_cache.gfdm, self.device)
 
-    def _compare(self) -> dict[str, float]:
-        """Val PCC of the best NET and of the algebraic fusions, recorded in net.json."""
+    def _compare(self, rewrite: bool = True) -> dict[str, float]:
+        """Val PCC of the best NET and of the algebraic fusions, recorded in net.json
+        (read back instead when ``rewrite`` is False and net.json has them)."""
         from mlfem.training.fusion_net import load_fusion_net
 
         path = self.out / NET_FILE
         if len(self.val_cache) == 0 or not path.exists():
             return {}
+        recorded = read_metadata(path).get("val_comparison")
+        if not rewrite and recorded:
+            return dict(recorded["values"])
         fusions = {"net": load_fusion_net(path), **default_fusions()}
         comparison = compare_fusions(self.val_cache.maps, self.val_cache.gfdm, fusions)
         metadata = read_metadata(path)
