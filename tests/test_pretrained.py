@@ -155,3 +155,17 @@ def test_explain_without_a_model_explains_the_pretrained_network(tmp_path, capsy
     saliency = np.load(tmp_path / "1028.npy")
     assert saliency.shape == (600, 800) and saliency.min() >= 0 and saliency.max() > 0.99
     assert (tmp_path / "1028_layers.png").is_file()
+
+
+def test_explain_with_the_bundled_net(tmp_path, capsys) -> None:
+    from mlfem.cli import main
+    from mlfem.datasets import bundled_osie_root
+
+    image = bundled_osie_root() / "stimuli" / "1004.jpg"
+    assert main(["explain", str(image), "--fusion", "net:bundled", "--out", str(tmp_path)]) == 0
+    saliency = np.load(tmp_path / "1004.npy")
+    assert saliency.shape == (600, 800) and saliency.max() > 0.99
+    # The bundled NET refuses another network (here the same architecture, random weights).
+    code = main(["explain", str(image), "--model", "efficientnet_lite0", "--fusion", "net:bundled",
+                 "--out", str(tmp_path / "other")])
+    assert code == 2 and "efficientnet_lite0" in capsys.readouterr().err

@@ -38,7 +38,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "state_dict (.pth read with weights_only=True, .safetensors)",
     )
     parser.add_argument("--method", default="mlfem", help="explanation method (see 'mlfem methods'); default mlfem")
-    parser.add_argument("--fusion", default=None, help="MLFEM fusion: max, add, top, fem (default: the method's)")
+    parser.add_argument(
+        "--fusion",
+        default=None,
+        help="MLFEM fusion: max, add, top, fem, net:PATH (a NET from train-fusion) or net:bundled "
+        "(the NET shipped for efficientnet_lite0); default: the method's (add)",
+    )
     parser.add_argument("--alpha", type=float, default=0.5, help="weight of the accumulated map in add/top")
     parser.add_argument("--k", type=float, default=2.0, help="FEM threshold in standard deviations (default 2)")
     parser.add_argument("--layers", default="auto", help="'auto', 'auto-rectified' (auto, signed "

@@ -227,9 +227,19 @@ def load_fusion_net(
 
 
 def net_fusion_factory(argument: str | None, alpha: float, normalize: str) -> NetFusion:
-    """Factory behind the ``net:PATH`` fusion spec (``alpha`` and ``normalize`` do not apply)."""
+    """Factory behind the ``net:PATH`` fusion spec (``alpha`` and ``normalize`` do not apply).
+
+    ``net:bundled`` is the NET shipped with mlfem for its pretrained EfficientNet-Lite0
+    (:func:`mlfem.training.bundled_net_path`)."""
     if not argument:
-        raise ValueError("the net fusion needs the trained NET's path: net:PATH/TO/net.safetensors")
+        raise ValueError(
+            "the net fusion needs the trained NET's path: net:PATH/TO/net.safetensors "
+            "(or net:bundled, the NET shipped for efficientnet_lite0)"
+        )
+    if argument == "bundled":
+        from mlfem.training.bundled import bundled_net_path
+
+        argument = str(bundled_net_path())
     try:
         return load_fusion_net(argument)
     except CheckpointError as error:
