@@ -22,3 +22,14 @@ def osie_dir() -> Path:
 def tiny_cnn() -> TinyCNN:
     torch.manual_seed(0)
     return TinyCNN().eval()
+
+
+@pytest.fixture(scope="module")
+def one_thread():
+    """Run a module's tests on one intra-op thread: several parallel test jobs on 2 cores
+    otherwise make OpenMP threads spin against each other (an order of magnitude slower).
+    The previous setting is restored."""
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(previous)

@@ -22,12 +22,8 @@ from mlfem.training import (
 from mlfem.training.augment import augment_batch, normalize_batch, resize_image
 
 
-@pytest.fixture(scope="module", autouse=True)
-def _one_thread():
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
+# Training tests run single-threaded (see conftest.one_thread).
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def test_average_precision_by_hand() -> None:

@@ -35,14 +35,8 @@ from mlfem.training._data import DatasetSpec
 SIZE = 64
 
 
-@pytest.fixture(scope="module", autouse=True)
-def _one_thread():
-    # Single-threaded kernels: several parallel test jobs on 2 cores otherwise make
-    # OpenMP threads spin against each other (an order of magnitude slower).
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
+# Training tests run single-threaded (see conftest.one_thread).
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")

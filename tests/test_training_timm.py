@@ -15,12 +15,8 @@ from mlfem.models import load_model
 from mlfem.training import ClassifierConfig, load_classifier, rebuild_classifier, train_classifier
 
 
-@pytest.fixture(scope="module", autouse=True)
-def _one_thread():
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
+# Training tests run single-threaded (see conftest.one_thread).
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def test_a_tiny_timm_model_is_fine_tuned_saved_and_rebuilt(

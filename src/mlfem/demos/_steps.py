@@ -6,10 +6,11 @@ import contextlib
 import sys
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Any
 
-__all__ = ["DemoResult", "timed_step"]
+__all__ = ["DemoResult", "timed_step", "write_report_and_table"]
 
 
 @dataclass
@@ -36,3 +37,20 @@ def timed_step(name: str, timings: dict[str, float], progress: bool) -> Iterator
     timings[name] = round(time.perf_counter() - start, 2)
     if progress:
         print(f"demo: {name} done in {timings[name]:.1f} s", file=sys.stderr, flush=True)
+
+
+def write_report_and_table(
+    out: Path, plan: Any, timings: dict[str, float], started: float, seed: int, progress: bool
+) -> tuple[Path, str]:
+    """The steps that end every demo: the HTML report of ``out/evaluation``, the total time,
+    ``timings.csv`` and ``plan.txt``; returns the report's path and the headline table."""
+    from mlfem.reporting import headline_table, write_report
+    from mlfem.reporting.tables import write_csv
+
+    with timed_step("write the report", timings, progress):
+        report = write_report(out / "evaluation", seed=seed)
+    timings["total"] = round(time.perf_counter() - started, 2)
+    table = headline_table(out / "evaluation" / "results.csv", seed=seed)
+    write_csv(out / "timings.csv", [{"step": k, "seconds": v} for k, v in timings.items()])
+    (out / "plan.txt").write_text("\n".join(f"{k} = {v}" for k, v in asdict(plan).items()) + "\n")
+    return report, table

@@ -14,10 +14,10 @@ Rerunning the same command resumes the evaluation and redoes nothing that is fin
 from __future__ import annotations
 
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 
-from mlfem.demos._steps import DemoResult, timed_step
+from mlfem.demos._steps import DemoResult, timed_step, write_report_and_table
 
 __all__ = ["PLANS", "RealDemoPlan", "run_real_demo"]
 
@@ -63,8 +63,6 @@ def run_real_demo(
 ) -> DemoResult:
     """Run the real-data demo into ``out`` (see the module docstring) and return what it wrote."""
     from mlfem.evaluation.runner import EvaluationConfig, run_evaluation
-    from mlfem.reporting import headline_table, write_report
-    from mlfem.reporting.tables import write_csv
     from mlfem.training import bundled_net_path
 
     plan = PLANS["quick" if quick else "default"]
@@ -83,10 +81,5 @@ def run_real_demo(
             gallery=plan.gallery, limit=plan.limit, progress=progress,
         ))
 
-    with timed_step("write the report", timings, progress):
-        report = write_report(out / "evaluation", seed=seed)
-    timings["total"] = round(time.perf_counter() - started, 2)
-    table = headline_table(out / "evaluation" / "results.csv", seed=seed)
-    write_csv(out / "timings.csv", [{"step": k, "seconds": v} for k, v in timings.items()])
-    (out / "plan.txt").write_text("\n".join(f"{k} = {v}" for k, v in asdict(plan).items()) + "\n")
+    report, table = write_report_and_table(out, plan, timings, started, seed, progress)
     return DemoResult(out, f"{model} --weights {weights}", net, out / "evaluation", report, timings, table)

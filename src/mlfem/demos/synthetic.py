@@ -16,11 +16,11 @@ stopped, and a finished step is not redone.
 from __future__ import annotations
 
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from mlfem.demos._steps import DemoResult, timed_step
+from mlfem.demos._steps import DemoResult, timed_step, write_report_and_table
 
 __all__ = ["PLANS", "SyntheticDemoPlan", "run_synthetic_demo"]
 
@@ -69,8 +69,6 @@ def run_synthetic_demo(
 ) -> DemoResult:
     """Run the synthetic demo into ``out`` (see the module docstring) and return what it wrote."""
     from mlfem.evaluation.runner import EvaluationConfig, run_evaluation
-    from mlfem.reporting import headline_table, write_report
-    from mlfem.reporting.tables import write_csv
     from mlfem.training import ClassifierConfig, train_classifier
 
     plan = PLANS["quick" if quick else "default"]
@@ -105,12 +103,7 @@ def run_synthetic_demo(
             workers=workers, device=device, seed=seed, gallery=plan.gallery, progress=progress,
         ))
 
-    with timed_step("write the report", timings, progress):
-        report = write_report(out / "evaluation", seed=seed)
-    timings["total"] = round(time.perf_counter() - started, 2)
-    table = headline_table(out / "evaluation" / "results.csv", seed=seed)
-    write_csv(out / "timings.csv", [{"step": k, "seconds": v} for k, v in timings.items()])
-    (out / "plan.txt").write_text("\n".join(f"{k} = {v}" for k, v in asdict(plan).items()) + "\n")
+    report, table = write_report_and_table(out, plan, timings, started, seed, progress)
     return DemoResult(out, classifier, net, out / "evaluation", report, timings, table)
 
 
