@@ -51,6 +51,7 @@ __all__ = [
     "SyntheticGaze",
     "available_datasets",
     "bundled_osie_root",
+    "canonical_name",
     "collate",
     "default_sigma",
     "make_splits",
@@ -85,12 +86,26 @@ def default_sigma(name: str) -> float | None:
     return getattr(cls, "default_sigma", None)
 
 
-def _canonical(name: str) -> str:
+def canonical_name(name: str, *, strict: bool = False) -> str:
+    """The registry key of a dataset name, so that two spellings of one dataset compare equal.
+
+    Case, ``-`` and ``_`` are ignored and aliases are resolved: ``"MIT"``, ``"mit-1003"`` and
+    ``"mit1003"`` all give ``"mit1003"``; ``"osie-sample"`` gives ``"osiesample"``.
+
+    Args:
+        name: a dataset name as a user, a CLI option or a checkpoint's record spells it.
+        strict: raise ``ValueError`` for a name no registered dataset answers to.  By default
+            such a name comes back normalised, so names recorded by other tools still compare.
+    """
     key = name.strip().lower().replace("-", "").replace("_", "")
     key = _ALIASES.get(key, key)
-    if key not in DATASETS:
+    if strict and key not in DATASETS:
         raise ValueError(f"unknown dataset {name!r}; available: {', '.join(DATASETS)}")
     return key
+
+
+def _canonical(name: str) -> str:
+    return canonical_name(name, strict=True)
 
 
 def open_dataset(name: str, root: str | Path | None = None, **options: Any) -> Dataset:

@@ -29,6 +29,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
+from mlfem.datasets import canonical_name
 from mlfem.training.checkpoint import CheckpointError, read_metadata
 
 __all__ = [
@@ -44,11 +45,9 @@ __all__ = [
 
 #: Roles of the ids a checkpoint records.
 ROLES: tuple[str, ...] = ("train", "val", "classifier-train", "classifier-val")
-_ALIASES = {
-    "mexculture142": "mexculture", "mit": "mit1003", "cat": "cat2000",
-    # The sample shipped with mlfem is a subset of OSIE with the same image ids.
-    "osiesample": "osie",
-}
+# Not an alias (the loaders keep them apart) but the same image ids: the sample shipped with
+# mlfem is a subset of OSIE, so an OSIE checkpoint must be compared with it.
+_SAME_IMAGES = {"osiesample": "osie"}
 
 
 class LeakageError(ValueError):
@@ -230,8 +229,8 @@ def check_leakage(
 
 
 def _canonical(name: str) -> str:
-    key = name.strip().lower().replace("-", "").replace("_", "")
-    return _ALIASES.get(key, key)
+    key = canonical_name(name)
+    return _SAME_IMAGES.get(key, key)
 
 
 def _label(checkpoint: Any) -> str:
