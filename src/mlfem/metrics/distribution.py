@@ -19,6 +19,7 @@ from mlfem.metrics._common import (
     row_dot,
     sum_normalise,
 )
+from mlfem.metrics.registry import register_metric
 
 __all__ = ["SIM_VARIANTS", "kld", "pcc", "sim"]
 
@@ -37,6 +38,8 @@ def _pcc(pred: torch.Tensor, gt: torch.Tensor) -> torch.Tensor:
     return torch.where(undefined, float("nan"), r)
 
 
+@register_metric("pcc", needs="gt", higher_is_better=True, aliases=("cc",),
+                 summary="Pearson correlation with the GFDM")
 def pcc(pred: torch.Tensor, gt: torch.Tensor) -> torch.Tensor:
     """Pearson correlation coefficient (CC) of the flattened maps; symmetric.
 
@@ -65,6 +68,10 @@ def _sim(pred: torch.Tensor, gt: torch.Tensor, mit: bool) -> torch.Tensor:
     return torch.where(ok, inter.clamp(0.0, 1.0), float("nan"))
 
 
+@register_metric("sim_mit", needs="gt", higher_is_better=True, variant="mit",
+                 summary="histogram intersection, MIT min-max variant")
+@register_metric("sim", needs="gt", higher_is_better=True,
+                 summary="histogram intersection, sum-normalised maps")
 def sim(pred: torch.Tensor, gt: torch.Tensor, variant: str = "default") -> torch.Tensor:
     """Similarity (histogram intersection): ``sum(min(p, q))`` of the maps as distributions.
 
@@ -85,6 +92,8 @@ def _kld(pred: torch.Tensor, gt: torch.Tensor) -> torch.Tensor:
     return (qd * torch.log(EPS + qd / (pd + EPS))).sum(dim=(1, 2))
 
 
+@register_metric("kld", needs="gt", higher_is_better=False, aliases=("kl",),
+                 summary="KL(GFDM || prediction), nats, MIT form")
 def kld(pred: torch.Tensor, gt: torch.Tensor) -> torch.Tensor:
     """Kullback-Leibler divergence KL(gt || pred) in nats, MIT form.
 

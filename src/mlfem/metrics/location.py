@@ -26,6 +26,7 @@ from mlfem.metrics._common import (
     sum_normalise,
     weighted_mean,
 )
+from mlfem.metrics.registry import register_metric
 
 __all__ = ["auc_borji", "auc_judd", "auc_pixels", "info_gain", "nss", "sauc"]
 
@@ -100,6 +101,7 @@ def _nss(s: torch.Tensor, c: torch.Tensor) -> torch.Tensor:
     return torch.where(const | (n_fix <= 0), float("nan"), out)
 
 
+@register_metric("nss", needs="fix", higher_is_better=True, summary="mean z-score at fixations")
 def nss(pred: torch.Tensor, fix: torch.Tensor) -> torch.Tensor:
     """Normalised Scanpath Saliency: mean of the z-scored map (population std) at fixations.
 
@@ -153,6 +155,8 @@ def _auc_judd(s: torch.Tensor, c: torch.Tensor) -> torch.Tensor:
     return torch.where(n_fixated > 0, _trapz_asc(tp, fp), float("nan"))
 
 
+@register_metric("auc_judd", needs="fix", higher_is_better=True,
+                 summary="AUC-Judd, unfixated pixels as negatives")
 def auc_judd(pred: torch.Tensor, fix: torch.Tensor) -> torch.Tensor:
     """AUC-Judd (MIT benchmark, without jitter).
 
@@ -201,6 +205,8 @@ def _sampled_auc(
     return _trapz_desc(tp.expand_as(fp), fp).mean()
 
 
+@register_metric("auc_borji", needs="fix", higher_is_better=True, uses=("seed",),
+                 summary="AUC-Borji, random pixels as negatives")
 def auc_borji(
     pred: torch.Tensor,
     fix: torch.Tensor,
@@ -260,6 +266,8 @@ def _rank_auc(s: torch.Tensor, pos_w: torch.Tensor, neg_w: torch.Tensor) -> torc
     return (score * pos_w[pos_mask]).sum() / (pos_w[pos_mask].sum() * cum[-1])
 
 
+@register_metric("auc_pixels", needs="fix", higher_is_better=True,
+                 summary="AUC per fixation, all pixels as negatives")
 def auc_pixels(pred: torch.Tensor, fix: torch.Tensor) -> torch.Tensor:
     """AUC with every pixel as a negative, per fixation (pysaliency's ``AUC``), ties counting 1/2.
 
@@ -276,6 +284,8 @@ def auc_pixels(pred: torch.Tensor, fix: torch.Tensor) -> torch.Tensor:
     return finish(out, p.squeeze)
 
 
+@register_metric("sauc", needs="fix", higher_is_better=True, uses=("other_fix", "seed"),
+                 aliases=("s_auc",), summary="shuffled AUC, other images' fixations as negatives")
 def sauc(
     pred: torch.Tensor,
     fix: torch.Tensor,
@@ -341,6 +351,8 @@ def sauc(
     return finish(out, p.squeeze)
 
 
+@register_metric("info_gain", needs="fix", higher_is_better=True, uses=("baseline",),
+                 aliases=("ig",), summary="information gain over a baseline, bits/fixation")
 def info_gain(
     pred: torch.Tensor,
     fix: torch.Tensor,

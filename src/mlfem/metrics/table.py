@@ -1,9 +1,12 @@
-"""Metric registry and :func:`evaluate`: all requested metrics for a batch, as a tidy table."""
+"""Metrics by name (:func:`compute`) and :func:`evaluate`: all requested metrics for a batch, as a
+tidy table.  The metrics themselves are registered beside their functions (:mod:`.registry`)."""
 
 from __future__ import annotations
 
 import csv
+import importlib
 import math
+import pkgutil
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -11,47 +14,30 @@ from pathlib import Path
 import torch
 
 from mlfem.metrics._common import as_batch, match_size
-from mlfem.metrics.distribution import kld, pcc, sim
-from mlfem.metrics.location import auc_borji, auc_judd, auc_pixels, info_gain, nss, sauc
+from mlfem.metrics.registry import METRICS, MetricSpec, resolve
 
 __all__ = ["METRICS", "MetricSpec", "MetricTable", "compute", "evaluate", "resolve"]
 
 
-@dataclass(frozen=True)
-class MetricSpec:
-    """A registered metric: what it needs and which direction is better."""
+def _register_all() -> None:
+    """Import every public module of :mod:`mlfem.metrics`: its decorated functions register.
 
-    name: str
-    needs: str  # "gt": a density map; "fix": a fixation count map
-    higher_is_better: bool
-    summary: str
+    Discovery (rather than a list here) is what makes a new metric one file; modules come in
+    name order, so ``distribution`` (pcc, sim, sim_mit, kld) precedes ``location``.
+    """
+    for module in pkgutil.iter_modules([str(Path(__file__).parent)]):
+        if not module.name.startswith("_") and module.name not in ("registry", "table"):
+            importlib.import_module(f"mlfem.metrics.{module.name}")
 
 
-METRICS: dict[str, MetricSpec] = {
-    spec.name: spec
-    for spec in (
-        MetricSpec("pcc", "gt", True, "Pearson correlation with the GFDM"),
-        MetricSpec("sim", "gt", True, "histogram intersection, sum-normalised maps"),
-        MetricSpec("sim_mit", "gt", True, "histogram intersection, MIT min-max variant"),
-        MetricSpec("kld", "gt", False, "KL(GFDM || prediction), nats, MIT form"),
-        MetricSpec("nss", "fix", True, "mean z-score at fixations"),
-        MetricSpec("auc_judd", "fix", True, "AUC-Judd, unfixated pixels as negatives"),
-        MetricSpec("auc_borji", "fix", True, "AUC-Borji, random pixels as negatives"),
-        MetricSpec("auc_pixels", "fix", True, "AUC per fixation, all pixels as negatives"),
-        MetricSpec("sauc", "fix", True, "shuffled AUC, other images' fixations as negatives"),
-        MetricSpec("info_gain", "fix", True, "information gain over a baseline, bits/fixation"),
-    )
+_register_all()
+
+# What each input is, for the error raised when a metric's input is missing.
+_INPUTS = {
+    "gt": "a ground-truth density map (gt=)",
+    "fix": "a fixation map (fix=)",
+    "other_fix": "the other images' fixations (other_fix=)",
 }
-
-_ALIASES: dict[str, str] = {"cc": "pcc", "ig": "info_gain", "s_auc": "sauc", "kl": "kld"}
-
-
-def resolve(name: str) -> MetricSpec:
-    """The :class:`MetricSpec` of ``name`` (aliases ``cc``, ``ig``, ``kl``, ``s_auc`` accepted)."""
-    key = _ALIASES.get(name.lower(), name.lower())
-    if key not in METRICS:
-        raise ValueError(f"unknown metric {name!r}; known: {', '.join(METRICS)}")
-    return METRICS[key]
 
 
 def compute(
@@ -64,31 +50,20 @@ def compute(
     baseline: torch.Tensor | str = "centre",
     seed: int | None = 0,
 ) -> torch.Tensor:
-    """One metric by name; ``gt`` for distribution metrics, ``fix`` for location metrics."""
+    """One metric by name; ``gt`` for distribution metrics, ``fix`` for location metrics.
+
+    ``other_fix`` (shuffled AUC), ``baseline`` (information gain) and ``seed`` (sampled AUCs)
+    reach only the metrics registered as using them (:func:`mlfem.metrics.register_metric`).
+    """
     spec = resolve(name)
-    target = gt if spec.needs == "gt" else fix
-    if target is None:
-        what = "a ground-truth density map (gt=)" if spec.needs == "gt" else "a fixation map (fix=)"
-        raise ValueError(f"metric {spec.name!r} needs {what}")
-    if spec.name == "pcc":
-        return pcc(pred, target)
-    if spec.name in ("sim", "sim_mit"):
-        return sim(pred, target, variant="mit" if spec.name == "sim_mit" else "default")
-    if spec.name == "kld":
-        return kld(pred, target)
-    if spec.name == "nss":
-        return nss(pred, target)
-    if spec.name == "auc_judd":
-        return auc_judd(pred, target)
-    if spec.name == "auc_borji":
-        return auc_borji(pred, target, seed=seed)
-    if spec.name == "auc_pixels":
-        return auc_pixels(pred, target)
-    if spec.name == "sauc":
-        if other_fix is None:
-            raise ValueError("metric 'sauc' needs the other images' fixations (other_fix=)")
-        return sauc(pred, target, other_fix, seed=seed)
-    return info_gain(pred, target, baseline)
+    given = {"gt": gt, "fix": fix, "other_fix": other_fix, "baseline": baseline, "seed": seed}
+    for needed in (spec.needs, *spec.uses):
+        if needed in _INPUTS and given[needed] is None:
+            raise ValueError(f"metric {spec.name!r} needs {_INPUTS[needed]}")
+    if spec.function is None:  # a MetricSpec built by hand rather than by register_metric
+        raise ValueError(f"metric {spec.name!r} has no function: register it with register_metric")
+    shared = {key: given[key] for key in spec.uses}
+    return spec.function(pred, given[spec.needs], **spec.options, **shared)
 
 
 @dataclass
