@@ -10,15 +10,10 @@ import pytest
 import torch
 
 from mlfem import MLFEM
+from mlfem.fusion.net import FusionMismatchError, bundled_net_path, load_fusion_net
 from mlfem.models import load_model
-from mlfem.training import (
-    FusionMismatchError,
-    bundled_net_path,
-    check_leakage,
-    export_net,
-    load_fusion_net,
-    read_metadata,
-)
+from mlfem.models.checkpoint import read_metadata
+from mlfem.training import check_leakage, export_net
 
 TEST_SAMPLE = {str(number) for number in range(1001, 1041)}
 

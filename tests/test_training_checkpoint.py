@@ -9,22 +9,18 @@ from pathlib import Path
 import pytest
 import torch
 
+from mlfem.fusion.net import FusionNet, load_fusion_net, save_fusion_net
 from mlfem.models import ModelLoadError, Preprocessing, load_model
-from mlfem.training import (
+from mlfem.models.architectures import SmallCNN, build_classifier, find_head
+from mlfem.models.checkpoint import (
     CheckpointError,
-    FusionNet,
-    SmallCNN,
-    build_classifier,
     load_classifier,
-    load_fusion_net,
     model_fingerprint,
     read_metadata,
     save_classifier,
-    save_fusion_net,
     state_fingerprint,
 )
 from mlfem.training._state import load_training_state, save_training_state
-from mlfem.training.architectures import find_head
 
 
 def _save_small(path: Path, seed: int = 0) -> SmallCNN:

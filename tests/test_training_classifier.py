@@ -11,12 +11,12 @@ import pytest
 import torch
 from PIL import Image
 
+from mlfem.models.checkpoint import load_classifier
 from mlfem.training import (
     Augmentation,
     ClassifierConfig,
     average_precision,
     classification_metrics,
-    load_classifier,
     train_classifier,
 )
 from mlfem.training.augment import augment_batch, normalize_batch, resize_image

@@ -13,14 +13,10 @@ import torch
 
 from mlfem import MLFEM
 from mlfem.cli import main
+from mlfem.fusion.net import FusionMismatchError, load_fusion_net
 from mlfem.models import Preprocessing, load_model
-from mlfem.training import (
-    FusionMismatchError,
-    LeakageWarning,
-    check_leakage,
-    load_fusion_net,
-    model_fingerprint,
-)
+from mlfem.models.checkpoint import model_fingerprint
+from mlfem.training import LeakageWarning, check_leakage
 from test_datasets_fixtures import make_osie
 from tiny_models import TinyCNN
 

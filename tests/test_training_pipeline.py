@@ -14,19 +14,18 @@ import pytest
 import torch
 
 from mlfem import MLFEM
+from mlfem.fusion.net import FusionMismatchError, load_fusion_net
 from mlfem.models import load_model
+from mlfem.models.checkpoint import load_classifier
 from mlfem.training import (
     ClassifierConfig,
     FusionConfig,
-    FusionMismatchError,
     LeakageError,
     LeakageWarning,
     MapCache,
     check_leakage,
     compare_fusions,
     default_fusions,
-    load_classifier,
-    load_fusion_net,
     train_classifier,
     train_fusion,
 )

@@ -12,13 +12,13 @@ import torch
 
 from mlfem import MLFEM
 from mlfem.datasets import open_dataset
+from mlfem.models.checkpoint import read_metadata
 from mlfem.training import (
     CacheMismatchError,
     ClassifierConfig,
     FusionConfig,
     MapCache,
     TrainingInterrupted,
-    read_metadata,
     train_classifier,
     train_fusion,
 )
@@ -124,7 +124,7 @@ def test_a_resumed_net_equals_the_uninterrupted_run(reference, tmp_path: Path) -
 
 
 def test_an_interrupted_map_cache_continues_where_it_stopped(reference, tmp_path: Path) -> None:
-    from mlfem.training import load_classifier
+    from mlfem.models.checkpoint import load_classifier
 
     model = load_classifier(reference.checkpoint).model
     explainer = MLFEM(model)

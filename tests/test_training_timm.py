@@ -12,7 +12,9 @@ import torch
 
 from mlfem.cli import main
 from mlfem.models import load_model
-from mlfem.training import ClassifierConfig, load_classifier, rebuild_classifier, train_classifier
+from mlfem.models.architectures import rebuild_classifier
+from mlfem.models.checkpoint import load_classifier
+from mlfem.training import ClassifierConfig, train_classifier
 
 
 # Training tests run single-threaded (see conftest.one_thread).

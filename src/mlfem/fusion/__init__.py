@@ -49,9 +49,9 @@ _FACTORIES: dict[str, FusionFactory] = {
 
 
 def _net_factory(argument: str | None, alpha: float, normalize: Normalization) -> FusionOperator:
-    """``net:PATH``: a NET trained by ``mlfem train-fusion``. Imported on first use, so
-    ``import mlfem`` does not load the training code."""
-    from mlfem.training.fusion_net import net_fusion_factory
+    """``net:PATH``: a NET trained by ``mlfem train-fusion`` (:mod:`mlfem.fusion.net`).
+    Imported on first use, so ``import mlfem`` does not load the checkpoint reader."""
+    from mlfem.fusion.net import net_fusion_factory
 
     return net_fusion_factory(argument, alpha, normalize)
 

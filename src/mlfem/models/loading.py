@@ -304,7 +304,7 @@ def _load_mlfem_checkpoint(path: Path, weights: str | None) -> LoadedModel:
     come from its JSON sidecar (see ``mlfem.training``)."""
     if weights is not None:
         raise ModelLoadError(f"--weights: {path} already contains its weights")
-    from mlfem.training.checkpoint import CheckpointError, load_classifier
+    from mlfem.models.checkpoint import CheckpointError, load_classifier
 
     try:
         return load_classifier(path)

@@ -17,20 +17,28 @@ The flat public API::
     check_leakage("synthetic", test_ids, [clf.checkpoint, net.checkpoint])
 
 Checkpoints are safetensors weights plus a JSON sidecar; nothing is ever unpickled.
-See ``docs/training.md``.
+See ``docs/training.md``. Reading them is not training: checkpoints and architectures live in
+:mod:`mlfem.models.checkpoint` and :mod:`mlfem.models.architectures`, the NET operator in
+:mod:`mlfem.fusion.net`; they are re-exported here. The old module paths
+(``mlfem.training.checkpoint``, ``.architectures``, ``.fusion_net``) still import, with a
+``DeprecationWarning``.
 """
 
-from mlfem.training._state import TrainingInterrupted
-from mlfem.training.architectures import (
+from mlfem.fusion.net import (
+    FusionMismatchError,
+    FusionNet,
+    NetFusion,
+    load_fusion_net,
+    save_fusion_net,
+)
+from mlfem.models.architectures import (
     SMALL_CNN,
     SmallCNN,
     build_classifier,
     rebuild_classifier,
     replace_head,
 )
-from mlfem.training.augment import AUGMENTATIONS, Augmentation
-from mlfem.training.bundled import bundled_net_path, export_net
-from mlfem.training.checkpoint import (
+from mlfem.models.checkpoint import (
     CheckpointError,
     LoadedClassifier,
     load_classifier,
@@ -39,17 +47,13 @@ from mlfem.training.checkpoint import (
     save_classifier,
     state_fingerprint,
 )
+from mlfem.training._state import TrainingInterrupted
+from mlfem.training.augment import AUGMENTATIONS, Augmentation
+from mlfem.training.bundled import bundled_net_path, export_net
 from mlfem.training.classifier import train_classifier
 from mlfem.training.classifier_config import ClassifierConfig, ClassifierRun
 from mlfem.training.fusion_compare import compare_fusions, default_fusions
 from mlfem.training.fusion_config import FusionConfig, FusionRun
-from mlfem.training.fusion_net import (
-    FusionMismatchError,
-    FusionNet,
-    NetFusion,
-    load_fusion_net,
-    save_fusion_net,
-)
 from mlfem.training.leakage import (
     LeakageError,
     LeakageReport,
@@ -104,3 +108,15 @@ __all__ = [
     "train_classifier",
     "train_fusion",
 ]
+
+
+def __getattr__(name: str) -> object:
+    # ``mlfem.training.checkpoint`` as an attribute (without importing it) worked while the
+    # package imported its submodules; the moved ones now load, and warn, on first access.
+    from mlfem.training._moved import MOVED
+
+    if f"{__name__}.{name}" in MOVED:
+        import importlib
+
+        return importlib.import_module(f"{__name__}.{name}")
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -16,9 +16,9 @@ from typing import TYPE_CHECKING, Any
 import torch
 from torch import nn
 
+from mlfem.models.checkpoint import load_classifier, model_fingerprint, state_fingerprint
 from mlfem.models.preprocessing import Preprocessing
 from mlfem.training._data import DatasetSpec
-from mlfem.training.checkpoint import load_classifier, model_fingerprint, state_fingerprint
 
 if TYPE_CHECKING:
     from mlfem.training.fusion_config import FusionConfig

@@ -12,6 +12,8 @@ the same maps, and the command that made it (docs/training.md)::
     # mlfem explain IMAGES --fusion net:$(python -c "import mlfem.training as t; print(t.bundled_net_path())")
 
 Like any NET, it refuses the maps of another model (another architecture, or other weights).
+:func:`bundled_net_path` lives in :mod:`mlfem.fusion.net` (``net:bundled`` resolves it there)
+and is re-exported here.
 """
 
 from __future__ import annotations
@@ -23,7 +25,8 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from mlfem.training.checkpoint import (
+from mlfem.fusion.net import BUNDLED_NETS, bundled_net_path
+from mlfem.models.checkpoint import (
     NET_FORMAT,
     read_checkpoint,
     sidecar_path,
@@ -32,29 +35,6 @@ from mlfem.training.checkpoint import (
 )
 
 __all__ = ["BUNDLED_NETS", "bundled_net_path", "export_net"]
-
-_NETS = Path(__file__).resolve().parent.parent / "resources" / "nets"
-
-#: Bundled NETs by the model spec they were trained for.
-BUNDLED_NETS: dict[str, str] = {"efficientnet_lite0": "efficientnet_lite0-osie.safetensors"}
-
-
-def bundled_net_path(model: str = "efficientnet_lite0") -> Path:
-    """Path of the NET bundled for ``model`` (its ``.json`` record lies beside it).
-
-    Raises:
-        ValueError: no NET is bundled for ``model``.
-        FileNotFoundError: the file is missing from this installation.
-    """
-    if model not in BUNDLED_NETS:
-        raise ValueError(
-            f"no NET is bundled for {model!r}; bundled: {', '.join(BUNDLED_NETS)}. "
-            "Train one with mlfem train-fusion --model ... (docs/training.md)"
-        )
-    path = _NETS / BUNDLED_NETS[model]
-    if not path.is_file():
-        raise FileNotFoundError(f"the bundled NET {path} is missing from this installation")
-    return path
 
 
 def export_net(

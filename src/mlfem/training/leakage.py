@@ -30,7 +30,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from mlfem.datasets import canonical_name
-from mlfem.training.checkpoint import CheckpointError, read_metadata
+from mlfem.models.checkpoint import CheckpointError, read_metadata
 
 __all__ = [
     "ROLES",

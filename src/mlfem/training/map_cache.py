@@ -9,8 +9,8 @@ resolution)::
     ...
 
 The maps are computed in batches by one forward pass each (``MLFEM.layer_maps``) at the
-classifier's input size, resized with :func:`~mlfem.training.fusion_net.resize_layer_maps`
-(exactly what :class:`~mlfem.training.fusion_net.NetFusion` does at inference) and written
+classifier's input size, resized with :func:`~mlfem.fusion.net.resize_layer_maps`
+(exactly what :class:`~mlfem.fusion.net.NetFusion` does at inference) and written
 shard by shard; the index is rewritten (atomically) after each shard. An interrupted build
 keeps its finished shards, writes the batches it already computed as a last shard, and a
 later build with the same key continues after them. A folder built for another key is
@@ -33,11 +33,11 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset, Subset
 
+from mlfem.fusion.net import resize_layer_maps
+from mlfem.models.checkpoint import write_json_atomic
 from mlfem.training._data import ImageBatch, progress_bar
 from mlfem.training._state import TrainingInterrupted
 from mlfem.training.augment import normalize_batch
-from mlfem.training.checkpoint import write_json_atomic
-from mlfem.training.fusion_net import resize_layer_maps
 
 __all__ = ["CACHE_FORMAT", "CacheMismatchError", "MapCache", "cache_key_digest"]
 

@@ -1,0 +1,225 @@
+"""Classifier architectures to fine-tune: torchvision or timm models with a new head, or a
+small CNN.
+
+An architecture is described by a JSON-able *spec* recorded in the checkpoint, from which
+:func:`rebuild_classifier` makes the same module (random weights, nothing downloaded) for
+the saved state_dict::
+
+    {"name": "resnet50", "library": "torchvision", "num_classes": 80, "head": "fc"}
+    {"name": "tf_efficientnet_lite0", "library": "timm", "num_classes": 5, "head": "classifier"}
+    {"name": "small-cnn", "library": "mlfem", "num_classes": 6, "options": {"widths": [...]}}
+
+A pretrained start also records the input normalisation its weights expect
+(``"normalization": {"mean": [...], "std": [...]}``), which training then uses.
+timm models are named ``timm:<name>``, or by an alias of a network whose ImageNet weights
+install with mlfem (``efficientnet_lite0``, :data:`mlfem.models.pretrained.OFFLINE_TIMM_NAMES`).
+torchvision and timm are imported only when one of their architectures is asked for.
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from collections.abc import Sequence
+from typing import Any
+
+from torch import Tensor, nn
+
+__all__ = [
+    "SMALL_CNN",
+    "SmallCNN",
+    "build_classifier",
+    "find_head",
+    "rebuild_classifier",
+    "replace_head",
+]
+
+SMALL_CNN = "small-cnn"
+
+
+class SmallCNN(nn.Module):
+    """A small CNN for fast CPU runs: one conv-BN-ReLU stage per resolution, then a linear head.
+
+    Stage ``i`` is a 3x3 convolution to ``widths[i]`` channels (stride 2 in the first stage,
+    which keeps the cost of full-resolution layers away), batch-norm and ReLU, followed by
+    2x2 max-pooling except after the last stage. MLFEM's automatic layer discovery (last
+    activation of each resolution) therefore finds one layer per stage,
+    ``features.stage1.relu`` ... ``features.stageN.relu``, at 1/2, 1/4, 1/8... of the input.
+    With the default widths (16, 32, 64, 128): about 100 k parameters.
+    """
+
+    def __init__(self, num_classes: int, widths: Sequence[int] = (16, 32, 64, 128)) -> None:
+        super().__init__()
+        if num_classes < 1 or not widths or min(widths) < 1:
+            raise ValueError("SmallCNN needs num_classes >= 1 and positive widths")
+        self.widths = [int(w) for w in widths]
+        layers: OrderedDict[str, nn.Module] = OrderedDict()
+        channels = 3
+        for index, width in enumerate(self.widths, start=1):
+            layers[f"stage{index}"] = nn.Sequential(
+                OrderedDict(
+                    conv=nn.Conv2d(
+                        channels, width, 3, stride=2 if index == 1 else 1, padding=1, bias=False
+                    ),
+                    bn=nn.BatchNorm2d(width),
+                    # Not in place: FEM reads this output in a hook.
+                    relu=nn.ReLU(),
+                )
+            )
+            if index < len(self.widths):
+                layers[f"pool{index}"] = nn.MaxPool2d(2)
+            channels = width
+        self.features = nn.Sequential(layers)
+        self.pool = nn.AdaptiveAvgPool2d(1)
+        self.fc = nn.Linear(channels, num_classes)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.fc(self.pool(self.features(x)).flatten(1))
+
+
+def find_head(model: nn.Module) -> str:
+    """Name of the classification head: the last ``nn.Linear`` registered in the model.
+
+    That is ``fc`` for ResNet/RegNet/Inception, ``classifier.6`` for VGG,
+    ``classifier`` for DenseNet, ``classifier.<last>`` for MobileNet/EfficientNet/ConvNeXt,
+    ``heads.head`` for ViT.
+    """
+    name = None
+    for module_name, module in model.named_modules():
+        if isinstance(module, nn.Linear):
+            name = module_name
+    if name is None:
+        raise ValueError(
+            f"{type(model).__name__} has no nn.Linear layer to replace with a new head; "
+            "architectures whose classifier is a convolution (SqueezeNet) are not supported"
+        )
+    return name
+
+
+def replace_head(model: nn.Module, num_classes: int, head: str | None = None) -> str:
+    """Replace the model's final linear layer by a new one with ``num_classes`` outputs.
+
+    Returns the name of the replaced module. The new layer uses PyTorch's default
+    initialisation, drawn from the global RNG (seed it first for reproducibility).
+    """
+    name = head or find_head(model)
+    old = model.get_submodule(name)
+    if not isinstance(old, nn.Linear):
+        raise ValueError(f"{name} is a {type(old).__name__}, not an nn.Linear head")
+    new = nn.Linear(old.in_features, num_classes, bias=old.bias is not None)
+    parent_name, _, child = name.rpartition(".")
+    parent = model.get_submodule(parent_name) if parent_name else model
+    setattr(parent, child, new)
+    return name
+
+
+def build_classifier(
+    architecture: str, num_classes: int, weights: str | None = None
+) -> tuple[nn.Module, dict[str, Any]]:
+    """A fresh classifier for ``num_classes`` classes, and its architecture spec.
+
+    Args:
+        architecture: ``"small-cnn"``, a torchvision classification model name,
+            ``"timm:<name>"`` or ``"efficientnet_lite0"``.
+        num_classes: outputs of the new head.
+        weights: starting weights before the head is replaced: ``None`` (random),
+            ``"imagenet"`` (installed for ``efficientnet_lite0``; torchvision's or timm's
+            download otherwise) or a local state_dict file for the original architecture
+            (e.g. ImageNet weights saved as ``.pth``/``.safetensors``).
+    """
+    if architecture == SMALL_CNN:
+        if weights is not None:
+            raise ValueError(f"{SMALL_CNN} has no pretrained weights; omit weights")
+        model = SmallCNN(num_classes)
+        spec = {
+            "name": SMALL_CNN,
+            "library": "mlfem",
+            "num_classes": num_classes,
+            "options": {"widths": model.widths},
+        }
+        return model, spec
+    timm_name = _timm_name(architecture)
+    if timm_name is not None:
+        model, normalization = _timm_model(architecture, timm_name, weights)
+        library, name = "timm", timm_name
+    else:
+        model, normalization = _torchvision_model(architecture, weights)
+        library, name = "torchvision", architecture
+    head = replace_head(model, num_classes)
+    spec: dict[str, Any] = {
+        "name": name,
+        "library": library,
+        "num_classes": num_classes,
+        "head": head,
+    }
+    if normalization is not None:
+        spec["normalization"] = normalization
+    return model, spec
+
+
+def rebuild_classifier(spec: dict[str, Any]) -> nn.Module:
+    """The module described by an architecture spec, with random weights (to load a state into)."""
+    try:
+        library, name, num_classes = spec["library"], spec["name"], int(spec["num_classes"])
+    except (KeyError, TypeError, ValueError) as error:
+        raise ValueError(f"incomplete architecture spec {spec!r}") from error
+    if library == "mlfem" and name == SMALL_CNN:
+        return SmallCNN(num_classes, **spec.get("options", {}))
+    if library == "torchvision":
+        model, _ = _torchvision_model(name, None)
+    elif library == "timm":
+        model, _ = _timm_model(f"timm:{name}", name, None)
+    else:
+        raise ValueError(f"unknown architecture {library}:{name}")
+    replace_head(model, num_classes, spec.get("head"))
+    return model
+
+
+def _timm_name(architecture: str) -> str | None:
+    """The timm model name of ``timm:<name>`` or of an installed-weights alias, else None."""
+    from mlfem.models.pretrained import OFFLINE_TIMM_NAMES
+
+    if architecture.startswith("timm:"):
+        return architecture.removeprefix("timm:")
+    return OFFLINE_TIMM_NAMES.get(architecture)
+
+
+def _pretrained(spec: str, weights: str) -> tuple[nn.Module, dict[str, list[float]]]:
+    """A model with starting weights through :func:`mlfem.models.load_model`, and the
+    normalisation those weights expect."""
+    from mlfem.models.loading import ModelLoadError, load_model
+
+    try:
+        loaded = load_model(spec, weights)
+    except ModelLoadError as error:
+        raise ValueError(str(error).replace("--weights: ", "weights: ")) from error
+    p = loaded.preprocessing
+    return loaded.model.train(), {"mean": list(p.mean), "std": list(p.std)}
+
+
+def _timm_model(
+    spec: str, name: str, weights: str | None
+) -> tuple[nn.Module, dict[str, list[float]] | None]:
+    try:
+        import timm
+    except ImportError as error:  # pragma: no cover - timm is a dependency
+        raise ValueError(f"{spec}: timm is not installed") from error
+    if not timm.is_model(name):
+        raise ValueError(f"{spec!r}: {name!r} is not a timm architecture (see timm.list_models())")
+    if weights is None:
+        return timm.create_model(name, pretrained=False), None
+    return _pretrained(spec, weights)
+
+
+def _torchvision_model(
+    name: str, weights: str | None
+) -> tuple[nn.Module, dict[str, list[float]] | None]:
+    import torchvision
+
+    if name not in torchvision.models.list_models(module=torchvision.models):
+        raise ValueError(
+            f"{name!r} is neither {SMALL_CNN!r}, timm:<name>, nor a torchvision classification "
+            "model (see torchvision.models.list_models())"
+        )
+    if weights is None:
+        return torchvision.models.get_model(name, weights=None), None
+    return _pretrained(name, weights)
