@@ -9,20 +9,9 @@ __all__ = ["FEM", "MLFEM", "Explainer", "LayerFEMExplainer", "LayerMaps"]
 
 # The baseline explainers (Grad-CAM, IG, LRP, ...) are resolved on first access, so that
 # ``import mlfem`` does not import their modules; captum, zennit and scikit-image are
-# imported later still, when a method first runs.
+# imported later still, when a method first runs. A class registered as a method
+# (``@register_explainer``) is found through the registry; these are the other names.
 _LAZY_EXPORTS = {
-    "GradCAM": "mlfem.explainers.cam",
-    "GradCAMPlusPlus": "mlfem.explainers.cam",
-    "LayerCAM": "mlfem.explainers.cam",
-    "MultiLayerCAM": "mlfem.explainers.cam",
-    "IntegratedGradients": "mlfem.explainers.attribution",
-    "SmoothGrad": "mlfem.explainers.attribution",
-    "GuidedBackprop": "mlfem.explainers.attribution",
-    "Deconvolution": "mlfem.explainers.attribution",
-    "Occlusion": "mlfem.explainers.attribution",
-    "Lime": "mlfem.explainers.attribution",
-    "LRP": "mlfem.explainers.lrp",
-    "CSFEM": "mlfem.explainers.csfem",
     "GradientExplainer": "mlfem.explainers._gradient",
     "TargetExplainer": "mlfem.explainers._gradient",
     "attribution_to_map": "mlfem.explainers._attribution_map",
@@ -30,9 +19,15 @@ _LAZY_EXPORTS = {
 
 
 def __getattr__(name: str) -> object:
-    module = _LAZY_EXPORTS.get(name)
-    if module is None:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
     import importlib
 
-    return getattr(importlib.import_module(module), name)
+    module = _LAZY_EXPORTS.get(name)
+    if module is not None:
+        return getattr(importlib.import_module(module), name)
+    if name[:1].isupper():  # only class names can be registered explainers
+        from mlfem.explainers.registry import explainer_class
+
+        cls = explainer_class(name)
+        if cls is not None:
+            return cls
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -39,6 +39,7 @@ import torch
 from torch import Tensor, nn
 
 from mlfem.explainers._gradient import GradientExplainer, capture_outputs
+from mlfem.explainers.registry import register_explainer
 from mlfem.layers import LayerSpec, find_layers, resolve_layers
 from mlfem.normalize import minmax_normalize, resize_maps
 
@@ -117,6 +118,7 @@ class _CAMExplainer(GradientExplainer):
         raise NotImplementedError
 
 
+@register_explainer
 class GradCAM(_CAMExplainer):
     """Grad-CAM (Selvaraju et al., ICCV 2017) on one layer.
 
@@ -133,6 +135,9 @@ class GradCAM(_CAMExplainer):
     """
 
     name = "gradcam"
+    description = (
+        "Grad-CAM on the last block: activations weighted by pooled gradients (Selvaraju et al. 2017)"
+    )
 
     def __init__(self, model: nn.Module, layer: str | None = None, max_batch_size: int | None = None) -> None:
         super().__init__(model, None if layer is None else [layer], max_batch_size=max_batch_size)
@@ -143,6 +148,7 @@ class GradCAM(_CAMExplainer):
         return (weights * activation).sum(dim=1).clamp(min=0)
 
 
+@register_explainer
 class GradCAMPlusPlus(_CAMExplainer):
     """Grad-CAM++ (Chattopadhay et al., WACV 2018) on one layer.
 
@@ -151,6 +157,9 @@ class GradCAMPlusPlus(_CAMExplainer):
     """
 
     name = "gradcampp"
+    description = (
+        "Grad-CAM++ on the last block: higher-order gradient weights (Chattopadhay et al. 2018)"
+    )
 
     def __init__(self, model: nn.Module, layer: str | None = None, max_batch_size: int | None = None) -> None:
         super().__init__(model, None if layer is None else [layer], max_batch_size=max_batch_size)
@@ -167,6 +176,7 @@ class GradCAMPlusPlus(_CAMExplainer):
         return (weights * activation).sum(dim=1).clamp(min=0)
 
 
+@register_explainer
 class LayerCAM(_CAMExplainer):
     """LayerCAM (Jiang et al., IEEE TIP 2021) on one layer.
 
@@ -175,6 +185,9 @@ class LayerCAM(_CAMExplainer):
     """
 
     name = "layercam"
+    description = (
+        "LayerCAM on the last block: element-wise positive-gradient weights (Jiang et al. 2021)"
+    )
 
     def __init__(self, model: nn.Module, layer: str | None = None, max_batch_size: int | None = None) -> None:
         super().__init__(model, None if layer is None else [layer], max_batch_size=max_batch_size)
@@ -184,6 +197,7 @@ class LayerCAM(_CAMExplainer):
         return (gradient.clamp(min=0) * activation).sum(dim=1).clamp(min=0)
 
 
+@register_explainer
 class MultiLayerCAM(LayerCAM):
     """LayerCAM on several layers, fused (``layercam-multi``).
 
@@ -202,6 +216,9 @@ class MultiLayerCAM(LayerCAM):
     """
 
     name = "layercam-multi"
+    description = (
+        "LayerCAM on every block, tanh-rescaled and fused by element-wise max (layers, fusion)"
+    )
 
     def __init__(
         self,

@@ -36,6 +36,7 @@ import torch
 from torch import Tensor, nn
 
 from mlfem.explainers._gradient import TargetExplainer, capture_outputs
+from mlfem.explainers.registry import register_explainer
 from mlfem.layers import LayerSpec, find_layers, resolve_layers
 from mlfem.normalize import minmax_normalize, resize_maps
 
@@ -44,6 +45,7 @@ __all__ = ["CSFEM"]
 WeightSource = Literal["auto", "classifier", "gradient"]
 
 
+@register_explainer
 class CSFEM(TargetExplainer):
     """Class-specific FEM on one block.
 
@@ -64,6 +66,9 @@ class CSFEM(TargetExplainer):
     """
 
     name = "csfem"
+    description = (
+        "Class-specific FEM: FEM channel terms weighted by the target's classifier row (or pooled gradients)"
+    )
 
     def __init__(
         self,

@@ -36,6 +36,7 @@ from torch import Tensor, nn
 
 from mlfem.explainers._attribution_map import Reduction, attribution_to_map, check_map_options
 from mlfem.explainers._gradient import GradientExplainer, check_logits
+from mlfem.explainers.registry import register_explainer
 
 __all__ = ["LRP", "LRP_COMPOSITES"]
 
@@ -48,6 +49,7 @@ LRP_COMPOSITES: tuple[str, ...] = (
 _CANONIZERS: tuple[str, ...] = ("auto", "resnet", "vgg", "merge-batchnorm", "none")
 
 
+@register_explainer
 class LRP(GradientExplainer):
     """LRP relevance of the target logit, propagated to the input pixels with zennit.
 
@@ -66,6 +68,9 @@ class LRP(GradientExplainer):
     """
 
     name = "lrp"
+    description = (
+        "Layer-wise Relevance Propagation, EpsilonPlusFlat with ResNet/BN canonizers, via zennit"
+    )
 
     def __init__(
         self,

@@ -1,24 +1,46 @@
 """Names of explanation methods, for the CLI and the evaluation.
 
-A method is registered with a factory ``factory(model, **options) -> Explainer`` and a
-one-line description. Factories import heavy libraries (captum, zennit) only when
-called, so listing the methods stays cheap.
+An explainer class registers itself with the :func:`register_explainer` decorator, which
+reads the method's ``name``, ``description`` and gradient flag (``needs_gradients``) from
+the class::
+
+    @register_explainer
+    class MyCAM(GradientExplainer):
+        name = "mycam"
+        description = "my CAM on the last block"
+
+A factory ``factory(model, **options) -> Explainer`` can also be registered directly with
+:func:`register_method`.  Explainer modules import heavy libraries (captum, zennit) only
+when a method first runs, and this registry imports the explainer modules only on the
+first look-up, so ``import mlfem`` and listing the methods stay cheap.
 """
 
 from __future__ import annotations
 
 import importlib
+import inspect
+import pkgutil
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from pathlib import Path
+from typing import Any, TypeVar
 
 from torch import nn
 
 from mlfem.explainers.base import Explainer
 
-__all__ = ["MethodInfo", "available_methods", "create_explainer", "method_info", "register_method"]
+__all__ = [
+    "MethodInfo",
+    "available_methods",
+    "create_explainer",
+    "explainer_class",
+    "method_info",
+    "register_explainer",
+    "register_method",
+]
 
 ExplainerFactory = Callable[..., Explainer]
+E = TypeVar("E", bound=type)
 
 
 @dataclass(frozen=True)
@@ -30,20 +52,86 @@ class MethodInfo:
     factory: ExplainerFactory
     #: True for methods that need gradients (they cannot run under inference mode).
     uses_gradients: bool = False
+    #: True for methods that read a list of layers (the FEM family's ``layers`` option):
+    #: the evaluation gives them its layers, and other methods keep their own layer.
+    reads_layers: bool = False
 
 
 _METHODS: dict[str, MethodInfo] = {}
-# Modules whose import registers further methods; imported on first look-up so that
-# ``import mlfem`` does not pay for them.
-_PLUGIN_MODULES: list[str] = ["mlfem.explainers._builtin", "mlfem.explainers._baselines"]
+# Registered explainer classes by class name, for the lazy ``mlfem.explainers.<Class>``.
+_CLASSES: dict[str, type] = {}
+# Modules whose import registers further methods, imported on first look-up so that
+# ``import mlfem`` does not pay for them: every public module of this package (where
+# decorated classes live, so a new method is one file) and the FEM family's factories.
+_PLUGIN_MODULES: list[str] = ["mlfem.explainers._builtin"]
 _plugins_loaded = False
 
 
 def register_method(
-    name: str, factory: ExplainerFactory, description: str, *, uses_gradients: bool = False
+    name: str,
+    factory: ExplainerFactory,
+    description: str,
+    *,
+    uses_gradients: bool = False,
+    reads_layers: bool = False,
 ) -> None:
     """Register ``factory`` under ``name`` (replacing any earlier registration)."""
-    _METHODS[name] = MethodInfo(name, description, factory, uses_gradients)
+    _METHODS[name] = MethodInfo(name, description, factory, uses_gradients, reads_layers)
+
+
+def register_explainer(cls: E) -> E:
+    """Class decorator: register an :class:`Explainer` subclass as a method.
+
+    The method's name is the class's ``name``, its one-line description the class's
+    ``description`` (else the first line of its docstring), and it needs gradients when the
+    class says so (``needs_gradients``, or ``uses_gradients``), as ``reads_layers`` does for
+    the evaluation's layer list (:class:`MethodInfo`).  The factory passes on the
+    options the constructor accepts and ignores the others, so a caller (the CLI) can give
+    one options dict to every method; a class that takes one ``layer`` (and no ``layers``)
+    also accepts ``layers`` naming exactly one module (``"auto"``: its default layer).
+    """
+    name = cls.__dict__.get("name")
+    if not isinstance(name, str) or not name:
+        raise TypeError(f"{cls.__name__} must define its own method name (a class attribute 'name')")
+    description = cls.__dict__.get("description") or (inspect.getdoc(cls) or name).splitlines()[0]
+    gradients = getattr(cls, "needs_gradients", getattr(cls, "uses_gradients", False))
+    register_method(
+        name, _class_factory(cls), description,
+        uses_gradients=bool(gradients), reads_layers=bool(getattr(cls, "reads_layers", False)),
+    )
+    _CLASSES[cls.__name__] = cls
+    return cls
+
+
+def _class_factory(cls: type) -> ExplainerFactory:
+    parameters = inspect.signature(cls.__init__).parameters
+    accepted = {name for name in parameters if name not in ("self", "model")}
+    single_layer = "layer" in accepted and "layers" not in accepted
+
+    def factory(model: nn.Module, **options: Any) -> Explainer:
+        if single_layer:
+            options = _single_layer(dict(options), cls.name)
+        return cls(model, **{key: value for key, value in options.items() if key in accepted})
+
+    factory.__doc__ = f"Create a {cls.__name__} on ``model``; unknown options are ignored."
+    return factory
+
+
+def _single_layer(options: dict[str, Any], method: str) -> dict[str, Any]:
+    """Map a ``layers`` option onto ``layer`` for methods that read one layer."""
+    layers = options.pop("layers", None)
+    if options.get("layer") is not None or layers is None:
+        return options
+    if isinstance(layers, str):
+        names = [part.strip() for part in layers.split(",") if part.strip()]
+        if names == ["auto"]:
+            return options
+    else:
+        names = list(layers)
+    if len(names) != 1:
+        raise ValueError(f"{method} reads a single layer; got {len(names)} layer names: {', '.join(map(str, names))}")
+    options["layer"] = names[0]
+    return options
 
 
 def add_plugin_module(module: str) -> None:
@@ -58,9 +146,18 @@ def _load_plugins() -> None:
     global _plugins_loaded
     if _plugins_loaded:
         return
-    for module in _PLUGIN_MODULES:
+    package = Path(__file__).parent
+    public = [f"{__package__}.{m.name}" for m in pkgutil.iter_modules([str(package)])
+              if not m.name.startswith("_")]
+    for module in [*public, *_PLUGIN_MODULES]:
         importlib.import_module(module)
     _plugins_loaded = True
+
+
+def explainer_class(name: str) -> type | None:
+    """The registered explainer class called ``name`` (``"GradCAM"``), None if there is none."""
+    _load_plugins()
+    return _CLASSES.get(name)
 
 
 def available_methods() -> list[MethodInfo]:
