@@ -138,7 +138,6 @@ def _explain_batch(
     """Explain one batch; returns the (path, reason) of the images that failed."""
     import torch
 
-    from mlfem.explainers import LayerFEMExplainer
     from mlfem.images import ImageReadError, read_image
 
     failures: list[tuple[Path, str]] = []
@@ -157,13 +156,11 @@ def _explain_batch(
         groups.setdefault(tuple(item[2].shape), []).append(item)
     for group in groups.values():
         images = torch.stack([item[2] for item in group]).to(device=device, dtype=dtype)
-        per_layer = logits = None
-        if isinstance(explainer, LayerFEMExplainer) and len(explainer.layers) > 1 and hasattr(explainer, "fusion"):
-            # One forward pass gives the per-layer maps (for the grid) and the prediction.
-            per_layer, logits = explainer.layer_maps(images)
-            fused = explainer.fusion(per_layer)
-        else:
-            fused = explainer(images)
+        # Multi-layer methods also give their per-layer maps (for the grid), and methods
+        # built on one forward pass its output (for the prediction).
+        fused, per_layer, logits = explainer.explain_layers(images)
+        if per_layer is not None and per_layer.shape[1] < 2:
+            per_layer = None  # one layer: the grid would repeat the map
         if predictions.enabled and logits is None:
             with torch.inference_mode():  # methods that do not expose the model's output
                 logits = explainer.model(images)

@@ -1,56 +1,51 @@
 """Running the explanation methods of an evaluation on one batch, sharing work where possible.
 
-Every FEM-family method (``fem``, ``mlfem``, ``mlfem-<fusion>`` such as ``mlfem-add``,
-``mlfem-max``, ``mlfem-top``, ``mlfem-net``) is computed from ONE forward pass: the per-layer
-FEM maps of :meth:`mlfem.MLFEM.layer_maps` are fused by each method's operator, FEM is the
-deepest layer's map (design.md §2: ``fem(a, b) = b``), and the logits of that same pass give
-the predictions. Other methods (Grad-CAM, LayerCAM, pixel attributions) run through the
-method registry, each explaining the predicted top-1 class.
+Every method is created through the method registry. Methods built on per-layer FEM maps
+(``fem``, ``mlfem``, ``mlfem-add``, ``mlfem-net``, ...: those whose explainer has a
+:meth:`~mlfem.Explainer.layer_map_source`) are computed from ONE forward pass when their
+extractors read with the same settings and one's layers include the others': the largest
+extractor's per-layer maps are computed once and each method fuses its own layers
+(:meth:`~mlfem.Explainer.fuse_layer_maps`; FEM is the deepest layer's map, design.md §2). The
+logits of that same pass give the predictions. Other methods (Grad-CAM, LayerCAM, pixel
+attributions) run on their own, each explaining the predicted top-1 class.
 """
 
 from __future__ import annotations
 
 from collections.abc import Collection, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import torch
 from torch import Tensor, nn
 
+from mlfem.explainers.base import Explainer
 from mlfem.explainers.registry import create_explainer, method_info
+from mlfem.extractor import LayerMapExtractor, module_device
 
-__all__ = ["BatchMaps", "MethodRunner", "REFERENCE_METHODS", "is_fem_family"]
+__all__ = ["BatchMaps", "MethodRunner", "REFERENCE_METHODS"]
 
 #: Names of the reference rows (never explanation methods).
 REFERENCE_METHODS: tuple[str, ...] = ("human", "centre-bias")
 
 
-def _fusion_of(name: str) -> str | None:
-    """The fusion spec a FEM-family method name stands for (None: single-layer FEM)."""
-    if name == "fem":
-        return None
-    if name == "mlfem":
-        return "add"
-    return name.removeprefix("mlfem-")
-
-
-def is_fem_family(name: str) -> bool:
-    """True for ``fem``, ``mlfem`` and ``mlfem-<registered fusion>`` names."""
-    from mlfem.fusion import available_fusions
-
-    if name in ("fem", "mlfem"):
-        return True
-    return name.startswith("mlfem-") and name.removeprefix("mlfem-") in available_fusions()
-
-
 @dataclass
 class BatchMaps:
     """What one batch yields: each method's maps (B, h, w) in [0, 1], the per-layer FEM maps
-    (B, L, h, w) when a FEM-family method ran, and the classifier's logits (B, K)."""
+    (B, L, h, w) when a layer-map method ran, and the classifier's logits (B, K)."""
 
     maps: dict[str, Tensor]
     layer_maps: Tensor | None
     logits: Tensor
+
+
+@dataclass
+class _SharedPass:
+    """One forward pass of ``extractor`` serving several methods: each reads its layers
+    (indices into the extractor's) and fuses them."""
+
+    extractor: LayerMapExtractor
+    members: dict[str, list[int]] = field(default_factory=dict)
 
 
 class MethodRunner:
@@ -58,10 +53,10 @@ class MethodRunner:
 
     Args:
         model: the classifier, in eval mode.
-        methods: method names (see :func:`is_fem_family` and ``mlfem methods``).
+        methods: method names (see ``mlfem methods``).
         layers: MLFEM layers (``"auto"`` or module names); FEM reads the last of them.
         alpha, k, normalize: MLFEM options.
-        net: path of a trained NET fusion, required by ``mlfem-net`` (fusion ``net:PATH``).
+        net: path of a trained NET fusion, required by ``mlfem-net``.
         method_options: extra options per method name (e.g. ``{"ig": {"steps": 16}}``).
     """
 
@@ -77,92 +72,61 @@ class MethodRunner:
         net: str | None = None,
         method_options: Mapping[str, Mapping[str, Any]] | None = None,
     ) -> None:
-        from mlfem.explainers import MLFEM
-        from mlfem.fusion import make_fusion
-
         self.model = model
         self.methods = list(dict.fromkeys(methods))
         options = {key: dict(value) for key, value in (method_options or {}).items()}
         clash = [m for m in self.methods if m in REFERENCE_METHODS]
         if clash:
             raise ValueError(f"{', '.join(clash)} name reference rows, not explanation methods")
-        self.fem_methods = [m for m in self.methods if is_fem_family(m)]
-        self.other_methods = [m for m in self.methods if m not in self.fem_methods]
-        for name in self.other_methods:
-            method_info(name)  # a clear error listing the known names
-        self.extractor = None
-        self.fusions: dict[str, Any] = {}
-        if self.fem_methods:
-            # The fusion of the extractor itself is unused: only its layer maps are read.
-            self.extractor = MLFEM(model, layers=layers, fusion="fem", k=k, normalize=normalize)  # type: ignore[arg-type]
-            for name in self.fem_methods:
-                spec = _fusion_of(name)
-                if spec is None:
-                    continue
-                if spec == "net":
-                    if not net:
-                        raise ValueError("method mlfem-net needs a trained NET fusion: pass --net PATH")
-                    spec = f"net:{net}"
-                extra = options.get(name, {})
-                operator = make_fusion(
-                    spec, alpha=float(extra.get("alpha", alpha)),
-                    normalize=extra.get("normalize", normalize),  # type: ignore[arg-type]
-                )
-                expected = getattr(operator, "layer_names", None)
-                if expected is not None and list(expected) != self.extractor.layer_names:
-                    raise ValueError(
-                        f"{name}: the fusion was trained on layers {list(expected)}, but the "
-                        f"evaluation reads {self.extractor.layer_names}"
-                    )
-                trained_rectified = getattr(operator, "rectify", None)
-                if trained_rectified is not None and bool(trained_rectified) != self.extractor.rectify:
-                    raise ValueError(
-                        f"{name}: the fusion was trained on "
-                        f"{'rectified' if trained_rectified else 'unrectified'} layer outputs; "
-                        f"use --layers {'auto-rectified' if trained_rectified else 'auto'} or retrain it"
-                    )
-                # A learned fusion may refuse the maps of a model it was not trained for.
-                check = getattr(operator, "check_model", None)
-                if callable(check):
-                    check(model)
-                if isinstance(operator, nn.Module):
-                    operator = operator.to(self.device).eval()
-                self.fusions[name] = operator
+        for name in self.methods:
+            method_info(name)  # a clear error listing the known names, before building any
         common = {"layers": layers, "alpha": alpha, "k": k, "normalize": normalize}
-        self.explainers = {
+        if net:
+            common["net"] = net
+        self.explainers: dict[str, Explainer] = {
             name: create_explainer(name, model, **{**_common_for(name, common), **options.get(name, {})})
-            for name in self.other_methods
+            for name in self.methods
         }
+        self.passes = _plan_shared_passes(self.explainers)
 
     @property
     def device(self) -> torch.device:
-        for tensor in (*self.model.parameters(), *self.model.buffers()):
-            return tensor.device
-        return torch.device("cpu")
+        return module_device(self.model)
+
+    @property
+    def extractor(self) -> LayerMapExtractor | None:
+        """The extractor of the first shared pass (the MLFEM layers), if any."""
+        return self.passes[0].extractor if self.passes else None
 
     @property
     def layer_names(self) -> list[str]:
-        """The MLFEM layers (empty when no FEM-family method runs)."""
+        """The MLFEM layers (empty when no layer-map method runs)."""
         return self.extractor.layer_names if self.extractor is not None else []
 
     def gradient_methods(self) -> list[str]:
-        return [m for m in self.other_methods if method_info(m).uses_gradients]
+        return [m for m in self.methods if method_info(m).uses_gradients]
 
     def run(self, images: Tensor, methods: Collection[str] | None = None) -> BatchMaps:
         """Maps of ``methods`` (default: all) for a batch of model inputs (B, 3, h, w)."""
         wanted = self.methods if methods is None else [m for m in self.methods if m in methods]
         maps: dict[str, Tensor] = {}
-        layer_maps = None
-        fem_wanted = [m for m in wanted if m in self.fem_methods]
-        if self.extractor is not None and (fem_wanted or not wanted):
-            result = self.extractor.layer_maps(images)
-            layer_maps, logits = result.maps, result.logits
+        layer_maps = logits = None
+        for index, shared in enumerate(self.passes):
+            members = {name: used for name, used in shared.members.items() if name in wanted}
+            # The first pass also runs when nothing is wanted: it gives the gallery its
+            # per-layer maps and the rows their predictions.
+            if not members and (index > 0 or wanted):
+                continue
+            result = shared.extractor.layer_maps(images)
+            if index == 0:
+                layer_maps = result.maps
+            if logits is None:
+                logits = result.logits
             with torch.inference_mode():
-                for name in fem_wanted:
-                    operator = self.fusions.get(name)
-                    fused = layer_maps[:, -1] if operator is None else operator(layer_maps)
+                for name, used in members.items():
+                    fused = self.explainers[name].fuse_layer_maps(result.maps[:, used])
                     maps[name] = fused.to(images.device, torch.float32).clone()
-        else:
+        if logits is None:
             with torch.inference_mode():
                 logits = self.model(images.to(self.device))
             logits = logits.clone()
@@ -173,22 +137,42 @@ class MethodRunner:
             )
         targets = logits.detach().argmax(dim=1).cpu()
         for name in wanted:
-            if name in self.explainers:
+            if name not in maps:
                 maps[name] = self.explainers[name](images, targets).to(torch.float32)
         return BatchMaps(maps, layer_maps, logits.detach().float().cpu())
 
     def close(self) -> None:
         for explainer in self.explainers.values():
             explainer.close()
-        if self.extractor is not None:
-            self.extractor.close()
+
+
+def _plan_shared_passes(explainers: Mapping[str, Explainer]) -> list[_SharedPass]:
+    """Group the layer-map methods into as few forward passes as their extractors allow:
+    a method joins a pass whose extractor reads with equal settings and includes its layers
+    (largest extractors first, so FEM's one layer joins MLFEM's pass)."""
+    sources = {name: e.layer_map_source() for name, e in explainers.items()}
+    built = [name for name, source in sources.items() if source is not None]
+    built.sort(key=lambda name: -len(sources[name].layer_names))  # type: ignore[union-attr]
+    passes: list[_SharedPass] = []
+    for name in built:
+        source = sources[name]
+        assert source is not None
+        for shared in passes:
+            names = shared.extractor.layer_names
+            if shared.extractor.settings == source.settings and set(source.layer_names) <= set(names):
+                shared.members[name] = [names.index(layer) for layer in source.layer_names]
+                break
+        else:
+            passes.append(_SharedPass(source, {name: list(range(len(source.layer_names)))}))
+    return passes
 
 
 def _common_for(name: str, common: Mapping[str, Any]) -> dict[str, Any]:
-    """The shared options a registry method receives. Explicit MLFEM layers are not passed
-    on: a single-layer method (Grad-CAM, LayerCAM, ...) keeps its own default layer, and a
-    method's own layer is set with a per-method option (``--option gradcam.layer=NAME``)."""
+    """The shared options a method receives. Explicit MLFEM layers go only to methods that
+    read layers (the FEM family): a single-layer method (Grad-CAM, LayerCAM, ...) keeps its
+    own default layer, and a method's own layer is set with a per-method option
+    (``--option gradcam.layer=NAME``)."""
     out = dict(common)
-    if out.get("layers") != "auto":
+    if out.get("layers") != "auto" and not method_info(name).reads_layers:
         out.pop("layers", None)
     return out

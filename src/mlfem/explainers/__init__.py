@@ -1,11 +1,11 @@
 """Explanation methods. Every explainer derives from :class:`Explainer`."""
 
 from mlfem.explainers._layer_fem import LayerFEMExplainer, LayerMaps
-from mlfem.explainers.base import Explainer
+from mlfem.explainers.base import Explainer, Explanation
 from mlfem.explainers.fem import FEM
 from mlfem.explainers.mlfem import MLFEM
 
-__all__ = ["FEM", "MLFEM", "Explainer", "LayerFEMExplainer", "LayerMaps"]
+__all__ = ["FEM", "MLFEM", "Explainer", "Explanation", "LayerFEMExplainer", "LayerMaps"]
 
 # The baseline explainers (Grad-CAM, IG, LRP, ...) are resolved on first access, so that
 # ``import mlfem`` does not import their modules; captum, zennit and scikit-image are

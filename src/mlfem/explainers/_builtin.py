@@ -1,4 +1,9 @@
-"""Registration of the FEM family: ``fem``, ``mlfem`` and one ``mlfem-<fusion>`` per operator."""
+"""Registration of the FEM family: ``fem``, ``mlfem`` and one ``mlfem-<fusion>`` per operator.
+
+These methods read the MLFEM layer list (``layers``), so they are registered as reading
+layers: the evaluation passes them its layers and computes all of them from one forward pass
+(:mod:`mlfem.evaluation.methods`).
+"""
 
 from __future__ import annotations
 
@@ -13,11 +18,29 @@ from mlfem.layers import AUTO_RECTIFIED
 
 
 def _fem(
-    model: nn.Module, layer: str | None = None, k: float = 2.0, rectify: bool = False, **options: Any
+    model: nn.Module,
+    layer: str | None = None,
+    k: float = 2.0,
+    rectify: bool = False,
+    layers: Any = None,
+    **_: Any,
 ) -> FEM:
-    # layers="auto-rectified" (the command line's spelling of rectify) reaches FEM too.
-    rectify = bool(rectify) or options.get("layers") == AUTO_RECTIFIED
+    # layers="auto-rectified" (the command line's spelling of rectify) reaches FEM too, and
+    # FEM reads the last of explicit layers (the deepest of the MLFEM layers it goes with).
+    rectify = bool(rectify) or (isinstance(layers, str) and layers.strip() == AUTO_RECTIFIED)
+    if layer is None and layers is not None:
+        names = _explicit_names(layers)
+        if names:
+            layer = names[-1]
     return FEM(model, layer=layer, k=k, rectify=rectify)
+
+
+def _explicit_names(layers: Any) -> list[str]:
+    """Module names of an explicit ``layers`` option ([] for ``auto``/``auto-rectified``)."""
+    if isinstance(layers, str):
+        names = [part.strip() for part in layers.split(",") if part.strip()]
+        return [] if names in (["auto"], [AUTO_RECTIFIED]) else names
+    return [str(name) for name in layers]
 
 
 def _mlfem_with(default_fusion: str):
@@ -39,9 +62,22 @@ def _mlfem_with(default_fusion: str):
     return factory
 
 
-register_method("fem", _fem, "FEM on the last block: class-agnostic, gradient-free (Fuad et al. 2020)")
-register_method("mlfem", _mlfem_with("add"), "MLFEM, FEM on every block fused (fusion option, default add)")
-register_method("mlfem-add", _mlfem_with("add"), "MLFEM with weighted-addition fusion (alpha)")
-register_method("mlfem-max", _mlfem_with("max"), "MLFEM with element-wise maximum fusion")
-register_method("mlfem-top", _mlfem_with("top"), "MLFEM with add fusion of above-mean parts (alpha)")
-register_method("mlfem-fem", _mlfem_with("fem"), "MLFEM with the fem operator (= FEM on the last block)")
+def _mlfem_net(model: nn.Module, net: str | None = None, **options: Any) -> MLFEM:
+    """MLFEM fused by a trained NET (``net``: its path, or ``bundled``)."""
+    if not net:
+        raise ValueError("method mlfem-net needs a trained NET fusion: pass --net PATH")
+    options.pop("fusion", None)
+    return _mlfem_with("add")(model, fusion=f"net:{net}", **options)
+
+
+def _register(name: str, factory: Any, description: str) -> None:
+    register_method(name, factory, description, reads_layers=True)
+
+
+_register("fem", _fem, "FEM on the last block: class-agnostic, gradient-free (Fuad et al. 2020)")
+_register("mlfem", _mlfem_with("add"), "MLFEM, FEM on every block fused (fusion option, default add)")
+_register("mlfem-add", _mlfem_with("add"), "MLFEM with weighted-addition fusion (alpha)")
+_register("mlfem-max", _mlfem_with("max"), "MLFEM with element-wise maximum fusion")
+_register("mlfem-top", _mlfem_with("top"), "MLFEM with add fusion of above-mean parts (alpha)")
+_register("mlfem-fem", _mlfem_with("fem"), "MLFEM with the fem operator (= FEM on the last block)")
+_register("mlfem-net", _mlfem_net, "MLFEM with a NET fusion trained on gaze (net=PATH, or net=bundled)")

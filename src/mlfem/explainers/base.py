@@ -5,11 +5,30 @@ from __future__ import annotations
 import warnings
 from abc import ABC, abstractmethod
 from types import TracebackType
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 import torch
 from torch import Tensor, nn
 
-__all__ = ["Explainer"]
+from mlfem.extractor import check_images, module_device
+
+if TYPE_CHECKING:
+    from mlfem.extractor import LayerMapExtractor
+
+__all__ = ["Explainer", "Explanation"]
+
+
+class Explanation(NamedTuple):
+    """What :meth:`Explainer.explain_layers` returns for a batch."""
+
+    #: (B, H, W) maps in [0, 1], as the explainer's call returns them.
+    maps: Tensor
+    #: (B, L, H, W) per-layer maps the result was fused from, for multi-layer methods (None
+    #: otherwise).
+    layer_maps: Tensor | None
+    #: The model's output of the same forward pass, when the method exposes it (None
+    #: otherwise: the caller runs the model itself if it needs the prediction).
+    logits: Any
 
 
 class Explainer(ABC):
@@ -47,6 +66,23 @@ class Explainer(ABC):
     def __call__(self, images: Tensor, targets: Tensor | None = None) -> Tensor:
         return self.explain(images, targets)
 
+    def explain_layers(self, images: Tensor, targets: Tensor | None = None) -> Explanation:
+        """The maps with what produced them: the per-layer maps of multi-layer methods and
+        the model's output when the method has it. Callers (the CLI, the evaluation) use
+        this one method whatever the explainer."""
+        return Explanation(self(images, targets), None, None)
+
+    def layer_map_source(self) -> LayerMapExtractor | None:
+        """The extractor this explainer's maps are fused from (None for methods that are not
+        built on per-layer FEM maps). Explainers with extractors of equal ``settings`` can
+        share one forward pass: see :meth:`fuse_layer_maps`."""
+        return None
+
+    def fuse_layer_maps(self, layer_maps: Tensor) -> Tensor:
+        """The maps (B, H, W) from the per-layer maps of :meth:`layer_map_source`'s layers
+        (B, L, H, W); only for explainers that have a layer-map source."""
+        raise NotImplementedError(f"{type(self).__name__} is not built on per-layer maps")
+
     def close(self) -> None:
         """Release what the explainer holds. Hooks never outlive a call, so this only drops
         the reference to the model."""
@@ -67,23 +103,9 @@ class Explainer(ABC):
     @property
     def model_device(self) -> torch.device:
         """Device of the model's first parameter or buffer (CPU for a parameterless model)."""
-        for tensor in (*self.model.parameters(), *self.model.buffers()):
-            return tensor.device
-        return torch.device("cpu")
+        return module_device(self.model)
 
     @staticmethod
     def check_images(images: Tensor, argument: str = "images") -> None:
         """Raise a clear error unless ``images`` is a floating (B, C, H, W) tensor."""
-        if not isinstance(images, Tensor):
-            raise TypeError(f"{argument} must be a torch.Tensor (B, 3, H, W), got {type(images).__name__}")
-        if images.ndim != 4:
-            raise ValueError(
-                f"{argument} must have shape (B, C, H, W); got {tuple(images.shape)}"
-                + (" (add a batch dimension with images.unsqueeze(0))" if images.ndim == 3 else "")
-            )
-        if images.shape[0] == 0:
-            raise ValueError(f"{argument} is an empty batch")
-        if not images.is_floating_point():
-            raise TypeError(
-                f"{argument} must be floating point (normalised as the model expects), got {images.dtype}"
-            )
+        check_images(images, argument)

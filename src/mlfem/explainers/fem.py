@@ -44,3 +44,7 @@ class FEM(LayerFEMExplainer):
     def explain(self, images: Tensor, targets: Tensor | None = None) -> Tensor:
         """FEM maps (B, H, W) in [0, 1]; ``targets`` is ignored (FEM is class-agnostic)."""
         return self.layer_maps(images).maps[:, 0]
+
+    def fuse_layer_maps(self, layer_maps: Tensor) -> Tensor:
+        """The one layer's map: (B, 1, H, W) -> (B, H, W)."""
+        return layer_maps[:, 0]

@@ -54,24 +54,8 @@ class MLFEM(LayerFEMExplainer):
     ) -> None:
         super().__init__(model, layers, k=k, rectify=rectify)
         self.fusion = make_fusion(fusion, alpha=alpha, normalize=normalize)
-        expected = getattr(self.fusion, "layer_names", None)
-        if expected is not None and list(expected) != self.layer_names:
-            raise ValueError(
-                f"fusion {self.fusion!r} was trained on layers {list(expected)}, but this "
-                f"explainer reads {self.layer_names}; use the same layers or retrain it"
-            )
-        trained_rectified = getattr(self.fusion, "rectify", None)
-        if trained_rectified is not None and bool(trained_rectified) != self.rectify:
-            raise ValueError(
-                f"fusion {self.fusion!r} was trained on "
-                f"{'rectified' if trained_rectified else 'unrectified'} layer outputs, but this "
-                f"explainer reads them {'rectified' if self.rectify else 'unrectified'}; pass "
-                f"rectify={bool(trained_rectified)} (layers='auto-rectified' for True) or retrain it"
-            )
-        # A trained fusion (NET) also knows which classifier it was trained for.
-        check_model = getattr(self.fusion, "check_model", None)
-        if callable(check_model):
-            check_model(model)
+        # A trained fusion must fit these layers, their reading and this model.
+        self.extractor.check_fusion(self.fusion)
 
     @overload
     def __call__(
@@ -151,3 +135,7 @@ class MLFEM(LayerFEMExplainer):
 
     def explain(self, images: Tensor, targets: Tensor | None = None) -> Tensor:
         return self(images, targets)
+
+    def fuse_layer_maps(self, layer_maps: Tensor) -> Tensor:
+        """The fusion of per-layer maps (B, L, H, W) of :attr:`layer_names`."""
+        return self.fusion(layer_maps)

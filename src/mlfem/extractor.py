@@ -1,0 +1,252 @@
+"""The layer-map extractor: FEM maps of many layers from one forward pass.
+
+:class:`LayerMapExtractor` is the one object that resolves which layers are read
+(:mod:`mlfem.layers`), owns the forward hooks (installed for one call, always removed), turns
+each layer's output into feature maps through a :class:`~mlfem.features.FeatureAdapter`, and
+delivers each layer's FEM map as soon as it is computed. MLFEM is this extractor plus a
+fusion; FEM is the extractor on one layer.
+
+FEM is evaluated inside each layer's forward hook, so an activation is reduced to one
+(B, h, w) map as soon as it is produced and is never kept alive for later: peak memory stays
+close to that of a plain forward pass.
+
+>>> extractor = LayerMapExtractor(model, layers="auto")        # doctest: +SKIP
+>>> per_layer, logits = extractor.layer_maps(images)           # (B, L, H, W), (B, K)
+>>> extractor.check_fusion(operator)    # a trained fusion fits these layers and this model
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import Any, NamedTuple
+
+import torch
+from torch import Tensor, nn
+
+from mlfem.features import ConvFeatureMap, FeatureAdapter
+from mlfem.fem import fem_saliency
+from mlfem.hooks import forward_hooks
+from mlfem.layers import AUTO_RECTIFIED, LayerSpec, fixed_batch_size, resolve_layers
+from mlfem.normalize import minmax_normalize_, resize_maps
+
+__all__ = ["LayerMapExtractor", "LayerMaps", "check_images", "module_device"]
+
+
+class LayerMaps(NamedTuple):
+    """What one forward pass yields: the per-layer FEM maps and the model's output."""
+
+    #: (B, L, H, W), each layer's FEM map upsampled to the input size and min-max normalised.
+    maps: Tensor
+    #: The model's own output for the batch (logits for a classifier).
+    logits: Any
+
+
+def module_device(model: nn.Module) -> torch.device:
+    """Device of the model's first parameter or buffer (CPU for a parameterless model)."""
+    for tensor in (*model.parameters(), *model.buffers()):
+        return tensor.device
+    return torch.device("cpu")
+
+
+def check_images(images: Any, argument: str = "images") -> None:
+    """Raise a clear error unless ``images`` is a floating (B, C, H, W) tensor."""
+    if not isinstance(images, Tensor):
+        raise TypeError(f"{argument} must be a torch.Tensor (B, 3, H, W), got {type(images).__name__}")
+    if images.ndim != 4:
+        raise ValueError(
+            f"{argument} must have shape (B, C, H, W); got {tuple(images.shape)}"
+            + (" (add a batch dimension with images.unsqueeze(0))" if images.ndim == 3 else "")
+        )
+    if images.shape[0] == 0:
+        raise ValueError(f"{argument} is an empty batch")
+    if not images.is_floating_point():
+        raise TypeError(
+            f"{argument} must be floating point (normalised as the model expects), got {images.dtype}"
+        )
+
+
+class LayerMapExtractor:
+    """FEM maps of a list of layers, computed inside their forward hooks in one pass.
+
+    Args:
+        model: the network, in eval mode.
+        layers: ``"auto"`` (the blocks :func:`mlfem.layers.find_layers` discovers),
+            ``"auto-rectified"`` (the same, rectified), or module names (a list or a
+            comma-separated string).
+        k: FEM threshold in standard deviations.
+        probe_size: (H, W) of the probe image used by layer discovery when no static rule
+            recognises the model.
+        rectify: clamp every layer's output at 0 before FEM.
+        adapter: turns a layer's output into (B, C, H, W) feature maps (default: CNN maps).
+    """
+
+    def __init__(
+        self,
+        model: nn.Module,
+        layers: str | Sequence[str] | None = "auto",
+        k: float = 2.0,
+        probe_size: tuple[int, int] = (224, 224),
+        *,
+        rectify: bool = False,
+        adapter: FeatureAdapter | None = None,
+    ) -> None:
+        if not isinstance(model, nn.Module):
+            raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
+        k = float(k)
+        if not torch.isfinite(torch.tensor(k)):
+            raise ValueError(f"k must be a finite number, got {k}")
+        self.model = model
+        self.k = k
+        #: Whether every layer's output is clamped at 0 before FEM (``rectify=True`` or
+        #: ``layers="auto-rectified"``); see :func:`mlfem.layers.resolve_layers`.
+        self.rectify = bool(rectify) or (isinstance(layers, str) and layers.strip() == AUTO_RECTIFIED)
+        self.layers: list[LayerSpec] = resolve_layers(model, layers, probe_size, rectify=self.rectify)
+        self.adapter: FeatureAdapter = adapter if adapter is not None else ConvFeatureMap()
+
+    @property
+    def layer_names(self) -> list[str]:
+        """Names of the modules read, in the order their maps are stacked."""
+        return [spec.name for spec in self.layers]
+
+    @property
+    def settings(self) -> tuple[Any, ...]:
+        """What, besides the layers, determines the maps: extractors with equal settings give
+        the same map for the same layer (so one pass can serve several explainers)."""
+        return (id(self.model), self.k, self.rectify, self.adapter.describe())
+
+    def check_fusion(self, fusion: Any) -> None:
+        """Refuse a trained fusion that does not fit this extractor: other layers, the other
+        reading (rectified or not), or another model. Untrained operators pass.
+
+        Raises:
+            ValueError: the message says what differs and how to fix it.
+        """
+        expected = getattr(fusion, "layer_names", None)
+        if expected is not None and list(expected) != self.layer_names:
+            raise ValueError(
+                f"fusion {fusion!r} was trained on layers {list(expected)}, but this "
+                f"explainer reads {self.layer_names}; use the same layers or retrain it"
+            )
+        trained_rectified = getattr(fusion, "rectify", None)
+        if trained_rectified is not None and bool(trained_rectified) != self.rectify:
+            raise ValueError(
+                f"fusion {fusion!r} was trained on "
+                f"{'rectified' if trained_rectified else 'unrectified'} layer outputs, but this "
+                f"explainer reads them {'rectified' if self.rectify else 'unrectified'}; pass "
+                f"rectify={bool(trained_rectified)} (layers='auto-rectified' for True) or retrain it"
+            )
+        # A trained fusion (NET) also knows which classifier it was trained for.
+        check_model = getattr(fusion, "check_model", None)
+        if callable(check_model):
+            check_model(self.model)
+
+    def layer_maps(self, images: Tensor) -> LayerMaps:
+        """Run the model once on ``images`` (B, C, H, W) and return every layer's FEM map.
+
+        The maps are float32 (float64 for float64 images), on the images' device.
+        """
+        stored: list[Tensor] = []
+        logits = self.forward_layer_maps(images, lambda index, layer_map: stored.append(layer_map))
+        with torch.inference_mode():
+            maps = torch.stack(stored, dim=1).to(images.device)
+        # Cloning outside inference mode returns ordinary tensors that callers may
+        # modify in place or feed to autograd code.
+        return LayerMaps(maps.clone(), logits)
+
+    def forward_layer_maps(self, images: Tensor, deliver: Callable[[int, Tensor], None]) -> Any:
+        """Run the model once, calling ``deliver(index, map)`` for each layer in layer order.
+
+        Each map is (B, H, W): the layer's FEM map upsampled to the input size and min-max
+        normalised, on the model's device. Returns the model's output, as an ordinary
+        (non-inference) tensor.
+        """
+        size = (images.shape[-2], images.shape[-1])
+
+        def normalise(index: int, raw: Tensor) -> None:
+            # The resized map is a fresh tensor (or the raw map itself): normalise in place.
+            deliver(index, minmax_normalize_(resize_maps(raw, size)))
+
+        return self.forward_raw_maps(images, normalise)
+
+    def forward_raw_maps(self, images: Tensor, deliver: Callable[[int, Tensor], None]) -> Any:
+        """Run the model once, calling ``deliver(index, raw)`` for each layer in layer order.
+
+        ``raw`` is the layer's FEM map (B, h, w) at the layer's own resolution, neither
+        resized nor normalised, float32 (float64 for float64 images), on the model's
+        device, and owned by the callee. It is computed inside the layer's forward hook
+        and delivered there, or as soon as the layers before it in ``self.layers`` are
+        delivered when the forward order differs. Returns the model's output, as an
+        ordinary (non-inference) tensor.
+
+        A model that accepts only one batch size (a ``torch.export`` program exported
+        with static shapes) is run on zero-padded batches of that size instead; FEM is
+        computed per image, so the padding changes nothing.
+        """
+        check_images(images)
+        fixed = fixed_batch_size(self.model)
+        if fixed is not None and images.shape[0] != fixed:
+            return self._forward_in_fixed_batches(images, deliver, fixed)
+        return self._forward_once(images, deliver)
+
+    def _forward_in_fixed_batches(
+        self, images: Tensor, deliver: Callable[[int, Tensor], None], fixed: int
+    ) -> Any:
+        count = images.shape[0]
+        parts: list[list[Tensor]] = [[] for _ in self.layers]
+        outputs = []
+        for start in range(0, count, fixed):
+            chunk = images[start : start + fixed]
+            used = chunk.shape[0]
+            if used < fixed:
+                chunk = torch.cat([chunk, chunk.new_zeros(fixed - used, *chunk.shape[1:])])
+            output = self._forward_once(chunk, lambda index, raw: parts[index].append(raw[:used]))
+            if not isinstance(output, Tensor):
+                raise TypeError(
+                    f"{type(self.model).__name__} accepts only batches of {fixed} and returns "
+                    f"{type(output).__name__}, which mlfem cannot split back; pass {fixed} images at a time"
+                )
+            outputs.append(output[:used])
+        for index, layer_parts in enumerate(parts):
+            deliver(index, torch.cat(layer_parts))
+        return torch.cat(outputs)
+
+    def _forward_once(self, images: Tensor, deliver: Callable[[int, Tensor], None]) -> Any:
+        out_dtype = torch.float64 if images.dtype == torch.float64 else torch.float32
+        pending: dict[int, Tensor] = {}
+        next_index = [0]
+        seen = [False] * len(self.layers)
+
+        def on_map(index: int, layer_map: Tensor) -> None:
+            pending[index] = layer_map
+            while next_index[0] in pending:
+                deliver(next_index[0], pending.pop(next_index[0]))
+                next_index[0] += 1
+
+        with torch.inference_mode():
+            inputs = images.to(module_device(self.model))
+            callbacks = {
+                spec.name: self._layer_callback(index, spec, out_dtype, seen, on_map)
+                for index, spec in enumerate(self.layers)
+            }
+            with forward_hooks(self.model, callbacks):
+                logits = self.model(inputs)
+        missing = [spec.name for spec, ran in zip(self.layers, seen) if not ran]
+        if missing:
+            raise RuntimeError(
+                f"layer(s) {', '.join(missing)} did not run during the forward pass of "
+                f"{type(self.model).__name__}; choose modules that the model's forward calls"
+            )
+        return logits.clone() if isinstance(logits, Tensor) else logits
+
+    def _layer_callback(self, index, spec, out_dtype, seen, on_map):
+        def on_output(output: Tensor) -> None:
+            if seen[index]:
+                raise RuntimeError(
+                    f"layer {spec.name!r} ran more than once in one forward pass, so it has no "
+                    "single output to explain; choose the block that contains it instead"
+                )
+            seen[index] = True
+            features = self.adapter(output, spec.name, spec.relu)
+            on_map(index, fem_saliency(features, self.k).to(out_dtype))
+
+        return on_output
