@@ -10,8 +10,6 @@ resumed run continues from exactly where the interrupted one stopped.
 from __future__ import annotations
 
 import random
-import signal
-import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -21,7 +19,9 @@ import numpy as np
 import torch
 from torch import nn
 
-from mlfem.training.checkpoint import CheckpointError, read_checkpoint, save_checkpoint
+# Re-exported: they moved to the run helper shared with the evaluation runner.
+from mlfem._run import ignore_sigint, stop_on_sigint
+from mlfem.models.checkpoint import CheckpointError, read_checkpoint, save_checkpoint
 
 __all__ = [
     "STATE_FORMAT",
@@ -159,34 +159,6 @@ def load_training_state(
     optimizer.load_state_dict(_unflatten_optimizer(optim, metadata["optimizer"]))
     restore_rng_states(tensors, metadata["rng"], generators)
     return metadata["progress"]
-
-
-@contextmanager
-def stop_on_sigint(event: threading.Event) -> Iterator[threading.Event]:
-    """While active, the first Ctrl-C sets ``event`` (the loop then saves and stops at the
-    next step boundary); a second Ctrl-C interrupts at once. Outside the main thread, where
-    signal handlers cannot be installed, only ``event`` itself stops the loop."""
-    if threading.current_thread() is not threading.main_thread():
-        yield event
-        return
-    previous = signal.getsignal(signal.SIGINT)
-
-    def handler(signum: int, frame: Any) -> None:
-        if event.is_set():
-            raise KeyboardInterrupt
-        event.set()
-
-    signal.signal(signal.SIGINT, handler)
-    try:
-        yield event
-    finally:
-        signal.signal(signal.SIGINT, previous)
-
-
-def ignore_sigint(worker_id: int) -> None:
-    # Ctrl-C reaches the whole process group; workers must survive it so that the main
-    # process can finish its step and save the state.
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
 
 
 @contextmanager

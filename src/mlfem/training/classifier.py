@@ -26,10 +26,8 @@ the final weights equal those of an uninterrupted run.
 from __future__ import annotations
 
 import math
-import sys
 import threading
 import warnings
-from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -39,28 +37,19 @@ import torch.nn.functional as F
 from torch import Tensor
 from torch.utils.data import DataLoader
 
+from mlfem.models.architectures import build_classifier
+from mlfem.models.checkpoint import save_classifier
 from mlfem.models.preprocessing import IMAGENET_MEAN, IMAGENET_STD, Preprocessing
-from mlfem.training._data import DatasetSpec, EpochBatches, ImageBatch, progress_bar
-from mlfem.training._state import (
-    TrainingInterrupted,
-    derived_seed,
-    deterministic_algorithms,
-    ignore_sigint,
-    load_training_state,
-    save_training_state,
-    stop_on_sigint,
-)
-from mlfem.training.architectures import build_classifier
+from mlfem.training._data import DatasetSpec, EpochBatches, ImageBatch
+from mlfem.training._run import StepCallback, TrainingRun
+from mlfem.training._state import derived_seed, deterministic_algorithms, ignore_sigint
 from mlfem.training.augment import AUGMENTATIONS, augment_batch, normalize_batch
-from mlfem.training.checkpoint import save_classifier, sidecar_path, write_json_atomic
 from mlfem.training.classifier_config import ClassifierConfig, ClassifierRun
 from mlfem.training.metrics import classification_metrics
 
 __all__ = ["CLASSIFIER_FILE", "ClassifierConfig", "ClassifierRun", "train_classifier"]
 
 CLASSIFIER_FILE = "classifier.safetensors"
-STATE_FILE = "training_state.safetensors"
-HISTORY_FILE = "history.json"
 
 # Settings that must not change when a run is resumed (epochs may grow; workers, device
 # and progress display are free).
@@ -80,9 +69,6 @@ _RESUME_FIXED = (
     "split_seed",
     "split_fractions",
 )
-
-
-StepCallback = Callable[[int, int, float], None]
 
 
 def train_classifier(
@@ -105,19 +91,16 @@ def train_classifier(
         TrainingInterrupted: the run was stopped; its state is saved.
     """
     with deterministic_algorithms(config.deterministic):
-        return _Trainer(config, progress, stop or threading.Event(), on_step).run()
+        run = TrainingRun.of(config, "train-classifier", _RESUME_FIXED, progress, stop, on_step)
+        return _Trainer(config, run).run()
 
 
 class _Trainer:
-    def __init__(self, config: ClassifierConfig, progress: bool, stop: threading.Event, on_step):
+    def __init__(self, config: ClassifierConfig, run_folder: TrainingRun) -> None:
         self.config = config
-        self.progress = progress
-        self.stop = stop
-        self.on_step = on_step
+        self.run_folder = run_folder
         self.out = Path(config.out)
-        self.device = torch.device(
-            config.device or ("cuda" if torch.cuda.is_available() else "cpu")
-        )
+        self.device = TrainingRun.device(config.device)
         options = dict(config.dataset_options)
         if config.dataset == "synthetic":
             options.setdefault("size", config.image_size)
@@ -142,13 +125,7 @@ class _Trainer:
     # ------------------------------------------------------------------ set-up
     def run(self) -> ClassifierRun:
         config = self.config
-        self.out.mkdir(parents=True, exist_ok=True)
-        state_path = self.out / STATE_FILE
-        if sidecar_path(state_path).exists() and not config.resume:
-            raise FileExistsError(
-                f"{self.out} already holds a training run ({state_path.name}); "
-                "pass --resume to continue it or choose another --out"
-            )
+        self.run_folder.claim()
         self.train_set = self.spec.open("train", gfdm="none")
         self.val_set = self.spec.open("val", gfdm="none")
         self.class_names = list(self.train_set.class_names)
@@ -186,80 +163,36 @@ class _Trainer:
             "augment": torch.Generator().manual_seed(derived_seed(config.seed, "augment"))
         }
         self.collate = ImageBatch(config.image_size, len(self.class_names))
-
-        progress: dict[str, Any] = {
-            "epoch": 0,
-            "step": 0,
-            "loss_sum": 0.0,
-            "count": 0,
-            "history": [],
-            "best": None,
-        }
-        if sidecar_path(state_path).exists():
-            progress = load_training_state(state_path, self.model, self.optimizer, self.generators)
-            self._check_resumable(progress["settings"])
-            self._log(f"resuming from epoch {progress['epoch'] + 1}, step {progress['step']}")
-        elif config.resume:
-            self._log(f"nothing to resume in {self.out}: starting a new run")
-        with stop_on_sigint(self.stop):
-            return self._train(progress, state_path)
-
-    def _check_resumable(self, saved: dict[str, Any]) -> None:
-        current = self.config.settings()
-        changed = [key for key in _RESUME_FIXED if saved.get(key) != current.get(key)]
-        if changed:
-            details = ", ".join(f"{k}: {saved.get(k)!r} -> {current.get(k)!r}" for k in changed)
-            raise ValueError(
-                f"cannot resume {self.out}: settings differ from the saved run ({details})"
-            )
+        progress = self.run_folder.restore(
+            self.model, self.optimizer, self.generators, config.settings()
+        )
+        with self.run_folder.stopping():
+            return self._train(progress)
 
     # ------------------------------------------------------------------ loop
-    def _train(self, progress: dict[str, Any], state_path: Path) -> ClassifierRun:
-
-        config = self.config
+    def _train(self, progress: dict[str, Any]) -> ClassifierRun:
+        config, run = self.config, self.run_folder
         history: list[dict[str, Any]] = progress["history"]
         best = progress["best"]
         for epoch in range(progress["epoch"], config.epochs):
-            start = progress["step"] if epoch == progress["epoch"] else 0
-            loss_sum = progress["loss_sum"] if start else 0.0
-            count = progress["count"] if start else 0
-            batches = EpochBatches(self._order(epoch), config.batch_size, start)
-            loader = self._loader(
-                self.train_set, batches, derived_seed(config.seed, "loader", epoch)
-            )
             self.model.train()
-            step = start
-            with progress_bar(
-                batches.total, start, f"epoch {epoch + 1}/{config.epochs}", "batch", self.progress
-            ) as bar:
-                for batch in loader:
-                    loss = self._step(batch)
-                    step += 1
-                    loss_sum += loss * len(batch["image_id"])
-                    count += len(batch["image_id"])
-                    bar.set_postfix(loss=f"{loss_sum / count:.4f}")
-                    bar.update(1)
-                    if self.on_step is not None:
-                        self.on_step(epoch, step, loss)
-                    if self.stop.is_set():
-                        self._save_state(state_path, epoch, step, loss_sum, count, history, best)
-                        raise TrainingInterrupted(state_path, epoch, step)
-            record = {
-                "epoch": epoch + 1,
-                "train_loss": loss_sum / max(count, 1),
-                **self._validate(),
-            }
+            state = {"history": history, "best": best}
+            train_loss = run.train_epoch(progress, epoch, self._batches, self._step, **state)
+            record = {"epoch": epoch + 1, "train_loss": train_loss, **self._validate()}
             history.append(record)
             if best is None or self._better(record, best):
                 best = record
                 self._save_best(record)
-            self._save_state(state_path, epoch + 1, 0, 0.0, 0, history, best)
-            write_json_atomic(self.out / HISTORY_FILE, history)
-            self._log(_summary(record))
-            if self.stop.is_set():
-                raise TrainingInterrupted(state_path, epoch + 1, 0)
+            run.end_epoch(epoch + 1, history, _summary(record), best=best)
+            run.interrupt_if_stopped(epoch + 1)
         assert best is not None
         return ClassifierRun(self.out / CLASSIFIER_FILE, int(best["epoch"]), best, history)
+
+    def _batches(self, epoch: int, start: int) -> tuple[int, DataLoader]:
+        """The epoch's number of batches, and its loader from batch ``start`` on."""
+        batches = EpochBatches(self._order(epoch), self.config.batch_size, start)
+        seed = derived_seed(self.config.seed, "loader", epoch)
+        return batches.total, self._loader(self.train_set, batches, seed)
 
     def _order(self, epoch: int) -> list[int]:
         generator = torch.Generator().manual_seed(derived_seed(self.config.seed, "shuffle", epoch))
@@ -292,13 +225,14 @@ class _Trainer:
         labels[targets.sum(1) == 0] = -100
         return F.cross_entropy(logits, labels, ignore_index=-100)
 
-    def _step(self, batch: dict[str, Any]) -> float:
+    def _step(self, batch: dict[str, Any]) -> tuple[float, int]:
+        """One optimizer step: (the batch's mean loss, its number of images)."""
         logits = _logits(self.model(self._inputs(batch, train=True)))
         loss = self._loss(logits, batch["targets"].to(self.device))
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
         self.optimizer.step()
-        return float(loss.detach())
+        return float(loss.detach()), len(batch["image_id"])
 
     @torch.no_grad()
     def _validate(self) -> dict[str, float]:
@@ -363,27 +297,6 @@ class _Trainer:
                 "mlfem_version": __version__,
             },
         )
-
-    def _save_state(self, path, epoch, step, loss_sum, count, history, best) -> None:
-        save_training_state(
-            path,
-            self.model,
-            self.optimizer,
-            self.generators,
-            {
-                "epoch": epoch,
-                "step": step,
-                "loss_sum": loss_sum,
-                "count": count,
-                "history": history,
-                "best": best,
-                "settings": self.config.settings(),
-            },
-        )
-
-    def _log(self, message: str) -> None:
-        if self.progress:
-            print(f"train-classifier: {message}", file=sys.stderr)
 
 
 def _logits(output: Any) -> Tensor:

@@ -10,7 +10,7 @@ Steps:
    :mod:`mlfem.training._fusion_source`;
 2. compute the per-layer FEM maps of the ``train`` and ``val`` splits once, in batches, into
    on-disk caches at r x r (:mod:`mlfem.training.map_cache`, resumable);
-3. train :class:`~mlfem.training.fusion_net.FusionNet` with Adam on the MSE between its
+3. train :class:`~mlfem.fusion.net.FusionNet` with Adam on the MSE between its
    output and the GFDM (resized to r x r, scaled to max 1), validating on ``val`` every
    epoch, stopping early after ``patience`` epochs without a lower validation loss;
 4. keep the best epoch as ``net.safetensors`` + ``net.json`` (layers, k, resolution, the
@@ -26,10 +26,8 @@ from __future__ import annotations
 
 import hashlib
 import math
-import sys
 import threading
 import time
-from collections.abc import Callable
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
@@ -37,19 +35,14 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
-from mlfem.training._data import EpochBatches, progress_bar
+from mlfem.fusion.net import FusionNet, save_fusion_net
+from mlfem.models.checkpoint import read_metadata, sidecar_path, write_json_atomic
+from mlfem.training._data import EpochBatches
 from mlfem.training._fusion_source import FusionSource, fusion_dataset_spec, load_source
-from mlfem.training._state import (
-    TrainingInterrupted,
-    derived_seed,
-    load_training_state,
-    save_training_state,
-    stop_on_sigint,
-)
-from mlfem.training.checkpoint import read_metadata, sidecar_path, write_json_atomic
+from mlfem.training._run import StepCallback, TrainingRun
+from mlfem.training._state import derived_seed
 from mlfem.training.fusion_compare import compare_fusions, default_fusions, validate_net
 from mlfem.training.fusion_config import FusionConfig, FusionRun
-from mlfem.training.fusion_net import FusionNet, save_fusion_net
 from mlfem.training.map_cache import MapCache, cache_key_digest
 
 __all__ = [
@@ -62,8 +55,6 @@ __all__ = [
 ]
 
 NET_FILE = "net.safetensors"
-STATE_FILE = "training_state.safetensors"
-HISTORY_FILE = "history.json"
 TARGET = "GFDM resized to r x r (bilinear, antialiased when shrinking), divided by its maximum"
 
 _RESUME_FIXED = (
@@ -85,7 +76,7 @@ def train_fusion(
     *,
     progress: bool = True,
     stop: threading.Event | None = None,
-    on_step: Callable[[int, int, float], None] | None = None,
+    on_step: StepCallback | None = None,
 ) -> FusionRun:
     """Train a NET fusion as described by ``config`` (see the module docstring).
 
@@ -93,39 +84,29 @@ def train_fusion(
         FileExistsError: ``out`` holds a training state and ``resume`` is False.
         TrainingInterrupted: stopped by Ctrl-C or ``stop``; what was computed is saved.
     """
-    return _FusionTrainer(config, progress, stop or threading.Event(), on_step).run()
+    bar = ("NET ", "mse", 5)
+    run = TrainingRun.of(config, "train-fusion", _RESUME_FIXED, progress, stop, on_step, bar)
+    return _FusionTrainer(config, run).run()
 
 
 class _FusionTrainer:
-    def __init__(
-        self, config: FusionConfig, progress: bool, stop: threading.Event, on_step
-    ) -> None:
+    def __init__(self, config: FusionConfig, run_folder: TrainingRun) -> None:
         self.config = config
-        self.progress = progress
-        self.stop = stop
-        self.on_step = on_step
-        self.out = Path(config.out)
-        self.device = torch.device(
-            config.device or ("cuda" if torch.cuda.is_available() else "cpu")
-        )
+        self.run_folder = run_folder
+        self.out = Path(config.out)  # type: ignore[arg-type]  # FusionConfig requires it
+        self.device = TrainingRun.device(config.device)
 
     def run(self) -> FusionRun:
         from mlfem.explainers import MLFEM
 
         config = self.config
-        self.out.mkdir(parents=True, exist_ok=True)
-        state_path = self.out / STATE_FILE
-        if sidecar_path(state_path).exists() and not config.resume:
-            raise FileExistsError(
-                f"{self.out} already holds a training run ({state_path.name}); "
-                "pass --resume to continue it or choose another --out"
-            )
+        self.run_folder.claim()
         self.source: FusionSource = load_source(config, self.device)
         self.spec = fusion_dataset_spec(config, self.source, self.out)
         explainer = MLFEM(self.source.model, layers=config.layers, fusion="fem", k=config.k)
         self.layers = explainer.layer_names
         self.rectify = bool(getattr(explainer, "rectify", False))
-        with stop_on_sigint(self.stop):
+        with self.run_folder.stopping():
             started = time.perf_counter()
             self.train_cache = self._cache("train", explainer)
             self.val_cache = self._cache("val", explainer)
@@ -134,7 +115,7 @@ class _FusionTrainer:
                 raise ValueError("the train split is empty")
             self.train_started = time.perf_counter()
             try:
-                return self._train(state_path)
+                return self._train()
             finally:
                 explainer.close()
 
@@ -160,7 +141,7 @@ class _FusionTrainer:
         }
         root = Path(config.cache) if config.cache is not None else self.out / "cache"
         p = self.source.preprocessing
-        self._log(f"FEM maps of the {split} split ({len(dataset)} images) -> {root}")
+        self.run_folder.log(f"FEM maps of the {split} split ({len(dataset)} images) -> {root}")
         return MapCache.build(
             root / f"{split}-{cache_key_digest(key)}",
             key,
@@ -173,8 +154,8 @@ class _FusionTrainer:
             batch_size=config.map_batch_size,
             shard_size=config.shard_size,
             num_workers=config.num_workers,
-            progress=self.progress,
-            stop=self.stop,
+            progress=self.run_folder.verbose,
+            stop=self.run_folder.stop,
         )
 
     # ------------------------------------------------------------------ loop
@@ -200,83 +181,27 @@ class _FusionTrainer:
         )
         return data
 
-    def _train(self, state_path: Path) -> FusionRun:
-
-        config = self.config
+    def _train(self) -> FusionRun:
+        config, run = self.config, self.run_folder
         torch.manual_seed(config.seed)
         self.net = FusionNet(len(self.layers)).to(self.device)
         self.optimizer = torch.optim.Adam(
             self.net.parameters(), lr=config.lr, weight_decay=config.weight_decay
         )
-        generators: dict[str, torch.Generator] = {}
-        progress: dict[str, Any] = {
-            "epoch": 0,
-            "step": 0,
-            "loss_sum": 0.0,
-            "count": 0,
-            "history": [],
-            "best": None,
-            "bad_epochs": 0,
-            "finished": False,
-        }
-        if sidecar_path(state_path).exists():
-            progress = load_training_state(state_path, self.net, self.optimizer, generators)
-            self._check_resumable(progress["settings"])
-            self._log(f"resuming from epoch {progress['epoch'] + 1}, step {progress['step']}")
-        elif config.resume:
-            self._log(f"nothing to resume in {self.out}: starting a new run")
+        progress = run.restore(
+            self.net, self.optimizer, {}, self._settings(), bad_epochs=0, finished=False
+        )
         history, best = progress["history"], progress["best"]
         bad_epochs = progress["bad_epochs"]
         # A finished run resumed again trains nothing, and must leave net.json as it is (its
         # hash is what evaluations record).
         already_finished = bool(progress["finished"])
-        maps, targets = self.train_cache.maps, self.train_cache.gfdm
         epoch = progress["epoch"]
         while not progress["finished"] and epoch < config.epochs:
-            start = progress["step"] if epoch == progress["epoch"] else 0
-            loss_sum = progress["loss_sum"] if start else 0.0
-            count = progress["count"] if start else 0
-            generator = torch.Generator().manual_seed(derived_seed(config.seed, "shuffle", epoch))
-            order = torch.randperm(len(maps), generator=generator).tolist()
-            batches = EpochBatches(order, config.batch_size, start, drop_single=False)
             self.net.train()
-            step = start
-            with progress_bar(
-                batches.total, start, f"NET epoch {epoch + 1}/{config.epochs}", "batch", self.progress
-            ) as bar:
-                for indices in batches:
-                    x = maps[indices].to(self.device).float()
-                    y = targets[indices].to(self.device).float()
-                    loss = F.mse_loss(self.net(x), y)
-                    self.optimizer.zero_grad(set_to_none=True)
-                    loss.backward()
-                    self.optimizer.step()
-                    step += 1
-                    loss_sum += float(loss.detach()) * len(indices)
-                    count += len(indices)
-                    bar.set_postfix(mse=f"{loss_sum / count:.5f}")
-                    bar.update(1)
-                    if self.on_step is not None:
-                        self.on_step(epoch, step, float(loss.detach()))
-                    if self.stop.is_set():
-                        self._save_state(
-                            state_path,
-                            generators,
-                            epoch,
-                            step,
-                            loss_sum,
-                            count,
-                            history,
-                            best,
-                            bad_epochs,
-                            False,
-                        )
-                        raise TrainingInterrupted(state_path, epoch, step)
-            record = {
-                "epoch": epoch + 1,
-                "train_mse": loss_sum / max(count, 1),
-                **self._validate(self.net),
-            }
+            state = {"history": history, "best": best, "bad_epochs": bad_epochs, "finished": False}
+            train_mse = run.train_epoch(progress, epoch, self._batches, self._step, **state)
+            record = {"epoch": epoch + 1, "train_mse": train_mse, **self._validate(self.net)}
             history.append(record)
             # Without validation images, the latest epoch is kept.
             if (
@@ -290,23 +215,39 @@ class _FusionTrainer:
                 bad_epochs += 1
             epoch += 1
             finished = bad_epochs >= config.patience or epoch >= config.epochs
-            self._save_state(
-                state_path, generators, epoch, 0, 0.0, 0, history, best, bad_epochs, finished
+            summary = ", ".join(f"{k} {v:.5g}" for k, v in record.items())
+            run.end_epoch(
+                epoch, history, summary, best=best, bad_epochs=bad_epochs, finished=finished
             )
-            write_json_atomic(self.out / HISTORY_FILE, history)
-            self._log(", ".join(f"{k} {v:.5g}" for k, v in record.items()))
             if bad_epochs >= config.patience:
-                self._log(
+                run.log(
                     f"early stop: no lower val MSE for {bad_epochs} epochs "
                     f"(best epoch {best['epoch']})"
                 )
             progress["finished"] = finished
-            if self.stop.is_set() and not finished:
-                raise TrainingInterrupted(state_path, epoch, 0)
+            if not finished:
+                run.interrupt_if_stopped(epoch)
         assert best is not None
         self.seconds["training"] = time.perf_counter() - self.train_started
         comparison = self._compare(rewrite=not already_finished)
         return FusionRun(self.out / NET_FILE, int(best["epoch"]), best, history, comparison)
+
+    def _batches(self, epoch: int, start: int) -> tuple[int, EpochBatches]:
+        """The epoch's number of batches, and its batches (image indices) from ``start`` on."""
+        generator = torch.Generator().manual_seed(derived_seed(self.config.seed, "shuffle", epoch))
+        order = torch.randperm(len(self.train_cache.maps), generator=generator).tolist()
+        batches = EpochBatches(order, self.config.batch_size, start, drop_single=False)
+        return batches.total, batches
+
+    def _step(self, indices: list[int]) -> tuple[float, int]:
+        """One optimizer step on cached maps: (the batch's MSE, its number of images)."""
+        x = self.train_cache.maps[indices].to(self.device).float()
+        y = self.train_cache.gfdm[indices].to(self.device).float()
+        loss = F.mse_loss(self.net(x), y)
+        self.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        self.optimizer.step()
+        return float(loss.detach()), len(indices)
 
     def _validate(self, net: FusionNet) -> dict[str, float]:
         return validate_net(net, self.val_cache.maps, self.val_cache.gfdm, self.device)
@@ -314,7 +255,7 @@ class _FusionTrainer:
     def _compare(self, rewrite: bool = True) -> dict[str, float]:
         """Val PCC of the best NET and of the algebraic fusions, recorded in net.json
         (read back instead when ``rewrite`` is False and net.json has them)."""
-        from mlfem.training.fusion_net import load_fusion_net
+        from mlfem.fusion.net import load_fusion_net
 
         path = self.out / NET_FILE
         if len(self.val_cache) == 0 or not path.exists():
@@ -329,7 +270,7 @@ class _FusionTrainer:
         # Wall-clock seconds of this process (a resumed run counts only its own part).
         metadata["seconds"] = {key: round(value, 1) for key, value in self.seconds.items()}
         write_json_atomic(sidecar_path(path), metadata)
-        self._log("val mean PCC: " + ", ".join(f"{k} {v:.3f}" for k, v in comparison.items()))
+        self.run_folder.log("val mean PCC: " + ", ".join(f"{k} {v:.3f}" for k, v in comparison.items()))
         return comparison
 
     # ------------------------------------------------------------------ saving
@@ -362,40 +303,6 @@ class _FusionTrainer:
                 "mlfem_version": __version__,
             },
         )
-
-    def _save_state(
-        self, path, generators, epoch, step, loss_sum, count, history, best, bad, finished
-    ):
-        save_training_state(
-            path,
-            self.net,
-            self.optimizer,
-            generators,
-            {
-                "epoch": epoch,
-                "step": step,
-                "loss_sum": loss_sum,
-                "count": count,
-                "history": history,
-                "best": best,
-                "bad_epochs": bad,
-                "finished": finished,
-                "settings": self._settings(),
-            },
-        )
-
-    def _check_resumable(self, saved: dict[str, Any]) -> None:
-        current = self._settings()
-        changed = [key for key in _RESUME_FIXED if saved.get(key) != current.get(key)]
-        if changed:
-            raise ValueError(
-                f"cannot resume {self.out}: settings differ from the saved run "
-                f"({', '.join(changed)})"
-            )
-
-    def _log(self, message: str) -> None:
-        if self.progress:
-            print(f"train-fusion: {message}", file=sys.stderr)
 
 
 def _lower(value: float, best: float) -> bool:
