@@ -27,7 +27,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     parser.add_argument(
         "--dataset", default=None,
-        help="salicon, cat2000, mexculture, mit1003, osie, folder, synthetic (default with --classifier: "
+        help="salicon, cat2000, mexculture, mit1003, osie, osie-sample (shipped with mlfem), folder, synthetic (default with --classifier: "
         "the dataset, options and splits file it was trained with)",
     )
     parser.add_argument("--root", default=None, help="dataset folder (default $MLFEM_DATA/<dataset>; none for synthetic)")
