@@ -17,11 +17,14 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from typing import NamedTuple
+from typing import TYPE_CHECKING, NamedTuple
 
 import torch
 
-__all__ = ["ObserverTargets", "OBS_SUFFIX", "observer_means", "observer_targets"]
+if TYPE_CHECKING:
+    from mlfem.gaze import Fixations
+
+__all__ = ["ObserverTargets", "OBS_SUFFIX", "observer_means", "observer_targets", "targets_for"]
 
 #: Suffix of the per-observer metric columns (``pcc_obs`` is PCC under this protocol).
 OBS_SUFFIX = "_obs"
@@ -34,19 +37,29 @@ class ObserverTargets(NamedTuple):
     counts: torch.Tensor
 
 
-def observer_targets(
-    fixations: Sequence[torch.Tensor], height: int, width: int, sigma: float, collapse: bool = False
-) -> ObserverTargets:
-    """Targets of the per-observer protocol for one image (one (N, 2) x/y tensor per observer,
-    observers without a fixation left out by the caller)."""
+def targets_for(fixations: Fixations, sigma: float, collapse: bool = False) -> ObserverTargets:
+    """Targets of the per-observer protocol for one image, one per observer with a fixation
+    (in the order of their ids)."""
     from mlfem.gaze import density_from_counts, fixation_counts
 
+    groups = [fixations.observers == o for o in fixations.observer_ids]
     counts = fixation_counts(
-        [f[:, 0].numpy() for f in fixations], [f[:, 1].numpy() for f in fixations], height, width,
+        [fixations.xs[g] for g in groups], [fixations.ys[g] for g in groups], fixations.height, fixations.width,
         dtype=torch.float32,
     ).counts
     own = density_from_counts((counts > 0).to(counts.dtype) if collapse else counts, sigma)
     return ObserverTargets(own, counts)
+
+
+def observer_targets(
+    fixations: Sequence[torch.Tensor], height: int, width: int, sigma: float, collapse: bool = False
+) -> ObserverTargets:
+    """:func:`targets_for` of one (N, 2) x/y tensor per observer (observers without a fixation
+    left out by the caller) on an image of ``height`` x ``width`` pixels."""
+    from mlfem.gaze import Fixations
+
+    observers = [(f[:, 0].numpy(), f[:, 1].numpy()) for f in fixations]
+    return targets_for(Fixations.from_observers(observers, height, width), sigma, collapse)
 
 
 def observer_means(

@@ -1,0 +1,328 @@
+"""Scoring one batch of an evaluation: each image, read and preprocessed in a DataLoader worker
+into a :class:`PreparedImage`, gets every pending method's map, every metric against its GFDM
+(and fixations), the reference rows (centre bias, human ceiling), the per-observer columns,
+and its gallery entry; the result is the batch's ``results.csv`` rows.
+
+Fixations travel as one :class:`mlfem.gaze.Fixations` per image from the worker to the
+metrics: read once from the sample, never converted again. The human ceiling and the
+per-observer targets blur them with the sigma the dataset declares
+(:func:`mlfem.evaluation.config.gfdm_settings`).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+
+from mlfem.evaluation.config import EvaluationConfig, EvaluationError, gfdm_settings
+from mlfem.evaluation.methods import REFERENCE_METHODS, MethodRunner
+from mlfem.evaluation.model import EvaluatedModel, is_correct, predictions
+from mlfem.gaze import Fixations
+
+__all__ = ["PreparedImage", "PreparedImages", "Scorer", "Skip"]
+
+#: Metric values of one row (``None``: not applicable, an empty cell).
+Scores = dict[str, float | None]
+
+
+@dataclass
+class PreparedImage:
+    """One image as a DataLoader worker hands it to the scorer.
+
+    ``position`` is the image's index in the evaluated split (its gallery file); ``input`` and
+    ``placement`` come from the model's preprocessing; ``fixations`` hold every observer with at
+    least one fixation (ids in the dataset's observer order); ``image`` (uint8, 3 x H x W) is
+    kept for gallery images only.
+    """
+
+    position: int
+    image_id: str
+    input: torch.Tensor
+    placement: Any
+    gfdm: torch.Tensor
+    fixations: Fixations
+    labels: list[int]
+    class_names: list[str]
+    n_classes_present: int
+    category: str
+    split: str
+    image: torch.Tensor | None
+
+    @property
+    def size(self) -> tuple[int, int]:
+        """The image's (height, width): its fixations' image."""
+        return self.fixations.size
+
+
+@dataclass
+class Skip:
+    """Stands in for a sample that could not be read (``position`` in the evaluated split)."""
+
+    position: int
+    image_id: str
+    reason: str
+
+
+class PreparedImages(torch.utils.data.Dataset):
+    """Reads samples and preprocesses them for the model, in DataLoader workers."""
+
+    def __init__(self, dataset: Any, indices: Sequence[int], preprocess: Callable, gallery: int) -> None:
+        self.dataset = dataset
+        self.indices = list(indices)
+        self.preprocess = preprocess
+        self.gallery = gallery
+
+    def __len__(self) -> int:
+        return len(self.indices)
+
+    def __getitem__(self, position: int) -> PreparedImage | Skip:
+        from mlfem.datasets import SampleError
+
+        try:
+            sample = self.dataset[self.indices[position]]
+        except SampleError as error:
+            return Skip(position, error.image_id, error.reason)
+        if sample.gfdm is None:
+            return Skip(position, sample.image_id, "no GFDM (dataset opened with gfdm='none')")
+        height, width = int(sample.image.shape[1]), int(sample.image.shape[2])
+        observers = [(f[:, 0].numpy(), f[:, 1].numpy()) for f in sample.fixations if len(f)]
+        tensor, placement = self.preprocess(sample.image)
+        return PreparedImage(
+            position=position,
+            image_id=sample.image_id,
+            input=tensor,
+            placement=placement,
+            gfdm=sample.gfdm,
+            fixations=Fixations.from_observers(observers, height, width, name=sample.image_id),
+            labels=list(sample.labels),
+            class_names=list(sample.class_names),
+            n_classes_present=int(sample.n_classes_present),
+            category=sample.category or "",
+            split=sample.split or "",
+            image=sample.image if position < self.gallery else None,
+        )
+
+
+def as_list(batch: list) -> list:
+    """Collate function of the evaluation loader: images differ in size, keep a list."""
+    return batch
+
+
+@dataclass
+class _Explained:
+    """One image's maps per method (h, w), per-layer maps (L, h, w) if any, and logits (K,)."""
+
+    maps: dict[str, torch.Tensor]
+    layers: torch.Tensor | None
+    logits: torch.Tensor
+
+
+class Scorer:
+    """The methods, metrics and references of a run, bound to its model and dataset."""
+
+    def __init__(self, config: EvaluationConfig, model: EvaluatedModel, dataset: Any) -> None:
+        self.config = config
+        self.metrics = list(config.metrics)
+        self.sigma, self.collapse = gfdm_settings(dataset)
+        dataset_names = list(getattr(dataset, "class_names", []) or [])
+        dataset_multi = bool(getattr(dataset, "multi_label", False))
+        self.multi_label = model.multi_label if model.multi_label is not None else dataset_multi
+        self.class_names = model.class_names or dataset_names
+        # Labels of another vocabulary than the model's cannot say right or wrong.
+        self.labels_comparable = not (model.class_names is not None and dataset_names and model.class_names != dataset_names)
+        try:
+            self.runner = MethodRunner(
+                model.model, config.methods, layers=config.layers, alpha=config.alpha, k=config.k,
+                normalize=config.normalize, net=config.net, method_options=config.method_options,
+            )
+        except (ValueError, TypeError) as error:
+            raise EvaluationError(str(error)) from error
+        self.gradient_free = not self.runner.gradient_methods()
+        self.observer_protocol = self._observer_protocol_applies(dataset)
+        self.no_ceiling = 0  # images with fewer than two observers
+
+    def _observer_protocol_applies(self, dataset: Any) -> bool:
+        """Asked for, GFDM sigma known, and the first readable sample has at least two
+        observers with fixations."""
+        from mlfem.datasets import SampleError
+
+        if not (self.config.references and self.config.observer_protocol) or self.sigma is None:
+            return False
+        for index in range(min(len(dataset), 3)):
+            try:
+                sample = dataset[index]
+            except SampleError:
+                continue
+            return sum(1 for f in sample.fixations if len(f)) >= 2
+        return False
+
+    @property
+    def references(self) -> tuple[str, ...]:
+        """The reference rows every image gets."""
+        if not self.config.references:
+            return ()
+        return REFERENCE_METHODS if self.observer_protocol else ("centre-bias",)
+
+    def columns(self) -> list[str]:
+        """The metric columns of ``results.csv``."""
+        from mlfem.evaluation.observers import OBS_SUFFIX
+
+        return self.metrics + ([m + OBS_SUFFIX for m in self.metrics] if self.observer_protocol else [])
+
+    def close(self) -> None:
+        """Release the methods' hooks."""
+        self.runner.close()
+
+    # ---------------------------------------------------------------- per batch
+    def process(self, items: list[PreparedImage], pending: dict[str, set[str]]) -> list[dict[str, Any]]:
+        """Rows for a batch of prepared images; ``pending`` maps image id to missing rows."""
+        wanted = set().union(*(pending[item.image_id] for item in items))
+        methods = [m for m in self.config.methods if m in wanted]
+        explained = self._explain(items, methods)
+        scores = self._scores(items, methods, explained, pending)
+        self._save_gallery(items, explained)
+        return self._rows(items, methods, explained, scores)
+
+    def _explain(self, items: list[PreparedImage], methods: list[str]) -> list[_Explained]:
+        # Model inputs of one size are stacked; other sizes (fit "none") run separately.
+        explained: dict[int, _Explained] = {}
+        by_shape: dict[tuple[int, ...], list[int]] = {}
+        for i, item in enumerate(items):
+            by_shape.setdefault(tuple(item.input.shape), []).append(i)
+        for members in by_shape.values():
+            images = torch.stack([items[i].input for i in members]).to(self.runner.device)
+            result = self.runner.run(images, methods)
+            for j, i in enumerate(members):
+                layers = None if result.layer_maps is None else result.layer_maps[j]
+                explained[i] = _Explained({n: v[j] for n, v in result.maps.items()}, layers, result.logits[j])
+        return [explained[i] for i in range(len(items))]
+
+    def _metric_table(self, pred: torch.Tensor, gfdm: torch.Tensor, fix: torch.Tensor | None) -> list[Scores]:
+        """One dict of metric values per map of ``pred``."""
+        from mlfem.metrics import evaluate
+
+        table = evaluate(pred, gt=gfdm, fix=fix, metrics=self.metrics, seed=self.config.seed)
+        return [{m: table.columns[m][r] for m in self.metrics} for r in range(pred.shape[0])]
+
+    def _scores(self, items, methods, explained, pending) -> list[dict[str, Scores]]:
+        """Metric values per item, per method or reference."""
+        from mlfem.gaze import centre_bias, fixation_counts
+        from mlfem.metrics import resolve
+
+        needs_fix = any(resolve(m).needs == "fix" for m in self.metrics)
+        scores: list[dict[str, Scores]] = [{} for _ in items]
+        # Maps at the image's resolution, per item, kept for the per-observer protocol.
+        originals: list[dict[str, torch.Tensor]] = [{} for _ in items]
+        # Images that share a size and a placement are scored together.
+        groups: dict[tuple, list[int]] = {}
+        for i, item in enumerate(items):
+            groups.setdefault((*item.size, item.placement), []).append(i)
+        for (height, width, placement), members in groups.items():
+            gfdm = torch.stack([items[i].gfdm.float() for i in members])
+            fix = None
+            if needs_fix:
+                fixations = [items[i].fixations for i in members]
+                fix = fixation_counts(
+                    [f.xs for f in fixations], [f.ys for f in fixations], height, width, dtype=torch.float32
+                ).counts
+            for method in methods:
+                have = [i for i in members if method in explained[i].maps]
+                if not have:
+                    continue
+                pred = placement.to_original(torch.stack([explained[i].maps[method].cpu() for i in have]))
+                rows = [members.index(i) for i in have]
+                values = self._metric_table(pred, gfdm[rows], None if fix is None else fix[rows])
+                for r, i in enumerate(have):
+                    scores[i][method] = values[r]
+                    originals[i][method] = pred[r]
+            if not self.config.references:
+                continue
+            need_centre = [i for i in members if "centre-bias" in pending[items[i].image_id]]
+            if need_centre:
+                rows = [members.index(i) for i in need_centre]
+                prior = centre_bias(height, width)
+                values = self._metric_table(prior.expand(len(rows), -1, -1), gfdm[rows], None if fix is None else fix[rows])
+                for r, i in enumerate(need_centre):
+                    scores[i]["centre-bias"] = values[r]
+                    originals[i]["centre-bias"] = prior
+        if self.observer_protocol:
+            for item, maps, item_scores in zip(items, originals, scores):
+                self._observer_scores(item, maps, item_scores, "human" in pending[item.image_id])
+        return scores
+
+    def _observer_scores(self, item: PreparedImage, maps: dict[str, torch.Tensor], scores: dict[str, Scores], human: bool) -> None:
+        """Fill the ``<metric>_obs`` values of one image (methods, centre bias and, when
+        ``human``, the human ceiling)."""
+        from mlfem.evaluation.observers import OBS_SUFFIX, observer_means, targets_for
+
+        obs = [m + OBS_SUFFIX for m in self.metrics]
+        if item.fixations.n_observers < 2:
+            # One (pseudo-)observer: no per-observer protocol and no ceiling for this image.
+            self.no_ceiling += 1
+            for name in maps:
+                scores[name].update(dict.fromkeys(obs, math.nan))
+            return
+        if maps:
+            targets = targets_for(item.fixations, self.sigma, self.collapse)  # type: ignore[arg-type]
+            names = list(maps)
+            means = observer_means(torch.stack([maps[n].float() for n in names]), targets, self.metrics, self.config.seed)
+            for k, name in enumerate(names):
+                scores[name].update({m + OBS_SUFFIX: means[m][k] for m in self.metrics})
+        if human:
+            # The paper's protocol has no human value (it needs an independent group of
+            # observers): those columns stay empty; the ceiling fills the _obs columns.
+            scores["human"] = dict.fromkeys(self.metrics) | dict(zip(obs, self._ceiling(item.fixations)))
+
+    def _ceiling(self, fixations: Fixations) -> list[float]:
+        """Leave-one-observer-out human consistency per metric (:func:`mlfem.gaze.human_ceiling`)."""
+        from mlfem.gaze import human_ceiling
+
+        return [
+            float(human_ceiling(fixations, self.sigma, metric, collapse=self.collapse, seed=self.config.seed).mean)  # type: ignore[arg-type]
+            for metric in self.metrics
+        ]
+
+    def _save_gallery(self, items: list[PreparedImage], explained: list[_Explained]) -> None:
+        from mlfem.evaluation.maps import save_gallery_entry
+
+        for item, result in zip(items, explained):
+            if item.image is None:
+                continue
+            placement = item.placement
+            originals = {name: placement.to_original(value.cpu()[None])[0] for name, value in result.maps.items()}
+            layer_maps = None if result.layers is None else placement.to_original(result.layers.cpu())
+            save_gallery_entry(
+                self.config.out / "maps", item.position, item.image_id, item.image,
+                item.gfdm, originals, layer_maps, self.runner.layer_names,
+            )
+
+    def _rows(self, items, methods, explained, scores) -> list[dict[str, Any]]:
+        rows = []
+        for item, result, item_scores in zip(items, explained, scores):
+            logits = result.logits
+            predicted = predictions(logits[None], self.multi_label)[0]
+            verdict = is_correct(logits, item.labels, self.multi_label) if self.labels_comparable else None
+            names = self.class_names if len(self.class_names) == logits.numel() else []
+            common = {
+                "image_id": item.image_id,
+                "pred_labels": predicted,
+                "true_labels": item.labels,
+                "pred_names": [names[c] for c in predicted] if names else [],
+                "true_names": item.class_names,
+                "correct": verdict,
+                "n_classes_present": item.n_classes_present,
+                "category": item.category,
+                "split": item.split,
+                "height": item.size[0],
+                "width": item.size[1],
+            }
+            # References first: once an image's method rows are on disk, so are these.
+            for method, kind in [(r, "reference") for r in REFERENCE_METHODS] + [(m, "method") for m in methods]:
+                values = item_scores.get(method)
+                if values is not None:
+                    rows.append({**common, "method": method, "kind": kind, **values})
+        return rows
