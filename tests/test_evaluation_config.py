@@ -17,10 +17,7 @@ def _classifier(tmp_path, dataset: dict) -> str:
     return str(tmp_path / "classifier.safetensors")
 
 
-@pytest.mark.parametrize("alias", [
-    pytest.param("mit", marks=pytest.mark.xfail(strict=True, reason="the runner ignores the loaders' aliases")),
-    "MIT-1003", "mit_1003",
-])
+@pytest.mark.parametrize("alias", ["mit", "MIT-1003", "mit_1003"])
 def test_an_alias_of_the_classifiers_dataset_takes_its_root_options_and_splits(tmp_path, alias) -> None:
     from mlfem.evaluation.config import dataset_from_classifier
     from mlfem.training.leakage import find_overlap

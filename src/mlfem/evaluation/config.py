@@ -148,8 +148,11 @@ def jsonable(value: Any) -> Any:
 # --------------------------------------------------------------------------- the dataset
 def dataset_from_classifier(config: EvaluationConfig) -> None:
     """Default the dataset (name, root, options, splits file) to the one the classifier
-    checkpoint was trained on, when no dataset or that same dataset is named; options the
-    caller gives override the recorded ones."""
+    checkpoint was trained on, when no dataset or that same dataset is named (under any of
+    its names: ``mit`` is ``mit1003``, as for the leakage guard); options the caller gives
+    override the recorded ones."""
+    from mlfem.datasets import canonical_name
+
     if config.classifier is None:
         if config.dataset is None:
             raise EvaluationError("name the dataset (--dataset), or pass a --classifier checkpoint that records one")
@@ -167,7 +170,7 @@ def dataset_from_classifier(config: EvaluationConfig) -> None:
         if config.dataset is None:
             raise EvaluationError(f"{config.classifier} records no dataset: pass --dataset")
         return
-    if config.dataset is not None and _canonical_name(config.dataset) != _canonical_name(name):
+    if config.dataset is not None and canonical_name(config.dataset) != canonical_name(name):
         return  # another dataset than the classifier's: the caller's options alone apply
     config.dataset = str(name)
     if config.root is None and recorded.get("root"):
@@ -175,10 +178,6 @@ def dataset_from_classifier(config: EvaluationConfig) -> None:
     config.dataset_options = {**dict(recorded.get("options") or {}), **config.dataset_options}
     if config.splits is None and recorded.get("splits"):
         config.splits = str(recorded["splits"])
-
-
-def _canonical_name(name: str) -> str:
-    return name.strip().lower().replace("-", "").replace("_", "")
 
 
 def open_dataset(config: EvaluationConfig) -> Any:
