@@ -28,3 +28,27 @@ def test_leakage_guard_uses_the_same_aliases() -> None:
         assert leakage_canonical(a) == leakage_canonical(b) == canonical_name(b)
     # The shipped sample has OSIE's image ids: an OSIE checkpoint is compared with it.
     assert leakage_canonical("osie-sample") == leakage_canonical("osie") == "osie"
+
+
+def test_datasets_register_by_decorator_with_their_aliases(monkeypatch) -> None:
+    from mlfem.datasets import DATASETS, MIT1003, OSIE, OSIESample, available_datasets, register_dataset
+    from mlfem.datasets import registry
+
+    assert DATASETS["mit1003"] is MIT1003 and DATASETS["osiesample"] is OSIESample
+    assert available_datasets() == ["salicon", "cat2000", "mexculture", "mit1003", "osie",
+                                    "osie-sample", "folder", "synthetic"]
+    # A scratch copy of the tables, so the test's registrations do not outlive it.
+    monkeypatch.setattr(registry, "DATASETS", dict(DATASETS))
+    monkeypatch.setattr(registry, "_ALIASES", dict(registry._ALIASES))
+
+    @register_dataset
+    class Eyes(OSIE):
+        name = "my-eyes"
+        aliases = ("eyes",)
+
+    assert registry.DATASETS["myeyes"] is Eyes
+    assert canonical_name("EYES") == canonical_name("My_Eyes") == "myeyes"
+    with pytest.raises(ValueError, match="already registered"):
+        register_dataset(type("Other", (OSIE,), {"name": "eyes"}))
+    with pytest.raises(TypeError, match="dataset name"):
+        register_dataset(type("Unnamed", (OSIE,), {}))

@@ -19,17 +19,25 @@ from typing import Any
 
 from torch.utils.data import Dataset
 
-from .cat2000 import CAT2000
+from mlfem._discovery import import_public_modules
+
+# The dataset modules register their classes on import (@register_dataset), in this order:
+# the order of available_datasets().
+from .salicon import SALICON  # isort: skip
+from .cat2000 import CAT2000  # isort: skip
+from .mexculture import MexCulture  # isort: skip
+from .mit1003 import MIT1003  # isort: skip
+from .osie import OSIE  # isort: skip
+from .osie_sample import OSIESample, bundled_osie_root  # isort: skip
+from .folder import Folder  # isort: skip
+from .synthetic import SyntheticGaze  # isort: skip
 from .collate import Collate, collate, resize_sample
-from .folder import Folder
-from .mexculture import MexCulture
-from .mit1003 import MIT1003
-from .osie import OSIE
-from .osie_sample import OSIESample, bundled_osie_root
-from .salicon import SALICON
+from .registry import DATASETS, canonical_name, register_dataset
 from .schema import DatasetWarning, LayoutError, Sample, SampleError, SkippedItem
 from .splits import SPLIT_NAMES, Splits, make_splits
-from .synthetic import SyntheticGaze
+
+# Any other module of the package registers too, so a new dataset is one file.
+import_public_modules(__package__, Path(__file__).parent)
 
 __all__ = [
     "CAT2000",
@@ -56,20 +64,9 @@ __all__ = [
     "default_sigma",
     "make_splits",
     "open_dataset",
+    "register_dataset",
     "resize_sample",
 ]
-
-DATASETS: dict[str, type] = {
-    "salicon": SALICON,
-    "cat2000": CAT2000,
-    "mexculture": MexCulture,
-    "mit1003": MIT1003,
-    "osie": OSIE,
-    "osiesample": OSIESample,
-    "folder": Folder,
-    "synthetic": SyntheticGaze,
-}
-_ALIASES = {"mexculture142": "mexculture", "mit": "mit1003", "cat": "cat2000"}
 
 #: Environment variable naming a folder with one sub-folder per dataset (``$MLFEM_DATA/osie``).
 DATA_ENV = "MLFEM_DATA"
@@ -84,24 +81,6 @@ def default_sigma(name: str) -> float | None:
     """The GFDM sigma (pixels) a dataset uses by default, ``None`` when it has none."""
     cls = DATASETS[_canonical(name)]
     return getattr(cls, "default_sigma", None)
-
-
-def canonical_name(name: str, *, strict: bool = False) -> str:
-    """The registry key of a dataset name, so that two spellings of one dataset compare equal.
-
-    Case, ``-`` and ``_`` are ignored and aliases are resolved: ``"MIT"``, ``"mit-1003"`` and
-    ``"mit1003"`` all give ``"mit1003"``; ``"osie-sample"`` gives ``"osiesample"``.
-
-    Args:
-        name: a dataset name as a user, a CLI option or a checkpoint's record spells it.
-        strict: raise ``ValueError`` for a name no registered dataset answers to.  By default
-            such a name comes back normalised, so names recorded by other tools still compare.
-    """
-    key = name.strip().lower().replace("-", "").replace("_", "")
-    key = _ALIASES.get(key, key)
-    if strict and key not in DATASETS:
-        raise ValueError(f"unknown dataset {name!r}; available: {', '.join(DATASETS)}")
-    return key
 
 
 def _canonical(name: str) -> str:

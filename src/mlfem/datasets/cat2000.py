@@ -20,6 +20,7 @@ import numpy as np
 
 from . import _io
 from ._base import GazeDataset
+from .registry import register_dataset
 from .schema import Gaze, Record
 
 __all__ = ["CAT2000", "CATEGORIES", "read_fixlocs"]
@@ -49,10 +50,12 @@ def read_fixlocs(path: Path) -> tuple[np.ndarray, tuple[int, int]]:
     return np.stack([cols, rows], axis=1).astype(np.float64), (locs.shape[0], locs.shape[1])
 
 
+@register_dataset
 class CAT2000(GazeDataset):
     """CAT2000 training set; ``category`` and the single class label are the category."""
 
     name = "cat2000"
+    aliases = ("cat",)
     layout = LAYOUT
     # fc = 8 cycles/image at 1920 px wide, as in the MIT benchmark code (design.md section 3).
     default_sigma = 48.0

@@ -25,6 +25,7 @@ import numpy as np
 
 from . import _io
 from ._base import GazeDataset
+from .registry import register_dataset
 from .schema import Gaze, Record
 
 __all__ = ["Folder"]
@@ -53,6 +54,7 @@ def _read_csv(path: Path, required: tuple[str, ...]) -> tuple[list[str], list[li
     return header, rows[1:]
 
 
+@register_dataset
 class Folder(GazeDataset):
     """A user's own images, fixations and (optional) labels and maps; see module docstring.
 

@@ -23,6 +23,7 @@ from pathlib import Path
 
 from . import _io
 from ._base import GazeDataset
+from .registry import register_dataset
 from .schema import Gaze, Record
 
 __all__ = ["STYLES", "MexCulture"]
@@ -46,10 +47,12 @@ def _style_key(style: str) -> str:
     return re.sub(r"[^a-z]", "", style.lower())
 
 
+@register_dataset
 class MexCulture(GazeDataset):
     """MexCulture142 images, fixations, scanpaths and GFDMs; the class is the style."""
 
     name = "mexculture"
+    aliases = ("mexculture142",)
     layout = LAYOUT
     default_sigma = None
     default_gfdm = "shipped"

@@ -23,6 +23,7 @@ import numpy as np
 
 from . import _io
 from ._base import GazeDataset
+from .registry import register_dataset
 from .schema import Gaze, Record
 
 __all__ = ["MIT1003", "read_fixation_points"]
@@ -43,6 +44,7 @@ def read_fixation_points(
     return np.stack([cols, rows], axis=1).astype(np.float64), grey.shape
 
 
+@register_dataset
 class MIT1003(GazeDataset):
     """MIT1003 stimuli with pooled fixation points and the shipped fixation maps.
 
@@ -52,6 +54,7 @@ class MIT1003(GazeDataset):
     """
 
     name = "mit1003"
+    aliases = ("mit",)
     layout = LAYOUT
     # MIT's fc = 8 cycles/image Gaussian at 1024 px is sigma ~ 24 px (design.md section 3).
     default_sigma = 24.0

@@ -14,6 +14,7 @@ import numpy as np
 
 from . import _io
 from ._base import GazeDataset
+from .registry import register_dataset
 from .schema import Gaze, LayoutError, Record
 
 __all__ = ["OSIE", "parse_osie_fixations"]
@@ -77,6 +78,7 @@ def parse_osie_fixations(mat_path: Path) -> tuple[dict[str, Gaze], list[tuple[st
     return parsed, bad
 
 
+@register_dataset
 class OSIE(GazeDataset):
     """OSIE stimuli and fixations (no classes: ``labels`` is empty for every sample)."""
 

@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from .osie import OSIE
+from .registry import register_dataset
 
 __all__ = ["OSIESample", "bundled_osie_root"]
 
@@ -19,6 +20,7 @@ def bundled_osie_root() -> Path:
     return Path(__file__).resolve().parent.parent / "resources" / "osie_sample"
 
 
+@register_dataset
 class OSIESample(OSIE):
     """OSIE images 1001, 1004, ..., 1034 with their fixations, MIT licence (see the folder's
     README). ``root`` defaults to the copy installed with mlfem."""

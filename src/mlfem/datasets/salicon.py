@@ -30,6 +30,7 @@ import numpy as np
 
 from . import _io
 from ._base import GazeDataset
+from .registry import register_dataset
 from .schema import Gaze, LayoutError, Record
 
 __all__ = ["SALICON", "detect_json_coords", "read_lsun_mat"]
@@ -123,6 +124,7 @@ def _find(root: Path, name: str, folders: Sequence[str]) -> Path | None:
     return None
 
 
+@register_dataset
 class SALICON(GazeDataset):
     """SALICON images, fixations (JSON or LSUN .mat), shipped maps and COCO multi-labels.
 

@@ -35,6 +35,7 @@ from PIL import Image, ImageDraw
 from torch.utils.data import Dataset
 
 from ._base import build_gfdm, clean_gaze
+from .registry import register_dataset
 from .schema import Gaze, Sample
 from .splits import Splits, make_splits
 
@@ -114,6 +115,7 @@ class _Item:
     r: float
 
 
+@register_dataset
 class SyntheticGaze(Dataset[Sample]):
     """The synthetic benchmark as a map-style dataset of :class:`Sample` (see module docstring).
 

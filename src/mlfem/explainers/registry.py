@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import importlib
 import inspect
-import pkgutil
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,6 +26,7 @@ from typing import Any, TypeVar
 
 from torch import nn
 
+from mlfem._discovery import import_public_modules
 from mlfem.explainers.base import Explainer
 
 __all__ = [
@@ -146,10 +146,8 @@ def _load_plugins() -> None:
     global _plugins_loaded
     if _plugins_loaded:
         return
-    package = Path(__file__).parent
-    public = [f"{__package__}.{m.name}" for m in pkgutil.iter_modules([str(package)])
-              if not m.name.startswith("_")]
-    for module in [*public, *_PLUGIN_MODULES]:
+    import_public_modules(__package__, Path(__file__).parent)
+    for module in _PLUGIN_MODULES:
         importlib.import_module(module)
     _plugins_loaded = True
 

@@ -4,33 +4,24 @@ tidy table.  The metrics themselves are registered beside their functions (:mod:
 from __future__ import annotations
 
 import csv
-import importlib
 import math
-import pkgutil
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
 
+from mlfem._discovery import import_public_modules
 from mlfem.metrics._common import as_batch, match_size
 from mlfem.metrics.registry import METRICS, MetricSpec, resolve
 
 __all__ = ["METRICS", "MetricSpec", "MetricTable", "compute", "evaluate", "resolve"]
 
 
-def _register_all() -> None:
-    """Import every public module of :mod:`mlfem.metrics`: its decorated functions register.
-
-    Discovery (rather than a list here) is what makes a new metric one file; modules come in
-    name order, so ``distribution`` (pcc, sim, sim_mit, kld) precedes ``location``.
-    """
-    for module in pkgutil.iter_modules([str(Path(__file__).parent)]):
-        if not module.name.startswith("_") and module.name not in ("registry", "table"):
-            importlib.import_module(f"mlfem.metrics.{module.name}")
-
-
-_register_all()
+# Every public module of mlfem.metrics registers its decorated functions on import; discovery
+# (rather than a list here) makes a new metric one file. Name order puts ``distribution``
+# (pcc, sim, sim_mit, kld) before ``location``, the order of METRICS.
+import_public_modules(__package__, Path(__file__).parent, skip=("registry", "table"))
 
 # What each input is, for the error raised when a metric's input is missing.
 _INPUTS = {
