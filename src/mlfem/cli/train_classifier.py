@@ -9,8 +9,9 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from mlfem.cli import UsageError
 
@@ -145,8 +146,20 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="standard: crop+flip+colour jitter; crop: no flip; none",
     )
     model.add_argument("--seed", type=int, default=0, help="training seed (default 0)")
+    add_run_arguments(parser)
+    parser.set_defaults(func=run_command)
+
+
+def add_run_arguments(
+    parser: argparse.ArgumentParser,
+    more: Callable[[argparse._ArgumentGroup], None] | None = None,
+) -> None:
+    """The "run" options shared by train-classifier and train-fusion: --out, then what
+    ``more`` adds to the group, then --resume, --num-workers, --device and --quiet."""
     run = parser.add_argument_group("run")
     run.add_argument("--out", type=Path, required=True, help="output folder")
+    if more is not None:
+        more(run)
     run.add_argument("--resume", action="store_true", help="continue the run saved in OUT")
     run.add_argument(
         "--num-workers", type=int, default=0, help="data loading processes (default 0)"
@@ -155,21 +168,40 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "--device", default=None, help="cpu, cuda, cuda:1... (default: cuda if available)"
     )
     run.add_argument("--quiet", action="store_true", help="no progress bars")
-    parser.set_defaults(func=run_command)
+
+
+Result = TypeVar("Result")
+
+
+def run_training(
+    command: str, train: Callable[[], Result], errors: tuple[type[Exception], ...] = ()
+) -> Result | int:
+    """Call ``train()`` (which builds the config and trains) as a CLI command does.
+
+    Returns its result, or exit code 130 after a Ctrl-C (the state is saved; the message
+    says how to resume). Bad settings, a used --out without --resume, unreadable data or
+    checkpoints, and ``errors`` become :class:`UsageError` (exit code 2, no traceback).
+    """
+    from mlfem.datasets import LayoutError
+    from mlfem.models.checkpoint import CheckpointError
+    from mlfem.training import TrainingInterrupted
+
+    try:
+        return train()
+    except TrainingInterrupted as stopped:
+        print(f"mlfem {command}: {stopped}", file=sys.stderr)
+        return 130
+    except (ValueError, FileExistsError, LayoutError, CheckpointError, *errors) as error:
+        raise UsageError(str(error)) from error
 
 
 def run_command(args: argparse.Namespace) -> int:
-    from mlfem.datasets import LayoutError
-    from mlfem.training import (
-        CheckpointError,
-        ClassifierConfig,
-        TrainingInterrupted,
-        train_classifier,
-    )
+    from mlfem.training import ClassifierConfig, ClassifierRun, train_classifier
 
     options = dataset_options(args, args.dataset)
     image_size = args.image_size or (128 if args.model == "small-cnn" else 224)
-    try:
+
+    def train() -> ClassifierRun:
         config = ClassifierConfig(
             dataset=args.dataset,
             out=args.out,
@@ -191,12 +223,11 @@ def run_command(args: argparse.Namespace) -> int:
             device=args.device,
             resume=args.resume,
         )
-        result = train_classifier(config, progress=not args.quiet)
-    except TrainingInterrupted as stopped:
-        print(f"mlfem train-classifier: {stopped}", file=sys.stderr)
-        return 130
-    except (ValueError, FileExistsError, LayoutError, CheckpointError) as error:
-        raise UsageError(str(error)) from error
+        return train_classifier(config, progress=not args.quiet)
+
+    result = run_training("train-classifier", train)
+    if isinstance(result, int):
+        return result
     metrics = ", ".join(f"{k} {v:.4f}" for k, v in result.best_metrics.items() if k != "epoch")
     print(f"best epoch {result.best_epoch}: {metrics}")
     print(f"classifier: {result.checkpoint}")

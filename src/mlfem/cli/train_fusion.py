@@ -7,11 +7,15 @@ and history; see ``docs/training.md``.
 from __future__ import annotations
 
 import argparse
-import sys
 from pathlib import Path
 
 from mlfem.cli import UsageError
-from mlfem.cli.train_classifier import add_dataset_arguments, dataset_options
+from mlfem.cli.train_classifier import (
+    add_dataset_arguments,
+    add_run_arguments,
+    dataset_options,
+    run_training,
+)
 
 _DESCRIPTION = (
     "Train the paper's NET fusion: a light CNN mapping the stacked per-layer FEM maps of a "
@@ -74,51 +78,26 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="stop after this many epochs without a lower val MSE (default 8)",
     )
     net.add_argument("--seed", type=int, default=0, help="training seed (default 0)")
-    run = parser.add_argument_group("run")
-    run.add_argument("--out", type=Path, required=True, help="output folder")
+    add_run_arguments(parser, _add_cache_arguments)
+    parser.set_defaults(func=run_command)
+
+
+def _add_cache_arguments(run: argparse._ArgumentGroup) -> None:
     run.add_argument(
         "--cache", type=Path, default=None, help="map cache folder (default OUT/cache)"
     )
     run.add_argument(
         "--map-batch-size", type=int, default=16, help="images per forward pass for the maps"
     )
-    run.add_argument("--resume", action="store_true", help="continue the run saved in OUT")
-    run.add_argument(
-        "--num-workers", type=int, default=0, help="data loading processes (default 0)"
-    )
-    run.add_argument(
-        "--device", default=None, help="cpu, cuda, cuda:1... (default: cuda if available)"
-    )
-    run.add_argument("--quiet", action="store_true", help="no progress bars")
-    parser.set_defaults(func=run_command)
 
 
 def run_command(args: argparse.Namespace) -> int:
-    from mlfem.datasets import LayoutError
-    from mlfem.training import (
-        CacheMismatchError,
-        CheckpointError,
-        FusionConfig,
-        TrainingInterrupted,
-        train_fusion,
-    )
+    from mlfem.training import CacheMismatchError, FusionConfig, FusionRun, train_fusion
 
-    if (args.classifier is None) == (args.model is None):
-        raise UsageError(
-            "--classifier/--model: give exactly one: a train-classifier checkpoint, or a "
-            "model as for mlfem explain (--model SPEC [--weights W] --dataset D --root R)"
-        )
-    if args.weights is not None and args.model is None:
-        raise UsageError("--weights applies to --model, not to --classifier")
-    if args.classifier is not None and not args.classifier.is_file():
-        raise UsageError(f"--classifier: file not found: {args.classifier}")
-    if args.model is not None and args.dataset is None:
-        raise UsageError(
-            "--dataset: with --model, name the dataset to train on (e.g. --dataset osie "
-            "--root DIR); it needs gaze data, not class labels"
-        )
     options = dataset_options(args, args.dataset)
-    try:
+
+    def train() -> FusionRun:
+        # FusionConfig checks --classifier/--model (exactly one) and --weights first.
         config = FusionConfig(
             classifier=args.classifier,
             out=args.out,
@@ -144,12 +123,18 @@ def run_command(args: argparse.Namespace) -> int:
             device=args.device,
             resume=args.resume,
         )
-        result = train_fusion(config, progress=not args.quiet)
-    except TrainingInterrupted as stopped:
-        print(f"mlfem train-fusion: {stopped}", file=sys.stderr)
-        return 130
-    except (ValueError, FileExistsError, LayoutError, CheckpointError, CacheMismatchError) as error:
-        raise UsageError(str(error)) from error
+        if args.classifier is not None and not args.classifier.is_file():
+            raise UsageError(f"--classifier: file not found: {args.classifier}")
+        if args.model is not None and args.dataset is None:
+            raise UsageError(
+                "--dataset: with --model, name the dataset to train on (e.g. --dataset osie "
+                "--root DIR); it needs gaze data, not class labels"
+            )
+        return train_fusion(config, progress=not args.quiet)
+
+    result = run_training("train-fusion", train, (CacheMismatchError,))
+    if isinstance(result, int):
+        return result
     metrics = ", ".join(f"{k} {v:.5g}" for k, v in result.best_metrics.items() if k != "epoch")
     print(f"best epoch {result.best_epoch}: {metrics}")
     if result.comparison:

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -32,13 +33,26 @@ from mlfem._run import RunFolder
 from mlfem.training._data import progress_bar
 from mlfem.training._state import TrainingInterrupted, load_training_state, save_training_state
 
-__all__ = ["HISTORY_FILE", "STATE_FILE", "StepCallback", "TrainingRun"]
+__all__ = ["HISTORY_FILE", "STATE_FILE", "StepCallback", "TrainingResult", "TrainingRun"]
 
 STATE_FILE = "training_state.safetensors"
 HISTORY_FILE = "history.json"
 
 #: ``on_step(epoch, step, loss)``, called after every optimizer step.
 StepCallback = Callable[[int, int, float], None]
+
+
+@dataclass
+class TrainingResult:
+    """What a finished training run returns (``ClassifierRun``, ``FusionRun``)."""
+
+    #: The best checkpoint (weights file; its sidecar is beside it).
+    checkpoint: Path
+    #: Its epoch (1-based) and validation record.
+    best_epoch: int
+    best_metrics: dict[str, float]
+    #: One record per epoch trained (training loss, validation metrics).
+    history: list[dict[str, Any]]
 
 
 class TrainingRun(RunFolder):

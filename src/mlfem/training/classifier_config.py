@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from mlfem.training._data import DatasetSpec
+from mlfem.training._run import TrainingResult
 from mlfem.training.augment import AUGMENTATIONS
 
 __all__ = ["ClassifierConfig", "ClassifierRun"]
@@ -81,11 +82,6 @@ class ClassifierConfig:
 
 
 @dataclass
-class ClassifierRun:
-    """Result of :func:`train_classifier`."""
-
-    #: The best checkpoint (weights file; its sidecar is beside it).
-    checkpoint: Path
-    best_epoch: int
-    best_metrics: dict[str, float]
-    history: list[dict[str, float]]
+class ClassifierRun(TrainingResult):
+    """Result of :func:`train_classifier`: ``checkpoint``, ``best_epoch``, ``best_metrics``
+    (accuracy or mAP, validation loss) and ``history``."""

@@ -6,6 +6,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from mlfem.training._run import TrainingResult
+
 __all__ = ["FusionConfig", "FusionRun"]
 
 
@@ -89,12 +91,9 @@ class FusionConfig:
 
 
 @dataclass
-class FusionRun:
-    """Result of :func:`train_fusion`."""
+class FusionRun(TrainingResult):
+    """Result of :func:`train_fusion`: ``checkpoint`` (the NET), ``best_epoch``,
+    ``best_metrics`` (validation MSE and PCC), ``history`` and ``comparison``."""
 
-    checkpoint: Path
-    best_epoch: int
-    best_metrics: dict[str, float]
-    history: list[dict[str, Any]]
     #: Mean PCC on the val split of the NET and of the algebraic fusions (same cached maps).
     comparison: dict[str, float] = field(default_factory=dict)
