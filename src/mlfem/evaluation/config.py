@@ -282,15 +282,12 @@ def check_leakage(
 
 def check_resumable(run_path: Path, settings: dict[str, Any]) -> None:
     """Refuse to resume ``run_path``'s run when a setting that changes values differs."""
+    from mlfem._run import changed_settings
+
     previous = json.loads(run_path.read_text(encoding="utf-8")).get("settings", {})
-    old, new = _fingerprint(previous), _fingerprint(jsonable(settings))
-    changed = sorted(k for k in set(old) | set(new) if old.get(k) != new.get(k))
+    changed = changed_settings(previous, jsonable(settings), ignore=_RESUMABLE_CHANGES)
     if changed:
         raise EvaluationError(
             f"{run_path.parent} holds a run with other settings ({', '.join(changed)} differ); "
             "use another output folder or --overwrite"
         )
-
-
-def _fingerprint(settings: dict[str, Any]) -> dict[str, Any]:
-    return {k: v for k, v in settings.items() if k not in _RESUMABLE_CHANGES}

@@ -93,6 +93,8 @@ def run_evaluation(
     """
     from tqdm import tqdm
 
+    from mlfem._run import ignore_sigint
+
     out = config.out
     dataset_from_classifier(config)
     if config.overwrite:
@@ -144,7 +146,7 @@ def run_evaluation(
         batch_sampler=batches,
         num_workers=config.workers,
         collate_fn=as_list,
-        worker_init_fn=_ignore_sigint if config.workers else None,
+        worker_init_fn=ignore_sigint if config.workers else None,
     )
     start = time.perf_counter()
     evaluated = 0
@@ -216,9 +218,3 @@ def _batches(n: int, size: int) -> list[list[int]]:
     # Fixed boundaries, whatever is done already: see the module docstring.
     return [list(range(start, min(n, start + size))) for start in range(0, n, size)]
 
-
-def _ignore_sigint(worker_id: int) -> None:
-    """Workers leave Ctrl-C to the main process, which stops between batches."""
-    import signal
-
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
