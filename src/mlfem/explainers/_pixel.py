@@ -90,6 +90,14 @@ class PixelAttributionExplainer(TargetExplainer):
         """Signed attributions (B, C, H, W) of the targets' logits to the input pixels."""
         raise NotImplementedError
 
+    def _logits_of(self, targets: Tensor) -> nn.Module:
+        """The model as captum sees it: checked logits for ``targets``."""
+        return _CheckedLogits(self.model, targets)
+
+    def _baseline_like(self, inputs: Tensor) -> float | Tensor:
+        """The explainer's ``baseline`` broadcast to ``inputs`` (a float stays a float)."""
+        return _broadcast_baseline(self.baseline, inputs)
+
     def _explain_batch(self, inputs: Tensor, targets: Tensor | None) -> Tensor:
         targets = self._targets_or_top1(inputs, targets)
         attributions = self.attribute(inputs, targets)

@@ -28,14 +28,7 @@ from torch import Tensor, nn
 
 from mlfem.explainers._attribution_map import Reduction
 from mlfem.explainers._gradient import seeded
-from mlfem.explainers._pixel import (
-    PixelAttributionExplainer,
-    _broadcast_baseline,
-    _check_baseline,
-    _check_seed,
-    _CheckedLogits,
-    _positive_int,
-)
+from mlfem.explainers._pixel import PixelAttributionExplainer, _check_baseline, _check_seed, _positive_int
 from mlfem.explainers.lime import Lime  # LIME has its own module; still importable from here
 from mlfem.explainers.registry import register_explainer
 
@@ -101,10 +94,10 @@ class IntegratedGradients(PixelAttributionExplainer):
     def attribute(self, inputs: Tensor, targets: Tensor) -> Tensor:
         from captum.attr import IntegratedGradients as CaptumIG
 
-        method = CaptumIG(_CheckedLogits(self.model, targets))
+        method = CaptumIG(self._logits_of(targets))
         return method.attribute(
             inputs,
-            baselines=_broadcast_baseline(self.baseline, inputs),
+            baselines=self._baseline_like(inputs),
             target=targets,
             n_steps=self.steps,
             internal_batch_size=self.internal_batch_size,
@@ -157,7 +150,7 @@ class SmoothGrad(PixelAttributionExplainer):
     def attribute(self, inputs: Tensor, targets: Tensor) -> Tensor:
         from captum.attr import NoiseTunnel, Saliency
 
-        tunnel = NoiseTunnel(Saliency(_CheckedLogits(self.model, targets)))
+        tunnel = NoiseTunnel(Saliency(self._logits_of(targets)))
         results = []
         with seeded(self.seed, inputs.device):
             # One image at a time: captum takes one noise level per input tensor, and
@@ -200,7 +193,7 @@ class GuidedBackprop(PixelAttributionExplainer):
 
         inputs.requires_grad_(True)
         with _quiet_relu_hook_warning():
-            return CaptumGuidedBackprop(_CheckedLogits(self.model, targets)).attribute(inputs, target=targets)
+            return CaptumGuidedBackprop(self._logits_of(targets)).attribute(inputs, target=targets)
 
 
 @register_explainer
@@ -222,7 +215,7 @@ class Deconvolution(PixelAttributionExplainer):
 
         inputs.requires_grad_(True)
         with _quiet_relu_hook_warning():
-            return CaptumDeconvolution(_CheckedLogits(self.model, targets)).attribute(inputs, target=targets)
+            return CaptumDeconvolution(self._logits_of(targets)).attribute(inputs, target=targets)
 
 
 @register_explainer
@@ -273,11 +266,11 @@ class Occlusion(PixelAttributionExplainer):
         batch, channels, height, width = inputs.shape
         window = (min(self.window, height), min(self.window, width))
         stride = (min(self.stride, window[0]), min(self.stride, window[1]))
-        return CaptumOcclusion(_CheckedLogits(self.model, targets)).attribute(
+        return CaptumOcclusion(self._logits_of(targets)).attribute(
             inputs,
             sliding_window_shapes=(channels, *window),
             strides=(channels, *stride),
-            baselines=_broadcast_baseline(self.baseline, inputs),
+            baselines=self._baseline_like(inputs),
             target=targets,
             perturbations_per_eval=max(1, self.internal_batch_size // batch),
         )

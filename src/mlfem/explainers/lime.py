@@ -16,14 +16,7 @@ from torch import Tensor, nn
 
 from mlfem.explainers._attribution_map import Reduction
 from mlfem.explainers._gradient import seeded
-from mlfem.explainers._pixel import (
-    PixelAttributionExplainer,
-    _broadcast_baseline,
-    _check_baseline,
-    _check_seed,
-    _CheckedLogits,
-    _positive_int,
-)
+from mlfem.explainers._pixel import PixelAttributionExplainer, _check_baseline, _check_seed, _positive_int
 from mlfem.explainers.registry import register_explainer
 
 __all__ = ["Lime"]
@@ -135,7 +128,7 @@ class Lime(PixelAttributionExplainer):
         from captum._utils.models.linear_model import LinearModel
         from captum.attr import Lime as CaptumLime
 
-        forward = _CheckedLogits(self.model, targets)
+        forward = self._logits_of(targets)
         results = []
         with seeded(self.seed, inputs.device):
             # One image at a time: each has its own superpixels, and captum's Lime fits
@@ -150,7 +143,7 @@ class Lime(PixelAttributionExplainer):
                         image,
                         target=targets[index : index + 1],
                         feature_mask=mask,
-                        baselines=_broadcast_baseline(self.baseline, image),
+                        baselines=self._baseline_like(image),
                         n_samples=self.samples,
                         perturbations_per_eval=self.internal_batch_size,
                     )
