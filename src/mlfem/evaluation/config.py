@@ -32,6 +32,7 @@ __all__ = [
     "load_model",
     "open_dataset",
     "resolve_device",
+    "run_settings",
 ]
 
 DEFAULT_METHODS = ("mlfem-add", "mlfem-top", "mlfem-max", "fem", "gradcam")
@@ -259,6 +260,18 @@ def load_model(config: EvaluationConfig, device: torch.device) -> EvaluatedModel
 def checkpoint_files(config: EvaluationConfig, model: EvaluatedModel) -> list[Path]:
     """Every learned file the run depends on: the model's checkpoints, then the NET's."""
     return list(model.checkpoints) + ([Path(config.net)] if config.net else [])
+
+
+def run_settings(config: EvaluationConfig, model: EvaluatedModel, checkpoints: list[Path]) -> dict[str, Any]:
+    """The settings ``run.json`` records and a resumed run must match: the config's, the
+    digests of the checkpoint files, and the model's description and preprocessing."""
+    from mlfem.evaluation.model import file_digests
+
+    settings = config.settings()
+    settings["checkpoints"] = file_digests(checkpoints)
+    settings["model_description"] = model.description
+    settings["preprocessing"] = model.preprocessing_info()
+    return settings
 
 
 # --------------------------------------------------------------------------- before the run

@@ -43,10 +43,8 @@ def targets_for(fixations: Fixations, sigma: float, collapse: bool = False) -> O
     from mlfem.gaze import density_from_counts, fixation_counts
 
     groups = [fixations.observers == o for o in fixations.observer_ids]
-    counts = fixation_counts(
-        [fixations.xs[g] for g in groups], [fixations.ys[g] for g in groups], fixations.height, fixations.width,
-        dtype=torch.float32,
-    ).counts
+    xs, ys = [fixations.xs[g] for g in groups], [fixations.ys[g] for g in groups]
+    counts = fixation_counts(xs, ys, fixations.height, fixations.width, dtype=torch.float32).counts
     own = density_from_counts((counts > 0).to(counts.dtype) if collapse else counts, sigma)
     return ObserverTargets(own, counts)
 

@@ -47,8 +47,9 @@ from mlfem.evaluation.config import (
     load_model,
     open_dataset,
     resolve_device,
+    run_settings,
 )
-from mlfem.evaluation.model import EvaluatedModel, file_digests
+from mlfem.evaluation.model import EvaluatedModel
 from mlfem.evaluation.record import RunRecord
 from mlfem.evaluation.results import ResultsWriter
 from mlfem.evaluation.scoring import PreparedImages, Scorer, Skip, as_list
@@ -95,6 +96,7 @@ def run_evaluation(
 
     from mlfem._run import ignore_sigint
 
+    # What the run is: its folder, dataset, model and settings (mlfem.evaluation.config).
     out = config.out
     dataset_from_classifier(config)
     if config.overwrite:
@@ -115,20 +117,20 @@ def run_evaluation(
     all_ids = list(dataset.image_ids)[:n_images]
 
     checkpoints = checkpoint_files(config, model)
-    settings = config.settings()
-    settings["checkpoints"] = file_digests(checkpoints)
-    settings["model_description"] = model.description
-    settings["preprocessing"] = model.preprocessing_info()
+    settings = run_settings(config, model, checkpoints)
     if run_path.exists() and results_path.exists():
         check_resumable(run_path, settings)
     leakage = check_leakage(config, dataset_name, all_ids, checkpoints)
 
+    # What is left to do: the rows results.csv lacks, in batches of fixed boundaries.
     scorer = Scorer(config, model, dataset)
     writer = ResultsWriter(results_path, scorer.columns())
     pending = _pending(all_ids, config.methods, scorer.references, writer.done)
     batches = [b for b in _batches(n_images, config.batch_size) if any(pending[all_ids[i]] for i in b)]
     n_done_before = sum(1 for image_id in all_ids if not pending[image_id])
 
+    # The run: run.json says it started, each batch's rows join results.csv, run.json says
+    # how it ended, however it ends.
     record = RunRecord(run_path)
     record.start(settings, dataset, dataset_name, n_images, device, config.seed, facts={
         "leakage": leakage,
@@ -152,8 +154,8 @@ def run_evaluation(
     evaluated = 0
     skipped: list[dict[str, str]] = []
     status = "interrupted"
-    progress = tqdm(total=sum(len(b) for b in batches), unit="img", desc="evaluate", disable=not config.progress,
-                    file=sys.stderr, dynamic_ncols=True, smoothing=0.1)
+    progress = tqdm(total=sum(len(b) for b in batches), unit="img", desc="evaluate",
+                    disable=not config.progress, file=sys.stderr, dynamic_ncols=True, smoothing=0.1)
     # Gradient-free runs (FEM family, occlusion, LIME) skip autograd bookkeeping entirely;
     # gradient methods enable gradients themselves and refuse inference mode.
     context = torch.inference_mode() if scorer.gradient_free else contextlib.nullcontext()
@@ -161,7 +163,7 @@ def run_evaluation(
         with context:
             for number, batch in enumerate(loader, start=1):
                 items = [item for item in batch if not isinstance(item, Skip)]
-                skipped += [{"image_id": s.image_id, "reason": s.reason} for s in batch if isinstance(s, Skip)]
+                skipped += [{"image_id": i.image_id, "reason": i.reason} for i in batch if isinstance(i, Skip)]
                 if items:
                     writer.append(scorer.process(items, pending))
                 evaluated += len(items)
@@ -179,7 +181,9 @@ def run_evaluation(
         elapsed = time.perf_counter() - start
         rows = record.finish(status, elapsed, evaluated, skipped, scorer.no_ceiling, results_path)
         scorer.close()
-    return EvaluationSummary(out, results_path, n_images, n_done_before, evaluated, len(skipped), rows, elapsed, status)
+    return EvaluationSummary(
+        out, results_path, n_images, n_done_before, evaluated, len(skipped), rows, elapsed, status
+    )
 
 
 def _clear(out: Path) -> None:

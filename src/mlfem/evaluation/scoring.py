@@ -133,7 +133,9 @@ class Scorer:
         self.multi_label = model.multi_label if model.multi_label is not None else dataset_multi
         self.class_names = model.class_names or dataset_names
         # Labels of another vocabulary than the model's cannot say right or wrong.
-        self.labels_comparable = not (model.class_names is not None and dataset_names and model.class_names != dataset_names)
+        self.labels_comparable = not (
+            model.class_names is not None and dataset_names and model.class_names != dataset_names
+        )
         try:
             self.runner = MethodRunner(
                 model.model, config.methods, layers=config.layers, alpha=config.alpha, k=config.k,
@@ -245,7 +247,8 @@ class Scorer:
             if need_centre:
                 rows = [members.index(i) for i in need_centre]
                 prior = centre_bias(height, width)
-                values = self._metric_table(prior.expand(len(rows), -1, -1), gfdm[rows], None if fix is None else fix[rows])
+                priors = prior.expand(len(rows), -1, -1)
+                values = self._metric_table(priors, gfdm[rows], None if fix is None else fix[rows])
                 for r, i in enumerate(need_centre):
                     scores[i]["centre-bias"] = values[r]
                     originals[i]["centre-bias"] = prior
@@ -254,7 +257,9 @@ class Scorer:
                 self._observer_scores(item, maps, item_scores, "human" in pending[item.image_id])
         return scores
 
-    def _observer_scores(self, item: PreparedImage, maps: dict[str, torch.Tensor], scores: dict[str, Scores], human: bool) -> None:
+    def _observer_scores(
+        self, item: PreparedImage, maps: dict[str, torch.Tensor], scores: dict[str, Scores], human: bool
+    ) -> None:
         """Fill the ``<metric>_obs`` values of one image (methods, centre bias and, when
         ``human``, the human ceiling)."""
         from mlfem.evaluation.observers import OBS_SUFFIX, observer_means, targets_for
@@ -269,7 +274,8 @@ class Scorer:
         if maps:
             targets = targets_for(item.fixations, self.sigma, self.collapse)  # type: ignore[arg-type]
             names = list(maps)
-            means = observer_means(torch.stack([maps[n].float() for n in names]), targets, self.metrics, self.config.seed)
+            preds = torch.stack([maps[n].float() for n in names])
+            means = observer_means(preds, targets, self.metrics, self.config.seed)
             for k, name in enumerate(names):
                 scores[name].update({m + OBS_SUFFIX: means[m][k] for m in self.metrics})
         if human:
@@ -281,8 +287,9 @@ class Scorer:
         """Leave-one-observer-out human consistency per metric (:func:`mlfem.gaze.human_ceiling`)."""
         from mlfem.gaze import human_ceiling
 
+        sigma, seed = float(self.sigma), self.config.seed  # type: ignore[arg-type]
         return [
-            float(human_ceiling(fixations, self.sigma, metric, collapse=self.collapse, seed=self.config.seed).mean)  # type: ignore[arg-type]
+            float(human_ceiling(fixations, sigma, metric, collapse=self.collapse, seed=seed).mean)
             for metric in self.metrics
         ]
 
@@ -293,7 +300,7 @@ class Scorer:
             if item.image is None:
                 continue
             placement = item.placement
-            originals = {name: placement.to_original(value.cpu()[None])[0] for name, value in result.maps.items()}
+            originals = {name: placement.to_original(v.cpu()[None])[0] for name, v in result.maps.items()}
             layer_maps = None if result.layers is None else placement.to_original(result.layers.cpu())
             save_gallery_entry(
                 self.config.out / "maps", item.position, item.image_id, item.image,
@@ -321,7 +328,8 @@ class Scorer:
                 "width": item.size[1],
             }
             # References first: once an image's method rows are on disk, so are these.
-            for method, kind in [(r, "reference") for r in REFERENCE_METHODS] + [(m, "method") for m in methods]:
+            kinds = [(r, "reference") for r in REFERENCE_METHODS] + [(m, "method") for m in methods]
+            for method, kind in kinds:
                 values = item_scores.get(method)
                 if values is not None:
                     rows.append({**common, "method": method, "kind": kind, **values})
