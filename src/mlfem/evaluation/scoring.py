@@ -14,7 +14,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 
@@ -22,6 +22,9 @@ from mlfem.evaluation.config import EvaluationConfig, EvaluationError, gfdm_sett
 from mlfem.evaluation.methods import REFERENCE_METHODS, MethodRunner
 from mlfem.evaluation.model import EvaluatedModel, is_correct, predictions
 from mlfem.gaze import Fixations
+
+if TYPE_CHECKING:
+    from mlfem.models import Placement
 
 __all__ = ["PreparedImage", "PreparedImages", "Scorer", "Skip"]
 
@@ -42,7 +45,7 @@ class PreparedImage:
     position: int
     image_id: str
     input: torch.Tensor
-    placement: Any
+    placement: Placement
     gfdm: torch.Tensor
     fixations: Fixations
     labels: list[int]
