@@ -3,11 +3,11 @@ model, its optimizer and RNG states (:mod:`mlfem.training._state`), trained epoc
 
 A trainer builds its model and optimizer, then::
 
-    run = TrainingRun(out, "train-fusion", fixed=("lr", "seed"), resume=..., verbose=..., stop=...)
+    run = TrainingRun.of(config, "train-fusion", ("lr", "seed"), progress, stop, on_step)
     run.claim()                                   # refuse a used folder unless resuming
     progress = run.restore(model, optimizer, generators, settings, bad_epochs=0)
     with run.stopping():
-        for epoch in range(progress["epoch"], epochs):
+        for epoch in range(progress["epoch"], run.epochs):
             train_loss = run.train_epoch(progress, epoch, batches, step, history=...)
             ...validate, keep the best...
             run.end_epoch(epoch + 1, history, summary, best=best)
