@@ -70,8 +70,8 @@ def _mlfem_net(model: nn.Module, net: str | None = None, **options: Any) -> MLFE
     return _mlfem_with("add")(model, fusion=f"net:{net}", **options)
 
 
-def _register(name: str, factory: Any, description: str) -> None:
-    register_method(name, factory, description, reads_layers=True)
+def _register(name: str, factory: Any, description: str, requires: tuple[str, ...] = ()) -> None:
+    register_method(name, factory, description, reads_layers=True, requires=requires)
 
 
 _register("fem", _fem, "FEM on the last block: class-agnostic, gradient-free (Fuad et al. 2020)")
@@ -80,4 +80,5 @@ _register("mlfem-add", _mlfem_with("add"), "MLFEM with weighted-addition fusion 
 _register("mlfem-max", _mlfem_with("max"), "MLFEM with element-wise maximum fusion")
 _register("mlfem-top", _mlfem_with("top"), "MLFEM with add fusion of above-mean parts (alpha)")
 _register("mlfem-fem", _mlfem_with("fem"), "MLFEM with the fem operator (= FEM on the last block)")
-_register("mlfem-net", _mlfem_net, "MLFEM with a NET fusion trained on gaze (net=PATH, or net=bundled)")
+_register("mlfem-net", _mlfem_net, "MLFEM with a NET fusion trained on gaze (net=PATH, or net=bundled)",
+          requires=("net",))

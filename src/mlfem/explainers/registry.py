@@ -55,6 +55,9 @@ class MethodInfo:
     #: True for methods that read a list of layers (the FEM family's ``layers`` option):
     #: the evaluation gives them its layers, and other methods keep their own layer.
     reads_layers: bool = False
+    #: Options the method cannot do without (``mlfem-net`` needs ``net``, a trained file):
+    #: such a method is never built with default options.
+    requires: tuple[str, ...] = ()
 
 
 _METHODS: dict[str, MethodInfo] = {}
@@ -74,9 +77,10 @@ def register_method(
     *,
     uses_gradients: bool = False,
     reads_layers: bool = False,
+    requires: tuple[str, ...] = (),
 ) -> None:
     """Register ``factory`` under ``name`` (replacing any earlier registration)."""
-    _METHODS[name] = MethodInfo(name, description, factory, uses_gradients, reads_layers)
+    _METHODS[name] = MethodInfo(name, description, factory, uses_gradients, reads_layers, tuple(requires))
 
 
 def register_explainer(cls: E) -> E:
