@@ -129,3 +129,14 @@ def test_kld_nonnegative_and_zero_on_itself(pair):
     assume(float(a.sum()) > 0 and float(b.sum()) > 0)
     assert float(metrics.kld(a, b)) >= -1e-12
     assert abs(float(metrics.kld(a, a))) < 1e-9
+
+
+def test_sim_of_a_map_near_the_smallest_normal_float() -> None:
+    """Found by hypothesis: the ratio of the two sums overflowed and SIM came out NaN."""
+    a = torch.ones(2, 2, dtype=torch.float64)
+    b = torch.zeros(2, 2, dtype=torch.float64)
+    b[0, 0] = torch.finfo(torch.float64).tiny
+    assert math.isclose(float(metrics.sim(a, b)), 0.25, abs_tol=1e-12)
+    assert math.isclose(float(metrics.sim(b, a)), 0.25, abs_tol=1e-12)
+    huge = torch.full((2, 2), 1e300, dtype=torch.float64)
+    assert math.isclose(float(metrics.sim(huge, a)), 1.0, abs_tol=1e-12)

@@ -49,12 +49,22 @@ def pcc(pred: torch.Tensor, gt: torch.Tensor) -> torch.Tensor:
     return finish(chunked(_pcc, p.pred, p.target), p.squeeze)
 
 
+def _bring_to_unit_scale(maps: torch.Tensor) -> torch.Tensor:
+    """Divide maps whose peak is extremely small or large by that peak. SIM does not depend on
+    a map's scale, but the ratio of two sums below overflows (or underflows) when one map's
+    values are near the smallest normal float: a map of 2.2e-308 against one of 1.0 gave NaN.
+    Other maps are returned with their values unchanged."""
+    peak = maps.amax(dim=(1, 2), keepdim=True)
+    extreme = (peak > 0) & ((peak < 1e-100) | (peak > 1e100))
+    return torch.where(extreme, maps / torch.where(extreme, peak, torch.ones_like(peak)), maps)
+
+
 def _sim(pred: torch.Tensor, gt: torch.Tensor, mit: bool) -> torch.Tensor:
     a, b = pred, gt
     if mit:
         a, b = minmax(a), minmax(b)
-    a = a.clamp_min(0)
-    b = b.clamp_min(0)
+    a = _bring_to_unit_scale(a.clamp_min(0))
+    b = _bring_to_unit_scale(b.clamp_min(0))
     a_sum = a.sum(dim=(1, 2))
     b_sum = b.sum(dim=(1, 2))
     ok = (a_sum > 0) & (b_sum > 0)
