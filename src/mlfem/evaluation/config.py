@@ -207,10 +207,12 @@ class GFDMSettings(NamedTuple):
 def gfdm_settings(dataset: Any) -> GFDMSettings:
     """The GFDM settings a dataset declares, for the human ceiling and the per-observer targets.
 
-    Loaders of real datasets declare ``gfdm_source``, ``sigma`` and ``collapse`` (``sigma`` is
-    the one their GFDMs are built with, default or given); the synthetic benchmark declares
-    them in its ``config`` (``effective_sigma``). Maps shipped with a dataset were made with a
-    sigma nobody recorded: no sigma then, and no per-observer protocol.
+    A dataset's ``gfdm_settings`` (an object, or a method returning one, with ``sigma`` and
+    ``collapse``) is the declaration. Datasets without one declare the same in their public
+    attributes: the loaders of real datasets ``gfdm_source``, ``sigma`` (the one their GFDMs
+    are built with, default or given) and ``collapse``; the synthetic benchmark its
+    ``config`` (``effective_sigma``, ``collapse``). Maps shipped with a dataset were made with
+    a sigma nobody recorded: no sigma then, and no per-observer protocol.
     """
     declared = getattr(dataset, "gfdm_settings", None)
     if declared is not None:  # the dataset protocol's own declaration, when it has one
