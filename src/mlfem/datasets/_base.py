@@ -3,8 +3,9 @@
 A loader subclasses :class:`GazeDataset` and implements ``_index`` (list the samples as
 :class:`Record` objects, parsing small shared annotation files eagerly) and, if its fixations
 live in per-sample files, ``_parse_gaze`` (read them lazily).  Everything else - checking
-files, counting fixations outside images, building GFDMs, splits, skipped-item bookkeeping -
-lives here, so every dataset behaves the same way.
+files, counting fixations outside images, building GFDMs (helpers in ``_gfdm.py``), splits
+(``splits.resolve_splits``), skipped-item bookkeeping, the dataset protocol
+(``protocol.DatasetBase``) - is shared, so every dataset behaves the same way.
 """
 
 from __future__ import annotations
@@ -17,89 +18,21 @@ from typing import Any, ClassVar
 
 import numpy as np
 import torch
-from torch.utils.data import Dataset
 
 from . import _io
+# The GFDM helpers moved to _gfdm.py; they stay importable from here.
+from ._gfdm import GFDM_SOURCES, build_gfdm, clean_gaze, inside_mask, read_shipped_map
+from .protocol import DatasetBase, GFDMSettings
 from .schema import DatasetWarning, Gaze, LayoutError, Record, Sample, SampleError, SkippedItem
-from .splits import Splits, make_splits
+from .splits import Splits, resolve_splits
 
-__all__ = ["GFDM_SOURCES", "VERIFY_LEVELS", "GazeDataset", "build_gfdm", "clean_gaze"]
+__all__ = ["GFDM_SOURCES", "VERIFY_LEVELS", "GazeDataset", "build_gfdm", "clean_gaze",
+           "inside_mask", "read_shipped_map"]
 
 VERIFY_LEVELS = ("none", "header", "full")
-GFDM_SOURCES = ("auto", "fixations", "shipped", "none")
 
 
-def inside_mask(points: np.ndarray, height: int, width: int) -> np.ndarray:
-    """Which ``(x, y)`` points round to a pixel of an ``height x width`` image.
-
-    Same rule as ``mlfem.gaze`` (a fixation lands on pixel ``floor(x + 0.5)``), so the
-    fixations kept here are exactly those the GFDM code counts.
-    """
-    x, y = points[:, 0], points[:, 1]
-    return (x >= -0.5) & (x < width - 0.5) & (y >= -0.5) & (y < height - 0.5)
-
-
-def clean_gaze(
-    gaze: Gaze, height: int, width: int, drop_outside: bool
-) -> tuple[list[torch.Tensor], list[torch.Tensor] | None, int]:
-    """Convert parsed gaze to tensors, counting (and by default dropping) outside fixations."""
-    fixations: list[torch.Tensor] = []
-    durations: list[torch.Tensor] | None = [] if gaze.durations is not None else None
-    n_outside = 0
-    for j, points in enumerate(gaze.observers):
-        keep = inside_mask(points, height, width)
-        n_outside += int((~keep).sum())
-        if not drop_outside:
-            keep = np.ones(len(points), dtype=bool)
-        fixations.append(torch.from_numpy(points[keep].astype(np.float32)).reshape(-1, 2))
-        if durations is not None and gaze.durations is not None:
-            durations.append(torch.from_numpy(gaze.durations[j][keep].astype(np.float32)))
-    return fixations, durations, n_outside
-
-
-def build_gfdm(
-    points: torch.Tensor,
-    height: int,
-    width: int,
-    sigma: float,
-    collapse: bool = False,
-    weights: torch.Tensor | None = None,
-) -> torch.Tensor:
-    """GFDM from pooled ``(N, 2)`` fixations with the project's GFDM code (``mlfem.gaze.gfdm``).
-
-    Fixations outside the image are dropped by ``gfdm``; ``weights`` (e.g. durations) replace
-    the count of one per fixation.  Raises ``ValueError`` when no fixation is inside the image.
-    ``mlfem.gaze`` is imported here, not at module import, to keep ``import mlfem.datasets``
-    light.
-    """
-    from mlfem.gaze import gfdm
-
-    density = gfdm(
-        points[:, 0].double(),
-        points[:, 1].double(),
-        height,
-        width,
-        sigma,
-        collapse=collapse,
-        weights=None if weights is None else weights.double(),
-    )
-    return torch.as_tensor(density, dtype=torch.float32)
-
-
-def read_shipped_map(path: Path, height: int, width: int) -> torch.Tensor:
-    """A dataset's own density map, as a float32 density summing to 1."""
-    arr = _io.read_gray(path)
-    if arr.shape != (height, width):
-        raise ValueError(
-            f"shipped map is {arr.shape[1]}x{arr.shape[0]} but the image is {width}x{height}"
-        )
-    total = float(arr.sum())
-    if not np.isfinite(total) or total <= 0 or arr.min() < 0:
-        raise ValueError("shipped map is empty, negative or not finite")
-    return torch.from_numpy((arr / total).astype(np.float32))
-
-
-class GazeDataset(Dataset[Sample]):
+class GazeDataset(DatasetBase):
     """Base class of the file-based datasets (a map-style torch ``Dataset`` of :class:`Sample`).
 
     Args:
@@ -128,11 +61,9 @@ class GazeDataset(Dataset[Sample]):
         split_fractions: ``(train, val, test)`` fractions for computed splits.
     """
 
-    name: ClassVar[str] = ""
     layout: ClassVar[str] = ""
     default_sigma: ClassVar[float | None] = None
     default_gfdm: ClassVar[str] = "fixations"
-    multi_label: ClassVar[bool] = False
 
     def __init__(
         self,
@@ -203,13 +134,8 @@ class GazeDataset(Dataset[Sample]):
         raise NotImplementedError(f"{type(self).__name__} keeps its fixations in memory")
 
     # ----------------------------------------------------------------- public API
-    def __len__(self) -> int:
-        return len(self._records)
-
-    def __getitem__(self, index: int) -> Sample:
-        if not -len(self._records) <= index < len(self._records):
-            raise IndexError(f"index {index} out of range for {len(self._records)} samples")
-        return self._load(self._records[index])
+    def _entries(self) -> list[Record]:
+        return self._records
 
     @property
     def records(self) -> list[Record]:
@@ -220,13 +146,11 @@ class GazeDataset(Dataset[Sample]):
     def image_ids(self) -> list[str]:
         return [r.image_id for r in self._records]
 
-    @property
-    def num_classes(self) -> int:
-        return len(self.class_names)
-
-    @property
-    def n_skipped(self) -> int:
-        return len(self.skipped)
+    def gfdm_settings(self) -> GFDMSettings:
+        """How ``sample.gfdm`` is made: the resolved ``gfdm`` source and, for GFDMs built from
+        fixations, the sigma (given or the dataset's default), ``collapse`` and
+        ``weight_by_duration``."""
+        return GFDMSettings.of(self.gfdm_source, self.sigma, self.collapse, self.weight_by_duration)
 
     def subset(self, split: str) -> GazeDataset:
         """A view of this dataset restricted to one split (requires splits to be applied)."""
@@ -319,6 +243,9 @@ class GazeDataset(Dataset[Sample]):
             n_outside=n_outside,
         )
 
+    def _sample(self, entry: Record) -> Sample:
+        return self._load(entry)  # a call, not an alias, so a subclass's _load is used
+
     def _gfdm(
         self,
         record: Record,
@@ -408,20 +335,9 @@ class GazeDataset(Dataset[Sample]):
         if splits is None and split is None:
             return records
         ids = [r.image_id for r in records]
-        if isinstance(splits, Splits):
-            chosen = splits
-        elif splits is not None:
-            path = Path(splits)
-            if path.exists():
-                chosen = Splits.load(path)
-            else:
-                chosen = make_splits(ids, tuple(fractions), seed=seed, dataset=self.name)
-                chosen.save(path)
-        else:
-            chosen = make_splits(ids, tuple(fractions), seed=seed, dataset=self.name)
+        chosen = resolve_splits(splits, ids, split=split, seed=seed, fractions=fractions,
+                                dataset=self.name)
         self.splits = chosen
-        if split is not None and split not in chosen.names:
-            raise ValueError(f"unknown split {split!r}; available: {chosen.names}")
         self.n_unassigned = 0
         for record in records:
             record.split = chosen.split_of(record.image_id)

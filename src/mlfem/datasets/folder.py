@@ -206,5 +206,5 @@ class Folder(GazeDataset):
             ks = labels.setdefault(image_id, [])
             if index[label] not in ks:
                 ks.append(index[label])
-        self.multi_label = any(len(v) > 1 for v in labels.values())  # type: ignore[misc]
+        self.multi_label = any(len(v) > 1 for v in labels.values())
         return {k: tuple(sorted(v)) for k, v in labels.items()}

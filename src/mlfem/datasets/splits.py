@@ -11,11 +11,11 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-__all__ = ["SPLIT_NAMES", "Splits", "make_splits"]
+__all__ = ["SPLIT_NAMES", "Splits", "make_splits", "resolve_splits"]
 
 SPLIT_NAMES = ("train", "val", "test")
 _FORMAT = "mlfem-splits/1"
@@ -140,3 +140,32 @@ def make_splits(
         assignments[name] = sorted(ids[start : start + sizes[name]])
         start += sizes[name]
     return Splits(assignments=assignments, seed=seed, fractions=fractions, dataset=dataset)
+
+
+def resolve_splits(
+    splits: Splits | str | Path | None,
+    image_ids: Iterable[str],
+    *,
+    split: str | None = None,
+    seed: int = 0,
+    fractions: Sequence[float] = (0.8, 0.1, 0.1),
+    dataset: str | None = None,
+) -> Splits:
+    """The splits a dataset opened with ``splits=`` and/or ``split=`` uses.
+
+    ``splits`` is a :class:`Splits` (used as is), the path of a splits file (read when it
+    exists; otherwise computed from ``image_ids`` with ``seed`` and ``fractions`` and written
+    there, so training and evaluation share it) or ``None`` (computed, not written).  Raises
+    ``ValueError`` when ``split`` names no split of the result.
+    """
+    if isinstance(splits, Splits):
+        chosen = splits
+    elif splits is not None and Path(splits).exists():
+        chosen = Splits.load(splits)
+    else:
+        chosen = make_splits(image_ids, tuple(fractions), seed=seed, dataset=dataset)
+        if splits is not None:
+            chosen.save(splits)
+    if split is not None and split not in chosen.names:
+        raise ValueError(f"unknown split {split!r}; available: {chosen.names}")
+    return chosen
