@@ -7,7 +7,9 @@
 
 Every dataset is a map-style ``torch.utils.data.Dataset`` of :class:`Sample`
 (``image_id``, ``image``, ``fixations``, ``gfdm``, ``labels``, ``class_names``,
-``n_classes_present``, ``category``, ``split``, ...).  See ``docs/datasets.md`` for each
+``n_classes_present``, ``category``, ``split``, ...) and follows one protocol
+(:class:`GazeDatasetProtocol`: canonical ``name``, ``class_names``, ``multi_label``,
+``gfdm_settings()``, ...).  See ``docs/datasets.md`` for each
 dataset's on-disk layout, options and GFDM sigma defaults.
 """
 
@@ -32,6 +34,7 @@ from .osie_sample import OSIESample, bundled_osie_root  # isort: skip
 from .folder import Folder  # isort: skip
 from .synthetic import SyntheticGaze  # isort: skip
 from .collate import Collate, collate, resize_sample
+from .protocol import DatasetBase, GazeDatasetProtocol, GFDMSettings
 from .registry import DATASETS, canonical_name, register_dataset
 from .schema import DatasetWarning, LayoutError, Sample, SampleError, SkippedItem
 from .splits import SPLIT_NAMES, Splits, make_splits
@@ -48,8 +51,11 @@ __all__ = [
     "SALICON",
     "SPLIT_NAMES",
     "Collate",
+    "DatasetBase",
     "DatasetWarning",
     "Folder",
+    "GFDMSettings",
+    "GazeDatasetProtocol",
     "LayoutError",
     "MexCulture",
     "Sample",
@@ -94,8 +100,9 @@ def open_dataset(name: str, root: str | Path | None = None, **options: Any) -> D
         name: One of :func:`available_datasets` (``"salicon"``, ``"cat2000"``,
             ``"mexculture"``, ``"mit1003"``, ``"osie"``, ``"osie-sample"`` (12 real images
             shipped with mlfem), ``"folder"``, ``"synthetic"``).
-        root: The dataset's root folder.  ``None`` uses ``$MLFEM_DATA/<name>``; the synthetic
-            benchmark takes no root.
+        root: The dataset's root folder.  ``None`` uses the class's ``default_root()`` (the
+            installed copy for ``"osie-sample"``), else ``$MLFEM_DATA/<name>``; a dataset
+            with ``takes_root = False`` (the synthetic benchmark) takes none.
         **options: Options of the dataset class (common: ``gfdm``, ``sigma``, ``collapse``,
             ``weight_by_duration``, ``drop_outside``, ``verify``, ``split``, ``splits``,
             ``split_seed``, ``split_fractions``; synthetic: ``n``, ``seed``, ``mode``, ...).
@@ -106,12 +113,12 @@ def open_dataset(name: str, root: str | Path | None = None, **options: Any) -> D
     """
     key = _canonical(name)
     cls = DATASETS[key]
-    if key == "synthetic":
+    if not cls.takes_root:
         if root is not None:
-            raise ValueError("the synthetic benchmark is generated on the fly: it takes no root")
+            raise ValueError(f"{cls.name} is generated on the fly: it takes no root")
         return cls(**options)
-    if root is None and key == "osiesample":
-        return cls(**options)  # the copy installed with the package
+    if root is None:
+        root = cls.default_root()  # e.g. the OSIE sample installed with the package
     if root is None:
         base = os.environ.get(DATA_ENV)
         if not base:

@@ -27,5 +27,10 @@ class OSIESample(OSIE):
 
     name = "osie-sample"
 
+    @classmethod
+    def default_root(cls) -> Path:
+        """The copy installed with mlfem (:func:`bundled_osie_root`)."""
+        return bundled_osie_root()
+
     def __init__(self, root: str | Path | None = None, **options: Any) -> None:
-        super().__init__(bundled_osie_root() if root is None else root, **options)
+        super().__init__(self.default_root() if root is None else root, **options)
