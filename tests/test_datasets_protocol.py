@@ -84,7 +84,7 @@ def test_the_evaluation_reads_the_declared_settings(tmp_path: Path, name: str) -
 
     ds = BUILDERS[name](tmp_path)
     settings = ds.gfdm_settings()
-    assert tuple(gfdm_settings(ds)) == (settings.sigma, settings.collapse)
+    assert gfdm_settings(ds) == settings
 
 
 def test_settings_follow_the_options(tmp_path: Path) -> None:

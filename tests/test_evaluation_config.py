@@ -52,14 +52,15 @@ def test_another_dataset_than_the_classifiers_keeps_the_callers_options(tmp_path
 def test_gfdm_settings_are_the_datasets_declared_ones() -> None:
     from types import SimpleNamespace
 
-    from mlfem.datasets import open_dataset
-    from mlfem.evaluation.config import GFDMSettings, gfdm_settings
+    import pytest
+
+    from mlfem.datasets import GFDMSettings, open_dataset
+    from mlfem.evaluation.config import EvaluationError, gfdm_settings
 
     synthetic = open_dataset("synthetic", n=2, seed=1, size=40)
-    assert gfdm_settings(synthetic) == GFDMSettings(synthetic.config.effective_sigma, False)
+    assert gfdm_settings(synthetic) == GFDMSettings("fixations", synthetic.config.effective_sigma)
     osie = open_dataset("osie-sample")
-    assert gfdm_settings(osie) == GFDMSettings(24.0, False)
-    shipped = SimpleNamespace(gfdm_source="shipped", sigma=19.0, collapse=True)
-    assert gfdm_settings(shipped) == GFDMSettings(None, False)  # the maps' sigma is unknown
-    declared = SimpleNamespace(gfdm_settings=lambda: SimpleNamespace(sigma=35, collapse=True), sigma=19.0)
-    assert gfdm_settings(declared) == GFDMSettings(35.0, True)
+    assert (gfdm_settings(osie).sigma, gfdm_settings(osie).collapse) == (24.0, False)
+    # No guessing from attributes: a dataset object without the declaration is refused.
+    with pytest.raises(EvaluationError, match="does not declare its GFDM settings"):
+        gfdm_settings(SimpleNamespace(name="mine", gfdm_source="shipped", sigma=19.0))

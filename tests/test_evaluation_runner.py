@@ -190,6 +190,8 @@ class _Flaky(torch.utils.data.Dataset):
         self.class_names = base.class_names
         self.config = base.config
         self.name = "synthetic"
+        # A dataset given to run_evaluation declares its GFDM settings (the dataset protocol).
+        self.gfdm_settings = base.gfdm_settings
 
     def __len__(self) -> int:
         return len(self.base)

@@ -11,7 +11,8 @@ import torch
 
 from mlfem.fusion.net import FusionNet, load_fusion_net, save_fusion_net
 from mlfem.models import ModelLoadError, Preprocessing, load_model
-from mlfem.models.architectures import SmallCNN, build_classifier, find_head
+from mlfem.models.architectures import SmallCNN, find_head
+from mlfem.models.starting import build_classifier
 from mlfem.models.checkpoint import (
     CheckpointError,
     load_classifier,

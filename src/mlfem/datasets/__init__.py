@@ -35,7 +35,7 @@ from .folder import Folder  # isort: skip
 from .synthetic import SyntheticGaze  # isort: skip
 from .collate import Collate, collate, resize_sample
 from .protocol import DatasetBase, GazeDatasetProtocol, GFDMSettings
-from .registry import DATASETS, canonical_name, register_dataset
+from .registry import DATASETS, canonical_name, image_id_space, register_dataset
 from .schema import DatasetWarning, LayoutError, Sample, SampleError, SkippedItem
 from .splits import SPLIT_NAMES, Splits, make_splits
 
@@ -66,6 +66,7 @@ __all__ = [
     "available_datasets",
     "bundled_osie_root",
     "canonical_name",
+    "image_id_space",
     "collate",
     "default_sigma",
     "make_splits",

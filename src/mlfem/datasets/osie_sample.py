@@ -26,6 +26,8 @@ class OSIESample(OSIE):
     README). ``root`` defaults to the copy installed with mlfem."""
 
     name = "osie-sample"
+    #: Its images keep their OSIE ids: a checkpoint trained on OSIE may have seen them.
+    image_ids_of = "osie"
 
     @classmethod
     def default_root(cls) -> Path:

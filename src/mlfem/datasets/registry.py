@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from typing import TypeVar
 
-__all__ = ["DATASETS", "canonical_name", "register_dataset"]
+__all__ = ["DATASETS", "canonical_name", "image_id_space", "register_dataset"]
 
 T = TypeVar("T", bound=type)
 
@@ -56,3 +56,13 @@ def canonical_name(name: str, *, strict: bool = False) -> str:
     if strict and key not in DATASETS:
         raise ValueError(f"unknown dataset {name!r}; available: {', '.join(DATASETS)}")
     return key
+
+
+def image_id_space(name: str) -> str:
+    """The canonical name of the dataset whose image ids ``name``'s ids are: a dataset class
+    that is a subset of another with the same ids (``osie-sample`` of ``osie``) says so with
+    ``image_ids_of``. The leakage guard compares ids within one id space."""
+    key = canonical_name(name)
+    cls = DATASETS.get(key)
+    of = cls.__dict__.get("image_ids_of") if cls is not None else None
+    return canonical_name(of) if of else key

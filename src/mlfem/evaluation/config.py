@@ -11,10 +11,11 @@ from __future__ import annotations
 import json
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import Any
 
 import torch
 
+from mlfem.datasets.protocol import GFDMSettings
 from mlfem.evaluation.model import EvaluatedModel
 
 __all__ = [
@@ -196,36 +197,18 @@ def open_dataset(config: EvaluationConfig) -> Any:
         raise EvaluationError(f"could not open dataset {config.dataset!r}: {error}") from error
 
 
-class GFDMSettings(NamedTuple):
-    """How a dataset builds its GFDMs: the blur ``sigma`` in pixels (``None`` when unknown,
-    e.g. maps shipped with the dataset) and whether duplicates are ``collapse``-d."""
-
-    sigma: float | None
-    collapse: bool
-
-
 def gfdm_settings(dataset: Any) -> GFDMSettings:
-    """The GFDM settings a dataset declares, for the human ceiling and the per-observer targets.
-
-    A dataset's ``gfdm_settings`` (an object, or a method returning one, with ``sigma`` and
-    ``collapse``) is the declaration. Datasets without one declare the same in their public
-    attributes: the loaders of real datasets ``gfdm_source``, ``sigma`` (the one their GFDMs
-    are built with, default or given) and ``collapse``; the synthetic benchmark its
-    ``config`` (``effective_sigma``, ``collapse``). Maps shipped with a dataset were made with
-    a sigma nobody recorded: no sigma then, and no per-observer protocol.
-    """
-    declared = getattr(dataset, "gfdm_settings", None)
-    if declared is not None:  # the dataset protocol's own declaration, when it has one
-        declared = declared() if callable(declared) else declared
-        sigma = getattr(declared, "sigma", None)
-        return GFDMSettings(float(sigma) if sigma else None, bool(getattr(declared, "collapse", False)))
-    config = getattr(dataset, "config", None)
-    if config is not None and hasattr(config, "effective_sigma"):
-        return GFDMSettings(float(config.effective_sigma), bool(getattr(config, "collapse", False)))
-    if getattr(dataset, "gfdm_source", "fixations") != "fixations":
-        return GFDMSettings(None, False)
-    sigma = getattr(dataset, "sigma", None)
-    return GFDMSettings(float(sigma) if sigma else None, bool(getattr(dataset, "collapse", False)))
+    """The GFDM settings the dataset declares (:class:`mlfem.datasets.GFDMSettings`: the blur
+    ``sigma``, None for maps shipped with a dataset, whose sigma nobody recorded, so no
+    per-observer protocol; and ``collapse``), for the human ceiling and the per-observer
+    targets."""
+    declare = getattr(dataset, "gfdm_settings", None)
+    if not callable(declare):
+        raise EvaluationError(
+            f"dataset {getattr(dataset, 'name', dataset)!r} does not declare its GFDM settings "
+            "(gfdm_settings(), see mlfem.datasets.GazeDatasetProtocol)"
+        )
+    return declare()
 
 
 # --------------------------------------------------------------------------- the model

@@ -88,7 +88,8 @@ def run_evaluation(
     """Evaluate, resuming whatever ``config.out`` already holds.
 
     ``model``/``dataset`` may be given ready-made (the demo does); otherwise they are loaded
-    from the config. ``on_batch(n)`` is called after the n-th batch of this run is on disk.
+    from the config. A dataset given ready-made implements the dataset protocol
+    (:class:`mlfem.datasets.GazeDatasetProtocol`; its GFDM settings above all). ``on_batch(n)`` is called after the n-th batch of this run is on disk.
     A ``KeyboardInterrupt`` leaves every finished batch in ``results.csv`` and ``run.json``
     saying ``"status": "interrupted"``, then propagates.
     """

@@ -130,7 +130,8 @@ class Scorer:
     def __init__(self, config: EvaluationConfig, model: EvaluatedModel, dataset: Any) -> None:
         self.config = config
         self.metrics = list(config.metrics)
-        self.sigma, self.collapse = gfdm_settings(dataset)
+        settings = gfdm_settings(dataset)
+        self.sigma, self.collapse = settings.sigma, settings.collapse
         dataset_names = list(getattr(dataset, "class_names", []) or [])
         dataset_multi = bool(getattr(dataset, "multi_label", False))
         self.multi_label = model.multi_label if model.multi_label is not None else dataset_multi

@@ -26,6 +26,7 @@ from mlfem.metrics._common import (
     sum_normalise,
     weighted_mean,
 )
+from mlfem.metrics.centre import centre_bias
 from mlfem.metrics.registry import register_metric
 
 __all__ = ["auc_borji", "auc_judd", "auc_pixels", "info_gain", "nss", "sauc"]
@@ -376,8 +377,6 @@ def info_gain(
     height, width = p.target.shape[-2:]
     if isinstance(baseline, str):
         if baseline in ("centre", "center"):
-            from mlfem.gaze.centre import centre_bias  # lazy: mlfem.gaze imports the metrics
-
             base = centre_bias(height, width, dtype=p.target.dtype, device=p.target.device)
         elif baseline == "uniform":
             base = torch.ones(height, width, dtype=p.target.dtype, device=p.target.device)

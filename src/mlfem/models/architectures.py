@@ -3,7 +3,8 @@ small CNN.
 
 An architecture is described by a JSON-able *spec* recorded in the checkpoint, from which
 :func:`rebuild_classifier` makes the same module (random weights, nothing downloaded) for
-the saved state_dict::
+the saved state_dict (:func:`mlfem.models.starting.build_classifier` makes a fresh one to
+fine-tune, from starting weights)::
 
     {"name": "resnet50", "library": "torchvision", "num_classes": 80, "head": "fc"}
     {"name": "tf_efficientnet_lite0", "library": "timm", "num_classes": 5, "head": "classifier"}
@@ -27,10 +28,12 @@ from torch import Tensor, nn
 __all__ = [
     "SMALL_CNN",
     "SmallCNN",
-    "build_classifier",
     "find_head",
+    "fresh_timm_model",
+    "fresh_torchvision_model",
     "rebuild_classifier",
     "replace_head",
+    "timm_name",
 ]
 
 SMALL_CNN = "small-cnn"
@@ -112,50 +115,6 @@ def replace_head(model: nn.Module, num_classes: int, head: str | None = None) ->
     return name
 
 
-def build_classifier(
-    architecture: str, num_classes: int, weights: str | None = None
-) -> tuple[nn.Module, dict[str, Any]]:
-    """A fresh classifier for ``num_classes`` classes, and its architecture spec.
-
-    Args:
-        architecture: ``"small-cnn"``, a torchvision classification model name,
-            ``"timm:<name>"`` or ``"efficientnet_lite0"``.
-        num_classes: outputs of the new head.
-        weights: starting weights before the head is replaced: ``None`` (random),
-            ``"imagenet"`` (installed for ``efficientnet_lite0``; torchvision's or timm's
-            download otherwise) or a local state_dict file for the original architecture
-            (e.g. ImageNet weights saved as ``.pth``/``.safetensors``).
-    """
-    if architecture == SMALL_CNN:
-        if weights is not None:
-            raise ValueError(f"{SMALL_CNN} has no pretrained weights; omit weights")
-        model = SmallCNN(num_classes)
-        spec = {
-            "name": SMALL_CNN,
-            "library": "mlfem",
-            "num_classes": num_classes,
-            "options": {"widths": model.widths},
-        }
-        return model, spec
-    timm_name = _timm_name(architecture)
-    if timm_name is not None:
-        model, normalization = _timm_model(architecture, timm_name, weights)
-        library, name = "timm", timm_name
-    else:
-        model, normalization = _torchvision_model(architecture, weights)
-        library, name = "torchvision", architecture
-    head = replace_head(model, num_classes)
-    spec: dict[str, Any] = {
-        "name": name,
-        "library": library,
-        "num_classes": num_classes,
-        "head": head,
-    }
-    if normalization is not None:
-        spec["normalization"] = normalization
-    return model, spec
-
-
 def rebuild_classifier(spec: dict[str, Any]) -> nn.Module:
     """The module described by an architecture spec, with random weights (to load a state into)."""
     try:
@@ -165,16 +124,16 @@ def rebuild_classifier(spec: dict[str, Any]) -> nn.Module:
     if library == "mlfem" and name == SMALL_CNN:
         return SmallCNN(num_classes, **spec.get("options", {}))
     if library == "torchvision":
-        model, _ = _torchvision_model(name, None)
+        model = fresh_torchvision_model(name)
     elif library == "timm":
-        model, _ = _timm_model(f"timm:{name}", name, None)
+        model = fresh_timm_model(f"timm:{name}", name)
     else:
         raise ValueError(f"unknown architecture {library}:{name}")
     replace_head(model, num_classes, spec.get("head"))
     return model
 
 
-def _timm_name(architecture: str) -> str | None:
+def timm_name(architecture: str) -> str | None:
     """The timm model name of ``timm:<name>`` or of an installed-weights alias, else None."""
     from mlfem.models.pretrained import OFFLINE_TIMM_NAMES
 
@@ -183,36 +142,19 @@ def _timm_name(architecture: str) -> str | None:
     return OFFLINE_TIMM_NAMES.get(architecture)
 
 
-def _pretrained(spec: str, weights: str) -> tuple[nn.Module, dict[str, list[float]]]:
-    """A model with starting weights through :func:`mlfem.models.load_model`, and the
-    normalisation those weights expect."""
-    from mlfem.models.loading import ModelLoadError, load_model
-
-    try:
-        loaded = load_model(spec, weights)
-    except ModelLoadError as error:
-        raise ValueError(str(error).replace("--weights: ", "weights: ")) from error
-    p = loaded.preprocessing
-    return loaded.model.train(), {"mean": list(p.mean), "std": list(p.std)}
-
-
-def _timm_model(
-    spec: str, name: str, weights: str | None
-) -> tuple[nn.Module, dict[str, list[float]] | None]:
+def fresh_timm_model(spec: str, name: str) -> nn.Module:
+    """timm's ``name`` with random weights (``spec``: how the user named it, for errors)."""
     try:
         import timm
     except ImportError as error:  # pragma: no cover - timm is a dependency
         raise ValueError(f"{spec}: timm is not installed") from error
     if not timm.is_model(name):
         raise ValueError(f"{spec!r}: {name!r} is not a timm architecture (see timm.list_models())")
-    if weights is None:
-        return timm.create_model(name, pretrained=False), None
-    return _pretrained(spec, weights)
+    return timm.create_model(name, pretrained=False)
 
 
-def _torchvision_model(
-    name: str, weights: str | None
-) -> tuple[nn.Module, dict[str, list[float]] | None]:
+def fresh_torchvision_model(name: str) -> nn.Module:
+    """torchvision's classification model ``name`` with random weights."""
     import torchvision
 
     if name not in torchvision.models.list_models(module=torchvision.models):
@@ -220,6 +162,4 @@ def _torchvision_model(
             f"{name!r} is neither {SMALL_CNN!r}, timm:<name>, nor a torchvision classification "
             "model (see torchvision.models.list_models())"
         )
-    if weights is None:
-        return torchvision.models.get_model(name, weights=None), None
-    return _pretrained(name, weights)
+    return torchvision.models.get_model(name, weights=None)

@@ -29,8 +29,8 @@ from typing import Any
 import torch
 from torch import nn
 
+from mlfem.models._loaded import LoadedModel
 from mlfem.models.architectures import rebuild_classifier
-from mlfem.models.loading import LoadedModel
 from mlfem.models.preprocessing import IMAGENET_MEAN, IMAGENET_STD, Preprocessing
 
 __all__ = [

@@ -24,13 +24,13 @@ from __future__ import annotations
 import difflib
 import importlib
 import warnings
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import torch
 from torch import nn
 
+from mlfem.models._loaded import LoadedModel, ModelLoadError
 from mlfem.models.exported import static_input_shape, unflatten_program
 from mlfem.models.preprocessing import Preprocessing
 from mlfem.models.pretrained import LITE0_PREPROCESSING, OFFLINE_TIMM_NAMES, imagenet_class_names
@@ -40,24 +40,6 @@ __all__ = ["LoadedModel", "ModelLoadError", "load_model", "load_state_dict_file"
 
 _SCRIPT_SUFFIXES = (".pt", ".pth", ".ts", ".jit")
 _STATE_DICT_SUFFIXES = (".pth", ".pt", ".bin", ".safetensors")
-
-
-class ModelLoadError(ValueError):
-    """The model or weights specification could not be honoured; the message says why."""
-
-
-@dataclass
-class LoadedModel:
-    """A model ready to explain, with the preprocessing its weights expect."""
-
-    model: nn.Module
-    preprocessing: Preprocessing
-    #: Human-readable origin, e.g. "torchvision resnet50 (ImageNet weights)".
-    description: str
-    #: False for random initialisation: explanations of such a model mean nothing.
-    trained: bool
-    #: Names of the output classes in index order, when the weights say (ImageNet: 1000).
-    class_names: tuple[str, ...] | None = None
 
 
 def load_model(

@@ -34,7 +34,6 @@ from mlfem.fusion.net import (
 from mlfem.models.architectures import (
     SMALL_CNN,
     SmallCNN,
-    build_classifier,
     rebuild_classifier,
     replace_head,
 )
@@ -47,6 +46,7 @@ from mlfem.models.checkpoint import (
     save_classifier,
     state_fingerprint,
 )
+from mlfem.models.starting import build_classifier
 from mlfem.training._state import TrainingInterrupted
 from mlfem.training.augment import AUGMENTATIONS, Augmentation
 from mlfem.training.bundled import bundled_net_path, export_net

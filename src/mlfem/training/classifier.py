@@ -37,7 +37,7 @@ import torch.nn.functional as F
 from torch import Tensor
 from torch.utils.data import DataLoader
 
-from mlfem.models.architectures import build_classifier
+from mlfem.models.starting import build_classifier
 from mlfem.models.checkpoint import save_classifier
 from mlfem.models.preprocessing import IMAGENET_MEAN, IMAGENET_STD, Preprocessing
 from mlfem.training._data import DatasetSpec, EpochBatches, ImageBatch

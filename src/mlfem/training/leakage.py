@@ -29,7 +29,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-from mlfem.datasets import canonical_name
+from mlfem.datasets import image_id_space
 from mlfem.models.checkpoint import CheckpointError, read_metadata
 
 __all__ = [
@@ -45,9 +45,6 @@ __all__ = [
 
 #: Roles of the ids a checkpoint records.
 ROLES: tuple[str, ...] = ("train", "val", "classifier-train", "classifier-val")
-# Not an alias (the loaders keep them apart) but the same image ids: the sample shipped with
-# mlfem is a subset of OSIE, so an OSIE checkpoint must be compared with it.
-_SAME_IMAGES = {"osiesample": "osie"}
 
 
 class LeakageError(ValueError):
@@ -229,8 +226,7 @@ def check_leakage(
 
 
 def _canonical(name: str) -> str:
-    key = canonical_name(name)
-    return _SAME_IMAGES.get(key, key)
+    return image_id_space(name)
 
 
 def _label(checkpoint: Any) -> str:
