@@ -1,7 +1,7 @@
 """The ``mlfem`` command line.
 
 Each sub-command lives in its own module under ``mlfem.cli`` and exposes
-``register(subparsers)``, which adds its parser and sets ``func`` (a callable
+``register(subparsers)``, which adds its parser (:func:`add_command`) and sets ``func`` (a callable
 taking the parsed namespace and returning an exit code). Sub-command modules
 import torch, torchvision and the rest lazily, inside ``func``, so that
 ``mlfem --help`` stays fast.
@@ -71,6 +71,14 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 class UsageError(Exception):
     """A bad argument or input file; printed without a traceback, exit code 2."""
+
+
+def add_command(
+    subparsers: argparse._SubParsersAction, name: str, summary: str, description: str
+) -> argparse.ArgumentParser:
+    """Add the parser of sub-command ``name``: ``summary`` is its line in ``mlfem --help``,
+    ``description`` the text of ``mlfem NAME --help``. Every ``register`` starts here."""
+    return subparsers.add_parser(name, help=summary, description=description)
 
 
 if __name__ == "__main__":  # pragma: no cover

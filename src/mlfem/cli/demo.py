@@ -10,25 +10,24 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from mlfem.cli import UsageError
+from mlfem.cli import UsageError, add_command
 
 DEFAULT_OUT = Path("runs/demo")
 
 
+_SUMMARY = "run the paper's protocol on real gaze (or the synthetic benchmark) and write a report"
+_DESCRIPTION = """\
+Explains 12 real OSIE photos (shipped with mlfem, 15 observers each) with the
+ImageNet-pretrained EfficientNet-Lite0: MLFEM (NET, ADD, TOP, MAX), FEM, Grad-CAM, LayerCAM and
+Guided Backprop against the human GFDMs, with the human ceiling and the centre bias; prints the
+headline table and writes OUT/evaluation/report.html. Offline; the stage times are printed at
+the end (see the README for measured times). --synthetic runs the synthetic benchmark instead
+(it trains its own classifier and NET); --quick is a small version of either.
+"""
+
+
 def register(subparsers: argparse._SubParsersAction) -> None:
-    parser = subparsers.add_parser(
-        "demo",
-        help="run the paper's protocol on real gaze (or the synthetic benchmark) and write a report",
-        description=(
-            "Explains 12 real OSIE photos (shipped with mlfem, 15 observers each) with the "
-            "ImageNet-pretrained EfficientNet-Lite0: MLFEM (NET, ADD, TOP, MAX), FEM, Grad-CAM, "
-            "LayerCAM and Guided Backprop against the human GFDMs, with the human ceiling and the "
-            "centre bias; prints the headline table and writes OUT/evaluation/report.html. "
-            "Offline; the stage times are printed at the end (see the README for measured times). "
-            "--synthetic runs the synthetic benchmark instead (it trains its own classifier and "
-            "NET); --quick is a small version of either."
-        ),
-    )
+    parser = add_command(subparsers, "demo", _SUMMARY, _DESCRIPTION)
     parser.add_argument("--out", type=Path, default=None,
                         help=f"output folder (default {DEFAULT_OUT}, or {DEFAULT_OUT}-synthetic with --synthetic)")
     parser.add_argument("--synthetic", action="store_true",

@@ -7,24 +7,23 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from mlfem.cli import UsageError
+from mlfem.cli import UsageError, add_command
 
 DEFAULT_METHODS = "mlfem-add,mlfem-top,mlfem-max,fem,gradcam"
 
 
+_SUMMARY = "compare explanation maps with human gaze maps over a dataset split"
+_DESCRIPTION = """\
+For every image of the split and every method, writes one row to OUT/results.csv (every metric,
+predicted and true labels, correct or wrong, classes present, category, image size), plus
+reference rows (human ceiling, centre bias). OUT/run.json records the settings, versions,
+checkpoint hashes and counts. Rerunning the same command resumes: finished images are skipped.
+Then 'mlfem report OUT' draws the figures.
+"""
+
+
 def register(subparsers: argparse._SubParsersAction) -> None:
-    parser = subparsers.add_parser(
-        "evaluate",
-        help="compare explanation maps with human gaze maps over a dataset split",
-        description=(
-            "For every image of the split and every method, writes one row to OUT/results.csv "
-            "(every metric, predicted and true labels, correct or wrong, classes present, "
-            "category, image size), plus reference rows (human ceiling, centre bias). "
-            "OUT/run.json records the settings, versions, checkpoint hashes and counts. "
-            "Rerunning the same command resumes: finished images are skipped. "
-            "Then 'mlfem report OUT' draws the figures."
-        ),
-    )
+    parser = add_command(subparsers, "evaluate", _SUMMARY, _DESCRIPTION)
     parser.add_argument(
         "--dataset", default=None,
         help="salicon, cat2000, mexculture, mit1003, osie, osie-sample (shipped with mlfem), folder, synthetic (default with --classifier: "

@@ -7,23 +7,23 @@ import sys
 import warnings
 from pathlib import Path
 
-from mlfem.cli import UsageError
+from mlfem.cli import UsageError, add_command
 
 DTYPES = ("float32", "float16", "bfloat16")
 
 
+_SUMMARY = "explain a model's view of images with MLFEM, FEM or another method"
+_DESCRIPTION = """\
+For each image, writes OUT/<stem>.npy (float32 map in [0, 1] at the image's size),
+OUT/<stem>_overlay.png (heat map over the image) and, for multi-layer FEM methods,
+OUT/<stem>_layers.png (every layer's FEM map, as in the paper's Fig. 1). Without --model,
+explains the ImageNet-pretrained EfficientNet-Lite0 installed with mlfem. When the model's
+classes are known, OUT/predictions.csv holds each image's top-5 classes.
+"""
+
+
 def register(subparsers: argparse._SubParsersAction) -> None:
-    parser = subparsers.add_parser(
-        "explain",
-        help="explain a model's view of images with MLFEM, FEM or another method",
-        description=(
-            "For each image, writes OUT/<stem>.npy (float32 map in [0, 1] at the image's size), "
-            "OUT/<stem>_overlay.png (heat map over the image) and, for multi-layer FEM methods, "
-            "OUT/<stem>_layers.png (every layer's FEM map, as in the paper's Fig. 1). "
-            "Without --model, explains the ImageNet-pretrained EfficientNet-Lite0 installed with mlfem. "
-            "When the model's classes are known, OUT/predictions.csv holds each image's top-5 classes."
-        ),
-    )
+    parser = add_command(subparsers, "explain", _SUMMARY, _DESCRIPTION)
     parser.add_argument("inputs", nargs="+", metavar="IMAGE_OR_DIR", help="image files or folders")
     parser.add_argument(
         "--model",

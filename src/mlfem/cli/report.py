@@ -5,19 +5,19 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from mlfem.cli import UsageError
+from mlfem.cli import UsageError, add_command
+
+
+_SUMMARY = "write the HTML report (figures, tables, gallery) of an evaluation folder"
+_DESCRIPTION = """\
+Reads DIR/results.csv (and DIR/run.json, DIR/maps/) written by 'mlfem evaluate' and writes
+DIR/report.html (self-contained: open it in any browser, offline), the figures as PNG and SVG
+in DIR/figures and the tables as CSV in DIR/tables.
+"""
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
-    parser = subparsers.add_parser(
-        "report",
-        help="write the HTML report (figures, tables, gallery) of an evaluation folder",
-        description=(
-            "Reads DIR/results.csv (and DIR/run.json, DIR/maps/) written by 'mlfem evaluate' and "
-            "writes DIR/report.html (self-contained: open it in any browser, offline), the "
-            "figures as PNG and SVG in DIR/figures and the tables as CSV in DIR/tables."
-        ),
-    )
+    parser = add_command(subparsers, "report", _SUMMARY, _DESCRIPTION)
     parser.add_argument("directory", type=Path, metavar="DIR", help="output folder of 'mlfem evaluate'")
     parser.add_argument("--seed", type=int, default=0, help="seed of the bootstrap intervals (default 0)")
     parser.add_argument("--resamples", type=int, default=2000, help="bootstrap resamples (default 2000)")

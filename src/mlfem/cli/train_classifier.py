@@ -13,15 +13,15 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TypeVar
 
-from mlfem.cli import UsageError
+from mlfem.cli import UsageError, add_command
 
-_DESCRIPTION = (
-    "Fine-tune a classifier for a dataset's classes (Adam; BCE-with-logits for multi-label "
-    "data, cross-entropy otherwise) on the train split of a splits file, validating on the "
-    "val split every epoch. The best epoch is saved as OUT/classifier.safetensors + .json, "
-    "usable as 'mlfem explain --model OUT/classifier.safetensors'. Ctrl-C saves the state; "
-    "--resume continues it."
-)
+_SUMMARY = "fine-tune the classifier to explain on a dataset"
+_DESCRIPTION = """\
+Fine-tune a classifier for a dataset's classes (Adam; BCE-with-logits for multi-label data,
+cross-entropy otherwise) on the train split of a splits file, validating on the val split every
+epoch. The best epoch is saved as OUT/classifier.safetensors + .json, usable as 'mlfem explain
+--model OUT/classifier.safetensors'. Ctrl-C saves the state; --resume continues it.
+"""
 
 
 def add_dataset_arguments(parser: argparse.ArgumentParser, required: bool) -> None:
@@ -108,11 +108,7 @@ def dataset_options(args: argparse.Namespace, dataset: str | None) -> dict[str, 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     """Add the ``train-classifier`` sub-command."""
-    parser = subparsers.add_parser(
-        "train-classifier",
-        help="fine-tune the classifier to explain on a dataset",
-        description=_DESCRIPTION,
-    )
+    parser = add_command(subparsers, "train-classifier", _SUMMARY, _DESCRIPTION)
     add_dataset_arguments(parser, required=True)
     model = parser.add_argument_group("model and training")
     model.add_argument(

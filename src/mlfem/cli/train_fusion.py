@@ -9,7 +9,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from mlfem.cli import UsageError
+from mlfem.cli import UsageError, add_command
 from mlfem.cli.train_classifier import (
     add_dataset_arguments,
     add_run_arguments,
@@ -17,24 +17,21 @@ from mlfem.cli.train_classifier import (
     run_training,
 )
 
-_DESCRIPTION = (
-    "Train the paper's NET fusion: a light CNN mapping the stacked per-layer FEM maps of a "
-    "model to the human GFDM (Adam, MSE), on the train split, with early stopping on the "
-    "val split. The model is a train-classifier checkpoint (--classifier; the dataset and "
-    "splits default to those it was trained with) or any model mlfem explain takes (--model "
-    "and --weights; then name the dataset, which needs no class labels, e.g. --dataset osie "
-    "--root DIR). The maps are computed once and cached on disk. Use the result as "
-    "'mlfem explain --model MODEL --fusion net:OUT/net.safetensors'; it refuses other models."
-)
+_SUMMARY = "train the learned NET fusion of MLFEM on human gaze"
+_DESCRIPTION = """\
+Train the paper's NET fusion: a light CNN mapping the stacked per-layer FEM maps of a model to
+the human GFDM (Adam, MSE), on the train split, with early stopping on the val split. The model
+is a train-classifier checkpoint (--classifier; the dataset and splits default to those it was
+trained with) or any model mlfem explain takes (--model and --weights; then name the dataset,
+which needs no class labels, e.g. --dataset osie --root DIR). The maps are computed once and
+cached on disk. Use the result as 'mlfem explain --model MODEL --fusion
+net:OUT/net.safetensors'; it refuses other models.
+"""
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     """Add the ``train-fusion`` sub-command."""
-    parser = subparsers.add_parser(
-        "train-fusion",
-        help="train the learned NET fusion of MLFEM on human gaze",
-        description=_DESCRIPTION,
-    )
+    parser = add_command(subparsers, "train-fusion", _SUMMARY, _DESCRIPTION)
     source = parser.add_argument_group("the model whose FEM maps the NET fuses (one of)")
     source.add_argument(
         "--classifier",
