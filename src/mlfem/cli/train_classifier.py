@@ -27,50 +27,28 @@ epoch. The best epoch is saved as OUT/classifier.safetensors + .json, usable as 
 def add_dataset_arguments(parser: argparse.ArgumentParser, required: bool) -> None:
     """Dataset options shared by train-classifier and train-fusion."""
     group = parser.add_argument_group("dataset")
-    group.add_argument(
-        "--dataset",
-        required=required,
-        default=None,
-        help="dataset name: salicon, cat2000, mexculture, mit1003, osie, folder, synthetic",
-    )
-    group.add_argument(
-        "--root",
-        type=Path,
-        default=None,
-        help="dataset folder (default $MLFEM_DATA/<name>; none for synthetic)",
-    )
-    group.add_argument(
-        "-O",
-        "--dataset-option",
-        action="append",
-        default=[],
-        metavar="KEY=VALUE",
-        help="further open_dataset option, e.g. -O sigma=19 -O json_coords=xy (repeatable)",
-    )
-    group.add_argument(
-        "--splits",
-        type=Path,
-        default=None,
-        help="splits file (created on first use; default OUT/splits.json or the classifier's)",
-    )
-    group.add_argument(
-        "--split-seed", type=int, default=None, help="seed of a new splits file (default 0)"
-    )
-    group.add_argument(
-        "--split-fractions",
-        type=split_fractions,
-        default=None,
-        metavar="TRAIN,VAL,TEST",
-        help="fractions of a new splits file, e.g. 0.9,0.1,0 (default 0.8,0.1,0.1)",
-    )
+    group.add_argument("--dataset", required=required, default=None,
+                       help="dataset name: salicon, cat2000, mexculture, "
+                       "mit1003, osie, folder, synthetic")
+    group.add_argument("--root", type=Path, default=None,
+                       help="dataset folder (default $MLFEM_DATA/<name>; none for synthetic)")
+    group.add_argument("-O", "--dataset-option", action="append", default=[], metavar="KEY=VALUE",
+                       help="further open_dataset option, e.g. -O "
+                       "sigma=19 -O json_coords=xy (repeatable)")
+    group.add_argument("--splits", type=Path, default=None,
+                       help="splits file (created on first use; default "
+                       "OUT/splits.json or the classifier's)")
+    group.add_argument("--split-seed", type=int, default=None,
+                       help="seed of a new splits file (default 0)")
+    group.add_argument("--split-fractions", type=split_fractions, default=None,
+                       metavar="TRAIN,VAL,TEST",
+                       help="fractions of a new splits file, e.g. 0.9,0.1,0 (default 0.8,0.1,0.1)")
     synthetic = parser.add_argument_group("synthetic benchmark")
     synthetic.add_argument("--n", type=int, default=None, help="number of synthetic images")
-    synthetic.add_argument(
-        "--data-seed", type=int, default=None, help="seed of the synthetic images"
-    )
-    synthetic.add_argument(
-        "--mode", choices=("single", "multi"), default=None, help="single- or multi-label"
-    )
+    synthetic.add_argument("--data-seed", type=int, default=None,
+                           help="seed of the synthetic images")
+    synthetic.add_argument("--mode", choices=("single", "multi"), default=None,
+                           help="single- or multi-label")
 
 
 def split_fractions(text: str) -> tuple[float, float, float]:
@@ -111,39 +89,32 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser = add_command(subparsers, "train-classifier", _SUMMARY, _DESCRIPTION)
     add_dataset_arguments(parser, required=True)
     model = parser.add_argument_group("model and training")
-    model.add_argument(
-        "--model",
-        default="small-cnn",
-        help="small-cnn (fast on CPU), a torchvision classifier name (resnet50), timm:<name>, "
-        "or efficientnet_lite0 (ImageNet weights installed with mlfem)",
-    )
-    model.add_argument(
-        "--weights",
-        default=None,
-        help="starting weights: imagenet (installed for efficientnet_lite0, downloaded "
-        "otherwise) or a local state_dict of the original architecture",
-    )
-    model.add_argument("--epochs", type=int, default=10, help="epochs (default 10)")
-    model.add_argument("--batch-size", type=int, default=32, help="batch size (default 32)")
-    model.add_argument("--lr", type=float, default=1e-3, help="Adam learning rate (default 1e-3)")
-    model.add_argument(
-        "--weight-decay", type=float, default=0.0, help="Adam weight decay (default 0)"
-    )
-    model.add_argument(
-        "--image-size",
-        type=int,
-        default=None,
-        help="model input side (default 224; 128 for small-cnn); synthetic images are made at it",
-    )
-    model.add_argument(
-        "--augment",
-        choices=("standard", "crop", "none"),
-        default="standard",
-        help="standard: crop+flip+colour jitter; crop: no flip; none",
-    )
+    model.add_argument("--model", default="small-cnn",
+                       help="small-cnn (fast on CPU), a torchvision classifier "
+                       "name (resnet50), timm:<name>, or efficientnet_lite0 "
+                       "(ImageNet weights installed with mlfem)")
+    model.add_argument("--weights", default=None,
+                       help="starting weights: imagenet (installed for "
+                       "efficientnet_lite0, downloaded otherwise) or a "
+                       "local state_dict of the original architecture")
+    add_loop_arguments(model, epochs=10, epochs_help="epochs (default 10)")
+    model.add_argument("--weight-decay", type=float, default=0.0,
+                       help="Adam weight decay (default 0)")
+    model.add_argument("--image-size", type=int, default=None,
+                       help="model input side (default 224; 128 for "
+                       "small-cnn); synthetic images are made at it")
+    model.add_argument("--augment", choices=("standard", "crop", "none"), default="standard",
+                       help="standard: crop+flip+colour jitter; crop: no flip; none")
     model.add_argument("--seed", type=int, default=0, help="training seed (default 0)")
     add_run_arguments(parser)
     parser.set_defaults(func=run_command)
+
+
+def add_loop_arguments(group: argparse._ArgumentGroup, epochs: int, epochs_help: str) -> None:
+    """--epochs, --batch-size and --lr (Adam), whose batch and rate defaults both trainers share."""
+    group.add_argument("--epochs", type=int, default=epochs, help=epochs_help)
+    group.add_argument("--batch-size", type=int, default=32, help="batch size (default 32)")
+    group.add_argument("--lr", type=float, default=1e-3, help="Adam learning rate (default 1e-3)")
 
 
 def add_run_arguments(
@@ -157,16 +128,30 @@ def add_run_arguments(
     if more is not None:
         more(run)
     run.add_argument("--resume", action="store_true", help="continue the run saved in OUT")
-    run.add_argument(
-        "--num-workers", type=int, default=0, help="data loading processes (default 0)"
-    )
-    run.add_argument(
-        "--device", default=None, help="cpu, cuda, cuda:1... (default: cuda if available)"
-    )
+    run.add_argument("--num-workers", type=int, default=0,
+                     help="data loading processes (default 0)")
+    run.add_argument("--device", default=None,
+                     help="cpu, cuda, cuda:1... (default: cuda if available)")
     run.add_argument("--quiet", action="store_true", help="no progress bars")
 
 
 Result = TypeVar("Result")
+Config = TypeVar("Config")
+
+
+def config_from_args(
+    config_class: type[Config], args: argparse.Namespace, **values: Any
+) -> Config:
+    """A trainer's config from the options named after its fields, and ``values`` on top.
+
+    An option left unset (None) is not passed, so that the config's own default applies: both
+    trainers' options are named after their config's fields for this reason.
+    """
+    from dataclasses import fields
+
+    given = {f.name: getattr(args, f.name, None) for f in fields(config_class)}
+    given = {name: value for name, value in given.items() if value is not None}
+    return config_class(**{**given, **values})
 
 
 def run_training(
@@ -198,26 +183,8 @@ def run_command(args: argparse.Namespace) -> int:
     image_size = args.image_size or (128 if args.model == "small-cnn" else 224)
 
     def train() -> ClassifierRun:
-        config = ClassifierConfig(
-            dataset=args.dataset,
-            out=args.out,
-            root=args.root,
-            dataset_options=options,
-            model=args.model,
-            weights=args.weights,
-            epochs=args.epochs,
-            batch_size=args.batch_size,
-            lr=args.lr,
-            weight_decay=args.weight_decay,
-            image_size=image_size,
-            augment=args.augment,
-            seed=args.seed,
-            splits=args.splits,
-            split_seed=args.split_seed or 0,
-            **({} if args.split_fractions is None else {"split_fractions": args.split_fractions}),
-            num_workers=args.num_workers,
-            device=args.device,
-            resume=args.resume,
+        config = config_from_args(
+            ClassifierConfig, args, dataset_options=options, image_size=image_size
         )
         return train_classifier(config, progress=not args.quiet)
 

@@ -12,7 +12,9 @@ from pathlib import Path
 from mlfem.cli import UsageError, add_command
 from mlfem.cli.train_classifier import (
     add_dataset_arguments,
+    add_loop_arguments,
     add_run_arguments,
+    config_from_args,
     dataset_options,
     run_training,
 )
@@ -33,59 +35,36 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     """Add the ``train-fusion`` sub-command."""
     parser = add_command(subparsers, "train-fusion", _SUMMARY, _DESCRIPTION)
     source = parser.add_argument_group("the model whose FEM maps the NET fuses (one of)")
-    source.add_argument(
-        "--classifier",
-        type=Path,
-        default=None,
-        help="classifier checkpoint from train-classifier (.safetensors)",
-    )
-    source.add_argument(
-        "--model",
-        default=None,
-        help="or a model as for mlfem explain: efficientnet_lite0, a torchvision name, "
-        "timm:<name>, a .pt2/TorchScript file, package.module:factory",
-    )
-    source.add_argument(
-        "--weights", default=None, help="weights for --model: imagenet or a local state_dict"
-    )
+    source.add_argument("--classifier", type=Path, default=None,
+                        help="classifier checkpoint from train-classifier (.safetensors)")
+    source.add_argument("--model", default=None,
+                        help="or a model as for mlfem explain: efficientnet_lite0, a torchvision "
+                        "name, timm:<name>, a .pt2/TorchScript file, package.module:factory")
+    source.add_argument("--weights", default=None,
+                        help="weights for --model: imagenet or a local state_dict")
     add_dataset_arguments(parser, required=False)
     net = parser.add_argument_group("maps and NET")
-    net.add_argument(
-        "--layers",
-        default="auto",
-        help="'auto', 'auto-rectified' (outputs clamped at 0 before FEM) or comma-separated "
-        "module names; the NET is tied to them",
-    )
-    net.add_argument(
-        "--k", type=float, default=2.0, help="FEM threshold in standard deviations (default 2)"
-    )
-    net.add_argument(
-        "--resolution",
-        type=int,
-        default=64,
-        help="side of the cached maps and of the NET input, a multiple of 4 (default 64)",
-    )
-    net.add_argument("--epochs", type=int, default=50, help="maximum epochs (default 50)")
-    net.add_argument("--batch-size", type=int, default=32, help="batch size (default 32)")
-    net.add_argument("--lr", type=float, default=1e-3, help="Adam learning rate (default 1e-3)")
-    net.add_argument(
-        "--patience",
-        type=int,
-        default=8,
-        help="stop after this many epochs without a lower val MSE (default 8)",
-    )
+    net.add_argument("--layers", default="auto",
+                     help="'auto', 'auto-rectified' (outputs clamped at 0 before FEM) "
+                     "or comma-separated module names; the NET is tied to them")
+    net.add_argument("--k", type=float, default=2.0,
+                     help="FEM threshold in standard deviations (default 2)")
+    net.add_argument("--resolution", type=int, default=64,
+                     help="side of the cached maps and of the NET "
+                     "input, a multiple of 4 (default 64)")
+    add_loop_arguments(net, epochs=50, epochs_help="maximum epochs (default 50)")
+    net.add_argument("--patience", type=int, default=8,
+                     help="stop after this many epochs without a lower val MSE (default 8)")
     net.add_argument("--seed", type=int, default=0, help="training seed (default 0)")
     add_run_arguments(parser, _add_cache_arguments)
     parser.set_defaults(func=run_command)
 
 
 def _add_cache_arguments(run: argparse._ArgumentGroup) -> None:
-    run.add_argument(
-        "--cache", type=Path, default=None, help="map cache folder (default OUT/cache)"
-    )
-    run.add_argument(
-        "--map-batch-size", type=int, default=16, help="images per forward pass for the maps"
-    )
+    run.add_argument("--cache", type=Path, default=None,
+                     help="map cache folder (default OUT/cache)")
+    run.add_argument("--map-batch-size", type=int, default=16,
+                     help="images per forward pass for the maps")
 
 
 def run_command(args: argparse.Namespace) -> int:
@@ -95,31 +74,7 @@ def run_command(args: argparse.Namespace) -> int:
 
     def train() -> FusionRun:
         # FusionConfig checks --classifier/--model (exactly one) and --weights first.
-        config = FusionConfig(
-            classifier=args.classifier,
-            out=args.out,
-            model=args.model,
-            weights=args.weights,
-            dataset=args.dataset,
-            root=args.root,
-            dataset_options=options or None,
-            splits=args.splits,
-            split_seed=args.split_seed,
-            split_fractions=args.split_fractions,
-            layers=args.layers,
-            k=args.k,
-            resolution=args.resolution,
-            epochs=args.epochs,
-            batch_size=args.batch_size,
-            lr=args.lr,
-            patience=args.patience,
-            seed=args.seed,
-            cache=args.cache,
-            map_batch_size=args.map_batch_size,
-            num_workers=args.num_workers,
-            device=args.device,
-            resume=args.resume,
-        )
+        config = config_from_args(FusionConfig, args, dataset_options=options or None)
         if args.classifier is not None and not args.classifier.is_file():
             raise UsageError(f"--classifier: file not found: {args.classifier}")
         if args.model is not None and args.dataset is None:
