@@ -23,17 +23,11 @@ from mlfem.fusion.operators import (
 )
 
 __all__ = [
-    "AddFusion",
-    "FemFusion",
-    "FusionOperator",
-    "MaxFusion",
-    "Normalization",
-    "RecursiveFusion",
+    # the operators (mlfem.fusion.operators)
+    "AddFusion", "FemFusion", "FusionOperator", "MaxFusion", "Normalization", "RecursiveFusion",
     "TopFusion",
-    "available_fusions",
-    "fuse",
-    "make_fusion",
-    "register_fusion",
+    # the registry of fusion specs and the functional entry point
+    "available_fusions", "fuse", "make_fusion", "register_fusion",
 ]
 
 # A factory receives (argument, alpha, normalize); ``argument`` is what follows

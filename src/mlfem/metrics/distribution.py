@@ -10,14 +10,7 @@ from __future__ import annotations
 import torch
 
 from mlfem.metrics._common import (
-    EPS,
-    chunked,
-    finish,
-    is_constant,
-    minmax,
-    prepare,
-    row_dot,
-    sum_normalise,
+    EPS, chunked, finish, is_constant, minmax, prepare, row_dot, sum_normalise,
 )
 from mlfem.metrics.registry import register_metric
 

@@ -7,17 +7,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from mlfem.evaluation.analyses import (
-    GroupMean,
-    PairTest,
-    SummaryRow,
-    WinMatrix,
-    by_classes_present,
-    correct_vs_wrong,
-    distributions,
-    higher_is_better,
-    pairwise_tests,
-    summarize,
-    win_matrix,
+    GroupMean, PairTest, SummaryRow, WinMatrix, by_classes_present, correct_vs_wrong,
+    distributions, higher_is_better, pairwise_tests, summarize, win_matrix,
 )
 from mlfem.evaluation.results import ResultTable
 
