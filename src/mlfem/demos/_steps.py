@@ -10,7 +10,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-__all__ = ["DemoResult", "timed_step", "write_report_and_table"]
+__all__ = ["DemoResult", "start_demo", "timed_step", "write_report_and_table"]
 
 
 @dataclass
@@ -25,6 +25,14 @@ class DemoResult:
     report: Path
     timings: dict[str, float]
     table: str
+
+
+def start_demo(out: str | Path) -> tuple[Path, dict[str, float], float]:
+    """The step that starts every demo: its output folder (created), its step timings (empty)
+    and its start time (``time.perf_counter``, for the total)."""
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    return out, {}, time.perf_counter()
 
 
 @contextlib.contextmanager

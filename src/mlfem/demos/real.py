@@ -13,11 +13,10 @@ Rerunning the same command resumes the evaluation and redoes nothing that is fin
 
 from __future__ import annotations
 
-import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from mlfem.demos._steps import DemoResult, timed_step, write_report_and_table
+from mlfem.demos._steps import DemoResult, start_demo, timed_step, write_report_and_table
 
 __all__ = ["PLANS", "RealDemoPlan", "run_real_demo"]
 
@@ -52,24 +51,14 @@ PLANS = {
 }
 
 
-def run_real_demo(
-    out: str | Path,
-    *,
-    quick: bool = False,
-    seed: int = 0,
-    workers: int = 0,
-    device: str | None = None,
-    progress: bool = True,
-) -> DemoResult:
+def run_real_demo(out: str | Path, *, quick: bool = False, seed: int = 0, workers: int = 0,
+                  device: str | None = None, progress: bool = True) -> DemoResult:
     """Run the real-data demo into ``out`` (see the module docstring) and return what it wrote."""
     from mlfem.evaluation.runner import EvaluationConfig, run_evaluation
     from mlfem.training import bundled_net_path
 
     plan = PLANS["quick" if quick else "default"]
-    out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
-    timings: dict[str, float] = {}
-    started = time.perf_counter()
+    out, timings, started = start_demo(out)
     net = bundled_net_path()
     model, weights = MODEL
 

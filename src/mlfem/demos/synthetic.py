@@ -15,12 +15,11 @@ stopped, and a finished step is not redone.
 
 from __future__ import annotations
 
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from mlfem.demos._steps import DemoResult, timed_step, write_report_and_table
+from mlfem.demos._steps import DemoResult, start_demo, timed_step, write_report_and_table
 
 __all__ = ["PLANS", "SyntheticDemoPlan", "run_synthetic_demo"]
 
@@ -58,24 +57,14 @@ PLANS = {
 }
 
 
-def run_synthetic_demo(
-    out: str | Path,
-    *,
-    quick: bool = False,
-    seed: int = 0,
-    workers: int = 0,
-    device: str | None = None,
-    progress: bool = True,
-) -> DemoResult:
+def run_synthetic_demo(out: str | Path, *, quick: bool = False, seed: int = 0, workers: int = 0,
+                       device: str | None = None, progress: bool = True) -> DemoResult:
     """Run the synthetic demo into ``out`` (see the module docstring) and return what it wrote."""
     from mlfem.evaluation.runner import EvaluationConfig, run_evaluation
     from mlfem.training import ClassifierConfig, train_classifier
 
     plan = PLANS["quick" if quick else "default"]
-    out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
-    timings: dict[str, float] = {}
-    started = time.perf_counter()
+    out, timings, started = start_demo(out)
     data = {"n": plan.n, "seed": seed, "mode": "multi"}
 
     with timed_step("train the classifier", timings, progress):
