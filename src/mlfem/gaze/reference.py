@@ -22,6 +22,9 @@ from mlfem.metrics.table import compute, resolve
 
 __all__ = ["ObserverScores", "human_ceiling", "human_ceiling_per_image", "observer_scores"]
 
+#: A metric: a registered name, or a callable ``f(pred, target)`` on (O, H, W) batches.
+MetricArg = str | Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
+
 
 class ObserverScores(NamedTuple):
     """Leave-one-observer-out scores of one image."""
@@ -56,14 +59,8 @@ def _per_observer_counts(
 
 
 def _observer_maps(
-    fixations: Fixations,
-    sigma: float,
-    *,
-    collapse: bool,
-    padding: str,
-    truncate: float,
-    dtype: torch.dtype,
-    device: torch.device | str | None,
+    fixations: Fixations, sigma: float, collapse: bool, padding: str, truncate: float,
+    dtype: torch.dtype, device: torch.device | str | None,
 ) -> _ObserverMaps:
     observers, counts = _per_observer_counts(fixations, dtype, device)
     if observers.size < 2:
@@ -88,7 +85,7 @@ def _observer_maps(
 
 
 def _score(
-    metric: str | Callable[[torch.Tensor, torch.Tensor], torch.Tensor],
+    metric: MetricArg,
     needs: str,
     pred: torch.Tensor,
     maps: _ObserverMaps,
@@ -114,18 +111,10 @@ def _summarise(scores: torch.Tensor, observers: np.ndarray) -> ObserverScores:
 
 
 def human_ceiling(
-    fixations: Fixations,
-    sigma: float,
-    metric: str | Callable[[torch.Tensor, torch.Tensor], torch.Tensor] = "pcc",
-    *,
-    needs: str = "gt",
-    collapse: bool = False,
-    padding: str = "reflect",
-    truncate: float = 4.0,
-    baseline: torch.Tensor | str = "centre",
-    seed: int | None = 0,
-    dtype: torch.dtype = torch.float64,
-    device: torch.device | str | None = None,
+    fixations: Fixations, sigma: float, metric: MetricArg = "pcc", *, needs: str = "gt",
+    collapse: bool = False, padding: str = "reflect", truncate: float = 4.0,
+    baseline: torch.Tensor | str = "centre", seed: int | None = 0,
+    dtype: torch.dtype = torch.float64, device: torch.device | str | None = None,
 ) -> ObserverScores:
     """Inter-observer consistency of one image under ``metric``.
 
@@ -135,45 +124,20 @@ def human_ceiling(
     ``collapse`` and ``padding`` as in :func:`mlfem.gaze.gfdm`; fixation counts always keep
     duplicates. Needs at least two observers.
     """
-    maps = _observer_maps(
-        fixations,
-        sigma,
-        collapse=collapse,
-        padding=padding,
-        truncate=truncate,
-        dtype=dtype,
-        device=device,
-    )
+    maps = _observer_maps(fixations, sigma, collapse, padding, truncate, dtype, device)
     return _summarise(_score(metric, needs, maps.others, maps, seed, baseline), maps.observers)
 
 
 def observer_scores(
-    pred: torch.Tensor,
-    fixations: Fixations,
-    sigma: float,
-    metric: str | Callable[[torch.Tensor, torch.Tensor], torch.Tensor] = "pcc",
-    *,
-    needs: str = "gt",
-    collapse: bool = False,
-    padding: str = "reflect",
-    truncate: float = 4.0,
-    baseline: torch.Tensor | str = "centre",
-    seed: int | None = 0,
-    dtype: torch.dtype = torch.float64,
-    device: torch.device | str | None = None,
+    pred: torch.Tensor, fixations: Fixations, sigma: float, metric: MetricArg = "pcc", *,
+    needs: str = "gt", collapse: bool = False, padding: str = "reflect", truncate: float = 4.0,
+    baseline: torch.Tensor | str = "centre", seed: int | None = 0,
+    dtype: torch.dtype = torch.float64, device: torch.device | str | None = None,
 ) -> ObserverScores:
     """Score a fixed (H, W) map against each observer separately (same targets as
     :func:`human_ceiling`), so a method or the centre bias can be put beside the ceiling.
     """
-    maps = _observer_maps(
-        fixations,
-        sigma,
-        collapse=collapse,
-        padding=padding,
-        truncate=truncate,
-        dtype=dtype,
-        device=device,
-    )
+    maps = _observer_maps(fixations, sigma, collapse, padding, truncate, dtype, device)
     pred = torch.as_tensor(pred).to(device=maps.own.device)
     if pred.dim() != 2:
         raise ValueError(f"pred must be one (H, W) map, got shape {tuple(pred.shape)}")
@@ -184,7 +148,7 @@ def observer_scores(
 def human_ceiling_per_image(
     dataset: Sequence[Fixations],
     sigma: float,
-    metric: str | Callable[[torch.Tensor, torch.Tensor], torch.Tensor] = "pcc",
+    metric: MetricArg = "pcc",
     **kwargs: object,
 ) -> torch.Tensor:
     """:func:`human_ceiling` ``.mean`` of every image of a dataset, as an (N,) float64 tensor."""
