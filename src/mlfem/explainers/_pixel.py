@@ -21,6 +21,20 @@ def _positive_int(value: Any, name: str) -> int:
     return value
 
 
+def _positive_number(value: Any, name: str) -> float:
+    number = float(value)
+    if not (number > 0 and math.isfinite(number)):
+        raise ValueError(f"{name} must be a positive number, got {value!r}")
+    return number
+
+
+def _nonnegative_number(value: Any, name: str) -> float:
+    number = float(value)
+    if not (number >= 0 and math.isfinite(number)):
+        raise ValueError(f"{name} must be a finite number >= 0, got {value!r}")
+    return number
+
+
 def _check_seed(seed: Any) -> int | None:
     if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int)):
         raise TypeError(f"seed must be an int or None, got {seed!r}")

@@ -19,7 +19,6 @@ on it once it is more than a few).
 from __future__ import annotations
 
 import contextlib
-import math
 import warnings
 from collections.abc import Iterator
 
@@ -28,7 +27,9 @@ from torch import Tensor, nn
 
 from mlfem.explainers._attribution_map import Reduction
 from mlfem.explainers._gradient import seeded
-from mlfem.explainers._pixel import PixelAttributionExplainer, _check_baseline, _check_seed, _positive_int
+from mlfem.explainers._pixel import (
+    PixelAttributionExplainer, _check_baseline, _check_seed, _nonnegative_number, _positive_int,
+)
 from mlfem.explainers.lime import Lime  # LIME has its own module; still importable from here
 from mlfem.explainers.registry import register_explainer
 
@@ -77,13 +78,8 @@ class IntegratedGradients(PixelAttributionExplainer):
     needs_gradients = True
 
     def __init__(
-        self,
-        model: nn.Module,
-        steps: int = 32,
-        baseline: float | Tensor = 0.0,
-        internal_batch_size: int = 16,
-        reduction: Reduction = "abs-max",
-        smooth_sigma: float = 0.0,
+        self, model: nn.Module, steps: int = 32, baseline: float | Tensor = 0.0,
+        internal_batch_size: int = 16, reduction: Reduction = "abs-max", smooth_sigma: float = 0.0,
         max_batch_size: int | None = None,
     ) -> None:
         super().__init__(model, reduction, smooth_sigma, max_batch_size)
@@ -128,22 +124,14 @@ class SmoothGrad(PixelAttributionExplainer):
     needs_gradients = True
 
     def __init__(
-        self,
-        model: nn.Module,
-        samples: int = 16,
-        noise_level: float = 0.15,
-        seed: int | None = 0,
-        internal_batch_size: int = 16,
-        reduction: Reduction = "abs-max",
-        smooth_sigma: float = 0.0,
+        self, model: nn.Module, samples: int = 16, noise_level: float = 0.15, seed: int | None = 0,
+        internal_batch_size: int = 16, reduction: Reduction = "abs-max", smooth_sigma: float = 0.0,
         max_batch_size: int | None = None,
     ) -> None:
         super().__init__(model, reduction, smooth_sigma, max_batch_size)
         self.samples = _positive_int(samples, "samples")
-        noise_level = float(noise_level)
-        if not (noise_level >= 0 and math.isfinite(noise_level)):
-            raise ValueError(f"noise_level must be a finite number >= 0, got {noise_level}")
-        self.noise_level = noise_level
+        # As a float first: the error message shows it so (e.g. "got -1.0").
+        self.noise_level = _nonnegative_number(float(noise_level), "noise_level")
         self.seed = _check_seed(seed)
         self.internal_batch_size = _positive_int(internal_batch_size, "internal_batch_size")
 
@@ -244,14 +232,8 @@ class Occlusion(PixelAttributionExplainer):
     needs_gradients = False
 
     def __init__(
-        self,
-        model: nn.Module,
-        window: int = 32,
-        stride: int = 16,
-        baseline: float | Tensor = 0.0,
-        internal_batch_size: int = 64,
-        reduction: Reduction = "abs-max",
-        smooth_sigma: float = 0.0,
+        self, model: nn.Module, window: int = 32, stride: int = 16, baseline: float | Tensor = 0.0,
+        internal_batch_size: int = 64, reduction: Reduction = "abs-max", smooth_sigma: float = 0.0,
         max_batch_size: int | None = None,
     ) -> None:
         super().__init__(model, reduction, smooth_sigma, max_batch_size)

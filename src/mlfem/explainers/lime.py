@@ -16,7 +16,10 @@ from torch import Tensor, nn
 
 from mlfem.explainers._attribution_map import Reduction
 from mlfem.explainers._gradient import seeded
-from mlfem.explainers._pixel import PixelAttributionExplainer, _check_baseline, _check_seed, _positive_int
+from mlfem.explainers._pixel import (
+    PixelAttributionExplainer, _check_baseline, _check_seed, _nonnegative_number, _positive_int,
+    _positive_number,
+)
 from mlfem.explainers.registry import register_explainer
 
 __all__ = ["Lime"]
@@ -61,32 +64,17 @@ class Lime(PixelAttributionExplainer):
     needs_gradients = False
 
     def __init__(
-        self,
-        model: nn.Module,
-        samples: int = 256,
-        segments: int = 50,
-        compactness: float = 10.0,
-        kernel_width: float = 0.25,
-        alpha: float = 1.0,
-        baseline: float | Tensor = 0.0,
-        seed: int | None = 0,
-        internal_batch_size: int = 64,
-        reduction: Reduction = "abs-max",
-        smooth_sigma: float = 0.0,
-        max_batch_size: int | None = None,
+        self, model: nn.Module, samples: int = 256, segments: int = 50, compactness: float = 10.0,
+        kernel_width: float = 0.25, alpha: float = 1.0, baseline: float | Tensor = 0.0,
+        seed: int | None = 0, internal_batch_size: int = 64, reduction: Reduction = "abs-max",
+        smooth_sigma: float = 0.0, max_batch_size: int | None = None,
     ) -> None:
         super().__init__(model, reduction, smooth_sigma, max_batch_size)
         self.samples = _positive_int(samples, "samples")
         self.segments = _positive_int(segments, "segments")
-        self.compactness = float(compactness)
-        if not (self.compactness > 0 and math.isfinite(self.compactness)):
-            raise ValueError(f"compactness must be a positive number, got {compactness!r}")
-        self.kernel_width = float(kernel_width)
-        if not (self.kernel_width > 0 and math.isfinite(self.kernel_width)):
-            raise ValueError(f"kernel_width must be a positive number, got {kernel_width!r}")
-        self.alpha = float(alpha)
-        if not (self.alpha >= 0 and math.isfinite(self.alpha)):
-            raise ValueError(f"alpha must be a finite number >= 0, got {alpha!r}")
+        self.compactness = _positive_number(compactness, "compactness")
+        self.kernel_width = _positive_number(kernel_width, "kernel_width")
+        self.alpha = _nonnegative_number(alpha, "alpha")
         self.baseline = _check_baseline(baseline)
         self.seed = _check_seed(seed)
         self.internal_batch_size = _positive_int(internal_batch_size, "internal_batch_size")
