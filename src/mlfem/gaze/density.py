@@ -149,11 +149,7 @@ def fixation_map(
 
 
 def blur_counts(
-    counts: torch.Tensor,
-    sigma: float,
-    *,
-    padding: str = "reflect",
-    truncate: float = 4.0,
+    counts: torch.Tensor, sigma: float, *, padding: str = "reflect", truncate: float = 4.0
 ) -> torch.Tensor:
     """:func:`gaussian_blur` of (B, H, W) count maps, faster when they are sparse.
 
@@ -195,11 +191,7 @@ def blur_counts(
 
 
 def density_from_counts(
-    counts: torch.Tensor,
-    sigma: float,
-    *,
-    padding: str = "reflect",
-    truncate: float = 4.0,
+    counts: torch.Tensor, sigma: float, *, padding: str = "reflect", truncate: float = 4.0
 ) -> torch.Tensor:
     """Blur (B, H, W) count maps and normalise each to sum 1 (all-zero maps become NaN)."""
     blurred = blur_counts(counts, sigma, padding=padding, truncate=truncate)
