@@ -54,28 +54,13 @@ CLASSIFIER_FILE = "classifier.safetensors"
 # Settings that must not change when a run is resumed (epochs may grow; workers, device
 # and progress display are free).
 _RESUME_FIXED = (
-    "dataset",
-    "root",
-    "dataset_options",
-    "model",
-    "weights",
-    "batch_size",
-    "lr",
-    "weight_decay",
-    "image_size",
-    "augment",
-    "seed",
-    "splits",
-    "split_seed",
-    "split_fractions",
+    "dataset", "root", "dataset_options", "model", "weights", "batch_size", "lr", "weight_decay",
+    "image_size", "augment", "seed", "splits", "split_seed", "split_fractions",
 )
 
 
 def train_classifier(
-    config: ClassifierConfig,
-    *,
-    progress: bool = True,
-    stop: threading.Event | None = None,
+    config: ClassifierConfig, *, progress: bool = True, stop: threading.Event | None = None,
     on_step: StepCallback | None = None,
 ) -> ClassifierRun:
     """Fine-tune a classifier as described by ``config`` (see the module docstring).

@@ -58,24 +58,13 @@ NET_FILE = "net.safetensors"
 TARGET = "GFDM resized to r x r (bilinear, antialiased when shrinking), divided by its maximum"
 
 _RESUME_FIXED = (
-    "classifier_fingerprint",
-    "layers",
-    "rectify",
-    "k",
-    "resolution",
-    "batch_size",
-    "lr",
-    "weight_decay",
-    "seed",
-    "dataset",
+    "classifier_fingerprint", "layers", "rectify", "k", "resolution", "batch_size", "lr",
+    "weight_decay", "seed", "dataset",
 )
 
 
 def train_fusion(
-    config: FusionConfig,
-    *,
-    progress: bool = True,
-    stop: threading.Event | None = None,
+    config: FusionConfig, *, progress: bool = True, stop: threading.Event | None = None,
     on_step: StepCallback | None = None,
 ) -> FusionRun:
     """Train a NET fusion as described by ``config`` (see the module docstring).
