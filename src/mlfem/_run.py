@@ -10,10 +10,14 @@ runner can use it too::
         run.check_settings(saved, current, keys=("lr", "seed"))
     with run.stopping():                  # first Ctrl-C sets run.stop; a second interrupts
         ...
+
+:class:`FolderLock` makes a run the only one writing into its folder (the evaluation holds it
+for the whole run; a second run on the same folder is refused with :class:`FolderBusyError`).
 """
 
 from __future__ import annotations
 
+import os
 import signal
 import sys
 import threading
@@ -24,7 +28,14 @@ from typing import Any
 
 from mlfem.models.checkpoint import sidecar_path, write_json_atomic
 
-__all__ = ["RunFolder", "changed_settings", "ignore_sigint", "stop_on_sigint"]
+__all__ = [
+    "FolderBusyError",
+    "FolderLock",
+    "RunFolder",
+    "changed_settings",
+    "ignore_sigint",
+    "stop_on_sigint",
+]
 
 
 def changed_settings(
@@ -159,3 +170,108 @@ def ignore_sigint(worker_id: int) -> None:
     """``worker_init_fn`` of data-loader workers: Ctrl-C reaches the whole process group, and
     workers must survive it so that the main process can finish its step and save."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
+class FolderBusyError(RuntimeError):
+    """Another live process (or another run of this one) holds the folder's lock."""
+
+
+class FolderLock:
+    """An exclusive claim on an output folder, for as long as a run writes into it.
+
+    The claim is an OS lock (``flock``; ``msvcrt.locking`` on Windows) on
+    ``out/.mlfem-<command>.lock``, a file holding the owner's process id. The OS drops the lock
+    when its process dies, however it dies, so a lock file left by a killed run is taken over
+    (with a message naming the dead process) rather than blocking the folder for ever. The
+    file is removed when the lock is released. Use as a context manager::
+
+        with FolderLock(out, "evaluate"):
+            ...  # the only run writing into out
+
+    Raises:
+        FolderBusyError: on entry, when another run holds the folder.
+    """
+
+    def __init__(self, out: str | Path, command: str) -> None:
+        self.out = Path(out)
+        self.command = command
+        self.path = self.out / f".mlfem-{command}.lock"
+        self._fd: int | None = None
+
+    def acquire(self) -> FolderLock:
+        """Claim the folder (created if needed); see the class docstring."""
+        self.out.mkdir(parents=True, exist_ok=True)
+        while True:
+            fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+            if not _try_lock(fd):
+                holder = _read_pid(fd)
+                os.close(fd)
+                who = f"process {holder}" if holder is not None else "another process"
+                raise FolderBusyError(
+                    f"{self.out} is in use by {who} (another mlfem {self.command} run; lock file "
+                    f"{self.path.name}): wait for it to finish, or choose another --out"
+                )
+            try:
+                same = os.path.samestat(os.fstat(fd), os.stat(self.path))
+            except FileNotFoundError:
+                same = False
+            if not same:  # its previous holder removed the file meanwhile: claim the new one
+                os.close(fd)
+                continue
+            break
+        previous = _read_pid(fd)
+        if previous is not None:
+            print(
+                f"mlfem {self.command}: taking over the stale lock {self.path} of process "
+                f"{previous}, which is no longer running (it was killed or crashed)",
+                file=sys.stderr,
+            )
+        os.ftruncate(fd, 0)
+        os.lseek(fd, 0, os.SEEK_SET)
+        os.write(fd, f"{os.getpid()}\n".encode())
+        self._fd = fd
+        return self
+
+    def release(self) -> None:
+        """Remove the lock file and drop the claim (nothing when not held)."""
+        if self._fd is None:
+            return
+        # Removed before it is unlocked: whoever opened the old file sees it replaced.
+        self.path.unlink(missing_ok=True)
+        os.close(self._fd)
+        self._fd = None
+
+    def __enter__(self) -> FolderLock:
+        return self.acquire()
+
+    def __exit__(self, *exc: object) -> None:
+        self.release()
+
+
+def _try_lock(fd: int) -> bool:
+    """Lock the open file ``fd`` without waiting; False when someone else holds it."""
+    try:
+        import fcntl
+    except ImportError:  # Windows
+        import msvcrt
+
+        try:
+            msvcrt.locking(fd, msvcrt.LK_NBLCK, 1)  # type: ignore[attr-defined]
+        except OSError:
+            return False
+        return True
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return False
+    return True
+
+
+def _read_pid(fd: int) -> int | None:
+    """The process id a lock file holds (None when empty or unreadable)."""
+    try:
+        os.lseek(fd, 0, os.SEEK_SET)
+        text = os.read(fd, 64).decode("ascii", "replace").strip()
+    except OSError:
+        return None
+    return int(text) if text.isdigit() else None

@@ -143,7 +143,22 @@ def run(args: argparse.Namespace) -> int:
         f"{summary.rows} rows in {summary.results}",
         file=sys.stderr,
     )
+    if summary.n_evaluated == 0 and summary.n_done_before == 0:
+        print(f"mlfem evaluate: error: {_nothing_usable(summary)}", file=sys.stderr)
+        return 1  # failed inputs
     from mlfem.reporting.tables import headline_table
 
     print(headline_table(summary.results))
     return 0
+
+
+def _nothing_usable(summary: Any) -> str:
+    """Why a run evaluated no image at all (an EvaluationSummary's skipped images)."""
+    if summary.n_images == 0:
+        return "the split holds no image: nothing was evaluated"
+    first = "; ".join(f"{s['image_id']}: {s['reason']}" for s in summary.skipped[:3])
+    more = ", ..." if summary.n_skipped > 3 else ""
+    return (
+        f"no image could be used: all {summary.n_skipped} image(s) were skipped ({first}{more}); "
+        f"{summary.out / 'run.json'} lists them"
+    )

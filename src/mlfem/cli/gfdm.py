@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 from mlfem.cli import UsageError
@@ -101,8 +102,8 @@ def _sigma(args: argparse.Namespace) -> float:
     if args.sigma is not None:
         if any(given):
             raise UsageError("give either --sigma or the viewing geometry, not both")
-        if not args.sigma > 0:
-            raise UsageError(f"--sigma must be positive, got {args.sigma}")
+        if not 0 < args.sigma < float("inf"):
+            raise UsageError(f"--sigma must be positive and finite, got {args.sigma}")
         return float(args.sigma)
     if not any(given):
         raise UsageError(
@@ -179,22 +180,31 @@ def run(args: argparse.Namespace) -> int:
     for index, fix in enumerate(images):
         groups.setdefault(fix.size, []).append(index)
     dropped: dict[str, int] = {}
+    skipped: list[tuple[str, str]] = []  # (image, reason): no usable fixation
     rows = []
+
+    def build(chunk: list) -> object:
+        return gfdm_batch(
+            chunk,
+            sigma,
+            collapse=args.collapse,
+            padding=args.padding,
+            weight_by_duration=args.duration_weighting,
+            dtype=dtype,
+            device=device,
+        )
+
     for (height, width), indices in groups.items():
         for start in range(0, len(indices), 16):
             chunk = [images[i] for i in indices[start : start + 16]]
             try:
-                batch = gfdm_batch(
-                    chunk,
-                    sigma,
-                    collapse=args.collapse,
-                    padding=args.padding,
-                    weight_by_duration=args.duration_weighting,
-                    dtype=dtype,
-                    device=device,
-                )
-            except ValueError as error:
-                raise UsageError(f"{args.input}: {error}") from None
+                batch = build(chunk)
+            except ValueError:
+                # One image without a usable fixation: skip and count it, keep the others.
+                chunk = _usable(chunk, build, skipped)
+                if not chunk:
+                    continue
+                batch = build(chunk)
             for fix, density, kept, lost in zip(chunk, batch.maps, batch.n_kept, batch.n_dropped):
                 array = density.detach().cpu().numpy()
                 np.save(out_dir / f"{fix.name}.npy", array)
@@ -207,6 +217,8 @@ def run(args: argparse.Namespace) -> int:
                     dropped[fix.name] = int(lost)
                 rows.append((fix.name, height, width, fix.n_observers, int(kept), int(lost)))
 
+    if not rows:
+        raise UsageError(f"{args.input}: {skipped[0][1]}")
     with open(out_dir / "summary.csv", "w") as handle:
         handle.write("image,height,width,observers,fixations_kept,fixations_dropped,sigma_px\n")
         for row in rows:
@@ -226,4 +238,25 @@ def run(args: argparse.Namespace) -> int:
         )
     else:
         print("dropped 0 out-of-bounds fixations")
+    if skipped:
+        detail = "; ".join(reason for _, reason in skipped[:10])
+        more = f"; ... ({len(skipped) - 10} more)" if len(skipped) > 10 else ""
+        print(
+            f"skipped {len(skipped)} image(s) without a usable fixation: {detail}{more}",
+            file=sys.stderr,
+        )
     return 0
+
+
+def _usable(chunk: list, build: Callable[[list], object], skipped: list[tuple[str, str]]) -> list:
+    """The images of ``chunk`` whose GFDM can be built alone; the others are added to
+    ``skipped`` with the reason (all fixations outside the image, none at all)."""
+    usable = []
+    for fix in chunk:
+        try:
+            build([fix])
+        except ValueError as error:
+            skipped.append((fix.name, str(error)))
+        else:
+            usable.append(fix)
+    return usable

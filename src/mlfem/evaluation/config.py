@@ -20,6 +20,7 @@ from mlfem.evaluation.model import EvaluatedModel
 
 __all__ = [
     "DEFAULT_METHODS",
+    "FINGERPRINT",
     "EvaluationConfig",
     "EvaluationError",
     "GFDMSettings",
@@ -34,6 +35,7 @@ __all__ = [
     "open_dataset",
     "resolve_device",
     "run_settings",
+    "write_fingerprint",
 ]
 
 DEFAULT_METHODS = ("mlfem-add", "mlfem-top", "mlfem-max", "fem", "gradcam")
@@ -278,14 +280,74 @@ def check_leakage(
     return {"checked": True, "mode": config.leakage, "report": jsonable(report)}
 
 
-def check_resumable(run_path: Path, settings: dict[str, Any]) -> None:
-    """Refuse to resume ``run_path``'s run when a setting that changes values differs."""
+#: The settings of the rows of ``results.csv``, written beside it before its first row:
+#: rows of other settings are refused even when ``run.json`` is gone.
+FINGERPRINT = "results.settings.json"
+_FINGERPRINT_FORMAT = "mlfem-evaluation-settings/1"
+
+
+def check_resumable(out: Path, settings: dict[str, Any]) -> None:
+    """Refuse to add rows to ``out/results.csv`` made with settings that change values.
+
+    The rows' settings are read from :data:`FINGERPRINT` and from ``run.json`` (each that
+    exists must agree); rows with neither are refused, since nothing says how they were made.
+
+    Raises:
+        EvaluationError: a setting differs, a record is damaged, or the rows are unexplained.
+    """
     from mlfem._run import changed_settings
 
-    previous = json.loads(run_path.read_text(encoding="utf-8")).get("settings", {})
-    changed = changed_settings(previous, jsonable(settings), ignore=_RESUMABLE_CHANGES)
-    if changed:
+    results = out / "results.csv"
+    if not results.exists():
+        return
+    records = [path for path in (out / FINGERPRINT, out / "run.json") if path.exists()]
+    if not records:
+        if _has_rows(results):
+            raise EvaluationError(
+                f"{results} holds rows, but neither {FINGERPRINT} nor run.json says which "
+                "settings made them: use another output folder or --overwrite"
+            )
+        return
+    current = jsonable(settings)
+    for path in records:
+        previous = _read_settings(path)
+        changed = changed_settings(previous, current, ignore=_RESUMABLE_CHANGES)
+        if changed:
+            raise EvaluationError(
+                f"{out} holds a run with other settings ({', '.join(changed)} differ, "
+                f"according to {path.name}); use another output folder or --overwrite"
+            )
+
+
+def write_fingerprint(out: Path, settings: dict[str, Any]) -> None:
+    """Record the settings of the rows beside ``results.csv`` (atomically)."""
+    from mlfem.models.checkpoint import write_json_atomic
+
+    payload = {"format": _FINGERPRINT_FORMAT, "settings": jsonable(settings)}
+    write_json_atomic(out / FINGERPRINT, payload)
+
+
+def _read_settings(path: Path) -> dict[str, Any]:
+    """The ``settings`` of a run record (``run.json`` or :data:`FINGERPRINT`)."""
+    try:
+        payload = json.loads(path.read_text(encoding="utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as error:
         raise EvaluationError(
-            f"{run_path.parent} holds a run with other settings ({', '.join(changed)} differ); "
-            "use another output folder or --overwrite"
+            f"{path} is not valid JSON ({error}): the run's record is damaged (truncated?). "
+            "Delete it to resume (the other record beside results.csv is then checked), "
+            "or use --overwrite or another output folder"
+        ) from None
+    settings = payload.get("settings") if isinstance(payload, dict) else None
+    if not isinstance(settings, dict):
+        raise EvaluationError(
+            f"{path} records no settings: it is not an mlfem evaluation record. "
+            "Use --overwrite or another output folder"
         )
+    return settings
+
+
+def _has_rows(results: Path) -> bool:
+    """Whether ``results.csv`` has anything after its header line."""
+    with open(results, "rb") as handle:
+        handle.readline()
+        return bool(handle.read(1))

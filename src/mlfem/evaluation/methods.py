@@ -75,6 +75,7 @@ class MethodRunner:
         self.model = model
         self.methods = list(dict.fromkeys(methods))
         options = {key: dict(value) for key, value in (method_options or {}).items()}
+        _check_options(options)
         clash = [m for m in self.methods if m in REFERENCE_METHODS]
         if clash:
             raise ValueError(f"{', '.join(clash)} name reference rows, not explanation methods")
@@ -165,6 +166,23 @@ def _plan_shared_passes(explainers: Mapping[str, Explainer]) -> list[_SharedPass
         else:
             passes.append(_SharedPass(source, {name: list(range(len(source.layer_names)))}))
     return passes
+
+
+def _check_options(options: Mapping[str, Mapping[str, Any]]) -> None:
+    """Refuse an option of an unknown method, or one its method does not accept: it would
+    otherwise be ignored while ``run.json`` records it as used. Options of registered methods
+    not evaluated now are checked too (a resumed run may add those methods)."""
+    for method, given in options.items():
+        try:
+            accepted = method_info(method).options
+        except ValueError as error:
+            raise ValueError(f"method option {method}.{next(iter(given), '')}: {error}") from None
+        unknown = [key for key in given if accepted is not None and key not in accepted]
+        if unknown:
+            raise ValueError(
+                f"method {method!r} has no option {unknown[0]!r} ({method}.{unknown[0]}); "
+                f"its options: {', '.join(sorted(accepted or ())) or 'none'}"
+            )
 
 
 def _common_for(name: str, common: Mapping[str, Any]) -> dict[str, Any]:

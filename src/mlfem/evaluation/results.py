@@ -60,6 +60,56 @@ def result_columns(metrics: Sequence[str]) -> list[str]:
     return [*LEADING_COLUMNS, *metrics, *TRAILING_COLUMNS]
 
 
+def _row_problem(row: Sequence[str], header: Sequence[str], metrics: Sequence[str]) -> str | None:
+    """What is wrong with one row of a results file (None when nothing)."""
+    if len(row) != len(header):
+        return f"{len(row)} fields where the header has {len(header)}"
+    values = dict(zip(header, row))
+    if not values.get("image_id") or not values.get("method"):
+        return "no image_id or method"
+    if values.get("kind", "method") not in KINDS:
+        return f"kind {values['kind'][:40]!r} is neither 'method' nor 'reference'"
+    for name in (*metrics, "correct", *_INT_COLUMNS):
+        value = values.get(name)
+        if value:
+            try:
+                float(value)
+            except ValueError:
+                return f"{name} is {value[:40]!r}, not a number"
+    return None
+
+
+def _checked_rows(
+    path: Path, text: str, metrics: Sequence[str]
+) -> tuple[list[str], list[list[str]]]:
+    """The header and rows of a results file's ``text``.
+
+    Raises:
+        ValueError: naming the file and the line of the first damaged row, and what to do.
+    """
+    reader = csv.reader(io.StringIO(text))
+    rows: list[list[str]] = []
+    try:
+        header = next(reader, None)
+        if header is None:
+            raise ValueError(f"{path} is empty: no header")
+        for row in reader:
+            problem = _row_problem(row, header, metrics)
+            if problem is not None:
+                raise ValueError(_damaged(path, reader.line_num, problem))
+            rows.append(row)
+    except csv.Error as error:
+        raise ValueError(_damaged(path, reader.line_num, str(error))) from None
+    return header, rows
+
+
+def _damaged(path: Path, line: int, problem: str) -> str:
+    return (
+        f"{path}, line {line}: damaged row ({problem}). Delete that line and rerun mlfem "
+        "evaluate on the folder to recompute its image, or start again with --overwrite"
+    )
+
+
 def _format(value: Any) -> str:
     if value is None:
         return ""
@@ -108,15 +158,22 @@ class ResultsWriter:
         if not data:
             self._write_synced(header, mode="w")
             return
-        text = data.decode("utf-8")
+        try:
+            text = data.decode("utf-8")
+        except UnicodeDecodeError as error:
+            raise ValueError(
+                f"{self.path} is not UTF-8 text ({error}): it is damaged. Use another output "
+                "folder or --overwrite"
+            ) from None
         first = text.split("\n", 1)[0]
         if first.split(",") != self.columns:
             raise ValueError(
                 f"{self.path} was written with other columns ({first}); expected "
                 f"{','.join(self.columns)}. Use another output folder or --overwrite."
             )
-        for row in csv.DictReader(io.StringIO(text)):
-            self.done.add((row["image_id"], row["method"]))
+        _, rows = _checked_rows(self.path, text, self.metrics)
+        for row in rows:
+            self.done.add((row[0], row[1]))  # image_id, method: the leading columns
 
     def _write_synced(self, text: str, mode: str = "a") -> None:
         with open(self.path, mode, encoding="utf-8", newline="") as handle:
@@ -289,20 +346,27 @@ def as_table(
 
 
 def read_results(path: str | Path) -> ResultTable:
-    """Read a ``results.csv`` (a truncated last line, from a killed run, is ignored)."""
+    """Read a ``results.csv`` (a truncated last line, from a killed run, is ignored).
+
+    Raises:
+        ValueError: not a results file, or a damaged row (the message names its line).
+    """
     path = Path(path)
-    text = path.read_text(encoding="utf-8")
+    try:
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as error:
+        raise ValueError(
+            f"{path} is not UTF-8 text ({error}): not an mlfem results file, or damaged"
+        ) from None
     if text and not text.endswith("\n"):
         text = text[: text.rfind("\n") + 1]
-    reader = csv.reader(io.StringIO(text))
-    try:
-        header = next(reader)
-    except StopIteration:
-        raise ValueError(f"{path} is empty: no header") from None
+    header = next(csv.reader(io.StringIO(text)), None)
+    if header is None:
+        raise ValueError(f"{path} is empty: no header")
     missing = [c for c in (*LEADING_COLUMNS, *TRAILING_COLUMNS) if c not in header]
     if missing:
         raise ValueError(f"{path} is not an mlfem results file: missing columns {missing}")
     metrics = [c for c in header if c not in _FIXED]
-    rows = list(reader)
+    _, rows = _checked_rows(path, text, metrics)
     columns = {name: [row[i] if i < len(row) else "" for row in rows] for i, name in enumerate(header)}
     return as_table(columns, metrics)

@@ -19,6 +19,9 @@ How a run is organised (and why):
   an uninterrupted run gives; rows already in the file are not written twice.
 * Per image, rows are written references first, then methods, in one synced write per batch:
   when an image's method rows are all in the file, so are its reference rows.
+* One run at a time per folder (:class:`mlfem._run.FolderLock`), and the settings of the
+  rows are kept beside them (``results.settings.json``): a run never adds rows of other
+  settings to a file, even when ``run.json`` is gone.
 """
 
 from __future__ import annotations
@@ -29,7 +32,7 @@ import sys
 import time
 import warnings
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -37,6 +40,7 @@ import numpy as np
 import torch
 
 from mlfem.evaluation.config import (
+    FINGERPRINT,
     EvaluationConfig,
     EvaluationError,
     LeakageError,
@@ -48,6 +52,7 @@ from mlfem.evaluation.config import (
     open_dataset,
     resolve_device,
     run_settings,
+    write_fingerprint,
 )
 from mlfem.evaluation.model import EvaluatedModel
 from mlfem.evaluation.record import RunRecord
@@ -76,6 +81,7 @@ class EvaluationSummary:
     rows: int
     elapsed: float
     status: str
+    skipped: list[dict[str, str]] = field(default_factory=list)  # image_id, reason of each
 
 
 def run_evaluation(
@@ -91,18 +97,38 @@ def run_evaluation(
     from the config. A dataset given ready-made implements the dataset protocol
     (:class:`mlfem.datasets.GazeDatasetProtocol`; its GFDM settings above all). ``on_batch(n)`` is called after the n-th batch of this run is on disk.
     A ``KeyboardInterrupt`` leaves every finished batch in ``results.csv`` and ``run.json``
-    saying ``"status": "interrupted"``, then propagates.
+    saying ``"status": "interrupted"``, then propagates. The run holds the folder's lock
+    throughout: a second run on the same folder meanwhile raises :class:`EvaluationError`.
     """
+    from mlfem._run import FolderBusyError, FolderLock
+
+    dataset_from_classifier(config)
+    lock = FolderLock(config.out, "evaluate")
+    try:
+        lock.acquire()
+    except FolderBusyError as error:
+        raise EvaluationError(str(error)) from None
+    try:
+        return _evaluate(config, model, dataset, on_batch)
+    finally:
+        lock.release()
+
+
+def _evaluate(
+    config: EvaluationConfig,
+    model: EvaluatedModel | None,
+    dataset: Any | None,
+    on_batch: Callable[[int], None] | None,
+) -> EvaluationSummary:
+    """:func:`run_evaluation` once the folder is claimed."""
     from tqdm import tqdm
 
     from mlfem._run import ignore_sigint
 
     # What the run is: its folder, dataset, model and settings (mlfem.evaluation.config).
     out = config.out
-    dataset_from_classifier(config)
     if config.overwrite:
         _clear(out)
-    out.mkdir(parents=True, exist_ok=True)
     results_path, run_path = out / "results.csv", out / "run.json"
     torch.manual_seed(config.seed)
     np.random.seed(config.seed % (2**32))
@@ -119,13 +145,17 @@ def run_evaluation(
 
     checkpoints = checkpoint_files(config, model)
     settings = run_settings(config, model, checkpoints)
-    if run_path.exists() and results_path.exists():
-        check_resumable(run_path, settings)
+    check_resumable(out, settings)
     leakage = check_leakage(config, dataset_name, all_ids, checkpoints)
 
     # What is left to do: the rows results.csv lacks, in batches of fixed boundaries.
     scorer = Scorer(config, model, dataset)
-    writer = ResultsWriter(results_path, scorer.columns())
+    try:
+        writer = ResultsWriter(results_path, scorer.columns())
+    except ValueError as error:  # another run's columns, a damaged row
+        scorer.close()
+        raise EvaluationError(str(error)) from None
+    write_fingerprint(out, settings)  # before the first row
     pending = _pending(all_ids, config.methods, scorer.references, writer.done)
     batches = [b for b in _batches(n_images, config.batch_size) if any(pending[all_ids[i]] for i in b)]
     n_done_before = sum(1 for image_id in all_ids if not pending[image_id])
@@ -183,13 +213,14 @@ def run_evaluation(
         rows = record.finish(status, elapsed, evaluated, skipped, scorer.no_ceiling, results_path)
         scorer.close()
     return EvaluationSummary(
-        out, results_path, n_images, n_done_before, evaluated, len(skipped), rows, elapsed, status
+        out, results_path, n_images, n_done_before, evaluated, len(skipped), rows, elapsed, status,
+        skipped,
     )
 
 
 def _clear(out: Path) -> None:
     """``--overwrite``: remove what an earlier run left in ``out``."""
-    for name in ("results.csv", "run.json"):
+    for name in ("results.csv", "run.json", FINGERPRINT):
         (out / name).unlink(missing_ok=True)
     shutil.rmtree(out / "maps", ignore_errors=True)
 

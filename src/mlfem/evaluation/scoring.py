@@ -7,10 +7,15 @@ Fixations travel as one :class:`mlfem.gaze.Fixations` per image from the worker 
 metrics: read once from the sample, never converted again. The human ceiling and the
 per-observer targets blur them with the sigma the dataset declares
 (:func:`mlfem.evaluation.config.gfdm_settings`).
+
+Randomised metrics (the sampled AUCs) draw from a generator seeded per image
+(:func:`image_seed`: the run's seed and the image's id), so an image's values do not depend
+on the batch it is in nor on which of its rows a resumed run recomputes.
 """
 
 from __future__ import annotations
 
+import hashlib
 import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -26,10 +31,16 @@ from mlfem.gaze import Fixations
 if TYPE_CHECKING:
     from mlfem.models import Placement
 
-__all__ = ["PreparedImage", "PreparedImages", "Scorer", "Skip"]
+__all__ = ["PreparedImage", "PreparedImages", "Scorer", "Skip", "image_seed"]
 
 #: Metric values of one row (``None``: not applicable, an empty cell).
 Scores = dict[str, float | None]
+
+
+def image_seed(seed: int, image_id: str) -> int:
+    """The seed of one image's random draws: from the run's ``seed`` and the image's id only."""
+    digest = hashlib.sha256(f"{int(seed)}:{image_id}".encode()).digest()
+    return int.from_bytes(digest[:8], "little") >> 1  # 63 bits: any torch seed
 
 
 @dataclass
@@ -130,6 +141,10 @@ class Scorer:
     def __init__(self, config: EvaluationConfig, model: EvaluatedModel, dataset: Any) -> None:
         self.config = config
         self.metrics = list(config.metrics)
+        from mlfem.metrics import resolve
+
+        # Metrics that draw random numbers: computed image by image, seeded per image.
+        self.random_metrics = [m for m in self.metrics if "seed" in resolve(m).uses]
         settings = gfdm_settings(dataset)
         self.sigma, self.collapse = settings.sigma, settings.collapse
         dataset_names = list(getattr(dataset, "class_names", []) or [])
@@ -207,12 +222,27 @@ class Scorer:
                 explained[i] = _Explained({n: v[j] for n, v in result.maps.items()}, layers, result.logits[j])
         return [explained[i] for i in range(len(items))]
 
-    def _metric_table(self, pred: torch.Tensor, gfdm: torch.Tensor, fix: torch.Tensor | None) -> list[Scores]:
-        """One dict of metric values per map of ``pred``."""
+    def _metric_table(
+        self, pred: torch.Tensor, gfdm: torch.Tensor, fix: torch.Tensor | None, ids: Sequence[str]
+    ) -> list[Scores]:
+        """One dict of metric values per map of ``pred`` (the image ``ids[r]``'s)."""
         from mlfem.metrics import evaluate
 
-        table = evaluate(pred, gt=gfdm, fix=fix, metrics=self.metrics, seed=self.config.seed)
-        return [{m: table.columns[m][r] for m in self.metrics} for r in range(pred.shape[0])]
+        values: dict[str, list[float]] = {}
+        fixed = [m for m in self.metrics if m not in self.random_metrics]
+        if fixed:
+            table = evaluate(pred, gt=gfdm, fix=fix, metrics=fixed, seed=self.config.seed)
+            values.update({m: table.columns[m] for m in fixed})
+        for m in self.random_metrics:
+            values[m] = []
+        for r, image_id in enumerate(ids if self.random_metrics else ()):
+            table = evaluate(
+                pred[r : r + 1], gt=gfdm[r : r + 1], fix=None if fix is None else fix[r : r + 1],
+                metrics=self.random_metrics, seed=image_seed(self.config.seed, image_id),
+            )
+            for m in self.random_metrics:
+                values[m].append(table.columns[m][0])
+        return [{m: values[m][r] for m in self.metrics} for r in range(pred.shape[0])]
 
     def _scores(self, items, methods, explained, pending) -> list[dict[str, Scores]]:
         """Metric values per item, per method or reference."""
@@ -241,7 +271,10 @@ class Scorer:
                     continue
                 pred = placement.to_original(torch.stack([explained[i].maps[method].cpu() for i in have]))
                 rows = [members.index(i) for i in have]
-                values = self._metric_table(pred, gfdm[rows], None if fix is None else fix[rows])
+                values = self._metric_table(
+                    pred, gfdm[rows], None if fix is None else fix[rows],
+                    [items[i].image_id for i in have],
+                )
                 for r, i in enumerate(have):
                     scores[i][method] = values[r]
                     originals[i][method] = pred[r]
@@ -252,7 +285,10 @@ class Scorer:
                 rows = [members.index(i) for i in need_centre]
                 prior = centre_bias(height, width)
                 priors = prior.expand(len(rows), -1, -1)
-                values = self._metric_table(priors, gfdm[rows], None if fix is None else fix[rows])
+                values = self._metric_table(
+                    priors, gfdm[rows], None if fix is None else fix[rows],
+                    [items[i].image_id for i in need_centre],
+                )
                 for r, i in enumerate(need_centre):
                     scores[i]["centre-bias"] = values[r]
                     originals[i]["centre-bias"] = prior
@@ -266,7 +302,7 @@ class Scorer:
     ) -> None:
         """Fill the ``<metric>_obs`` values of one image (methods, centre bias and, when
         ``human``, the human ceiling)."""
-        from mlfem.evaluation.observers import OBS_SUFFIX, observer_means, targets_for
+        from mlfem.evaluation.observers import OBS_SUFFIX, targets_for
 
         obs = [m + OBS_SUFFIX for m in self.metrics]
         if item.fixations.n_observers < 2:
@@ -279,7 +315,7 @@ class Scorer:
             targets = targets_for(item.fixations, self.sigma, self.collapse)  # type: ignore[arg-type]
             names = list(maps)
             preds = torch.stack([maps[n].float() for n in names])
-            means = observer_means(preds, targets, self.metrics, self.config.seed)
+            means = self._observer_means(item.image_id, preds, targets)
             for k, name in enumerate(names):
                 scores[name].update({m + OBS_SUFFIX: means[m][k] for m in self.metrics})
         if human:
@@ -287,11 +323,29 @@ class Scorer:
             # observers): those columns stay empty; the ceiling fills the _obs columns.
             scores["human"] = dict.fromkeys(self.metrics) | dict(zip(obs, self._ceiling(item.fixations)))
 
+    def _observer_means(
+        self, image_id: str, preds: torch.Tensor, targets: Any
+    ) -> dict[str, list[float]]:
+        """:func:`mlfem.evaluation.observers.observer_means` of one image's maps; randomised
+        metrics map by map, seeded by the image (the same draws whichever maps are pending)."""
+        from mlfem.evaluation.observers import observer_means
+
+        fixed = [m for m in self.metrics if m not in self.random_metrics]
+        means = observer_means(preds, targets, fixed, self.config.seed) if fixed else {}
+        seed = image_seed(self.config.seed, image_id)
+        for m in self.random_metrics:
+            means[m] = [
+                observer_means(preds[k : k + 1], targets, [m], seed)[m][0]
+                for k in range(preds.shape[0])
+            ]
+        return means
+
     def _ceiling(self, fixations: Fixations) -> list[float]:
         """Leave-one-observer-out human consistency per metric (:func:`mlfem.gaze.human_ceiling`)."""
         from mlfem.gaze import human_ceiling
 
-        sigma, seed = float(self.sigma), self.config.seed  # type: ignore[arg-type]
+        sigma = float(self.sigma)  # type: ignore[arg-type]
+        seed = image_seed(self.config.seed, fixations.name) if fixations.name else self.config.seed
         return [
             float(human_ceiling(fixations, sigma, metric, collapse=self.collapse, seed=seed).mean)
             for metric in self.metrics

@@ -70,15 +70,25 @@ def _mlfem_net(model: nn.Module, net: str | None = None, **options: Any) -> MLFE
     return _mlfem_with("add")(model, fusion=f"net:{net}", **options)
 
 
-def _register(name: str, factory: Any, description: str, requires: tuple[str, ...] = ()) -> None:
-    register_method(name, factory, description, reads_layers=True, requires=requires)
+# The options each factory uses (the others, given to every method, are ignored).
+_FEM_OPTIONS = ("layer", "k", "rectify", "layers")
+_MLFEM_OPTIONS = ("layers", "fusion", "alpha", "k", "normalize", "rectify")
+_NET_OPTIONS = ("net", "layers", "alpha", "k", "normalize", "rectify")
 
 
-_register("fem", _fem, "FEM on the last block: class-agnostic, gradient-free (Fuad et al. 2020)")
+def _register(name: str, factory: Any, description: str, options: tuple[str, ...] = _MLFEM_OPTIONS,
+              requires: tuple[str, ...] = ()) -> None:
+    register_method(
+        name, factory, description, reads_layers=True, requires=requires, options=options
+    )
+
+
+_register("fem", _fem, "FEM on the last block: class-agnostic, gradient-free (Fuad et al. 2020)",
+          _FEM_OPTIONS)
 _register("mlfem", _mlfem_with("add"), "MLFEM, FEM on every block fused (fusion option, default add)")
 _register("mlfem-add", _mlfem_with("add"), "MLFEM with weighted-addition fusion (alpha)")
 _register("mlfem-max", _mlfem_with("max"), "MLFEM with element-wise maximum fusion")
 _register("mlfem-top", _mlfem_with("top"), "MLFEM with add fusion of above-mean parts (alpha)")
 _register("mlfem-fem", _mlfem_with("fem"), "MLFEM with the fem operator (= FEM on the last block)")
 _register("mlfem-net", _mlfem_net, "MLFEM with a NET fusion trained on gaze (net=PATH, or net=bundled)",
-          requires=("net",))
+          _NET_OPTIONS, requires=("net",))

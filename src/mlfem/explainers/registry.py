@@ -58,6 +58,9 @@ class MethodInfo:
     #: Options the method cannot do without (``mlfem-net`` needs ``net``, a trained file):
     #: such a method is never built with default options.
     requires: tuple[str, ...] = ()
+    #: The option names the method accepts (its constructor's or factory's parameters);
+    #: None when they cannot be known (a factory taking ``**options`` and naming none).
+    options: tuple[str, ...] | None = None
 
 
 _METHODS: dict[str, MethodInfo] = {}
@@ -78,9 +81,32 @@ def register_method(
     uses_gradients: bool = False,
     reads_layers: bool = False,
     requires: tuple[str, ...] = (),
+    options: tuple[str, ...] | None = None,
 ) -> None:
-    """Register ``factory`` under ``name`` (replacing any earlier registration)."""
-    _METHODS[name] = MethodInfo(name, description, factory, uses_gradients, reads_layers, tuple(requires))
+    """Register ``factory`` under ``name`` (replacing any earlier registration).
+
+    ``options`` are the option names the method accepts (so that a misspelled one can be
+    refused); by default, the factory's keyword parameters after the model, or None (not
+    known) when it also takes ``**options``.
+    """
+    if options is None:
+        options = _parameters(factory)
+    _METHODS[name] = MethodInfo(
+        name, description, factory, uses_gradients, reads_layers, tuple(requires),
+        None if options is None else tuple(options),
+    )
+
+
+def _parameters(function: Callable[..., Any], skip: int = 1) -> tuple[str, ...] | None:
+    """Keyword parameters of ``function`` after its first ``skip``; None with ``**kwargs``."""
+    try:
+        parameters = list(inspect.signature(function).parameters.values())[skip:]
+    except (TypeError, ValueError):
+        return None
+    if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in parameters):
+        return None
+    keyword = (inspect.Parameter.POSITIONAL_OR_KEYWORD, inspect.Parameter.KEYWORD_ONLY)
+    return tuple(p.name for p in parameters if p.kind in keyword)
 
 
 def register_explainer(cls: E) -> E:
@@ -99,9 +125,13 @@ def register_explainer(cls: E) -> E:
         raise TypeError(f"{cls.__name__} must define its own method name (a class attribute 'name')")
     description = cls.__dict__.get("description") or (inspect.getdoc(cls) or name).splitlines()[0]
     gradients = getattr(cls, "needs_gradients", getattr(cls, "uses_gradients", False))
+    accepted = _parameters(cls.__init__, skip=2)  # after self and model
+    if accepted is not None and "layer" in accepted and "layers" not in accepted:
+        accepted = (*accepted, "layers")  # one module, see _single_layer
     register_method(
         name, _class_factory(cls), description,
         uses_gradients=bool(gradients), reads_layers=bool(getattr(cls, "reads_layers", False)),
+        options=accepted,
     )
     _CLASSES[cls.__name__] = cls
     return cls
