@@ -29,7 +29,14 @@ from mlfem.hooks import forward_hooks
 from mlfem.layers import AUTO_RECTIFIED, LayerSpec, fixed_batch_size, resolve_layers
 from mlfem.normalize import minmax_normalize_, resize_maps
 
-__all__ = ["LayerMapExtractor", "LayerMaps", "check_images", "module_device"]
+__all__ = [
+    "LayerMapExtractor",
+    "LayerMaps",
+    "check_images",
+    "explain_input_error",
+    "model_inputs",
+    "module_device",
+]
 
 
 class LayerMaps(NamedTuple):
@@ -48,8 +55,18 @@ def module_device(model: nn.Module) -> torch.device:
     return torch.device("cpu")
 
 
+def _input_channels(model: nn.Module) -> int | None:
+    """Input channels of the model's first 2-D convolution (its stem), None without one."""
+    for module in model.modules():
+        if isinstance(module, nn.Conv2d):
+            channels = int(module.in_channels)
+            return channels if channels > 0 else None  # a lazy convolution not built yet
+    return None
+
+
 def check_images(images: Any, argument: str = "images") -> None:
-    """Raise a clear error unless ``images`` is a floating (B, C, H, W) tensor."""
+    """Raise a clear error unless ``images`` is a floating (B, C, H, W) tensor with pixels, all
+    of them finite."""
     if not isinstance(images, Tensor):
         raise TypeError(f"{argument} must be a torch.Tensor (B, 3, H, W), got {type(images).__name__}")
     if images.ndim != 4:
@@ -59,10 +76,52 @@ def check_images(images: Any, argument: str = "images") -> None:
         )
     if images.shape[0] == 0:
         raise ValueError(f"{argument} is an empty batch")
+    if images.shape[2] == 0 or images.shape[3] == 0:
+        raise ValueError(
+            f"{argument} are empty: {images.shape[2]}x{images.shape[3]} pixels (H x W), "
+            f"shape {tuple(images.shape)}"
+        )
     if not images.is_floating_point():
         raise TypeError(
             f"{argument} must be floating point (normalised as the model expects), got {images.dtype}"
         )
+    if not bool(torch.isfinite(images).all()):
+        raise ValueError(
+            f"{argument} contain NaN or infinite values; every pixel must be a finite number"
+        )
+
+
+def explain_input_error(
+    images: Tensor, model: nn.Module, error: BaseException, argument: str = "images"
+) -> ValueError | None:
+    """A clearer error for a forward pass that failed with ``error``, when the cause is
+    visible: ``images`` have another channel count than the model's first convolution takes
+    (channels-last batches, grey or RGBA images). None otherwise (re-raise ``error``).
+
+    Only used after a failure: a model may legitimately add channels itself (coordinates,
+    say), so a mismatch alone is no error."""
+    expected = _input_channels(model)
+    if not isinstance(error, RuntimeError) or expected is None or images.shape[1] == expected:
+        return None
+    hint = (
+        f"; it looks channels-last (B, H, W, C): pass {argument}.permute(0, 3, 1, 2)"
+        if images.shape[3] == expected
+        else ""
+    )
+    return ValueError(
+        f"{argument} have {images.shape[1]} channels but the model's first convolution takes "
+        f"{expected}: expected (B, {expected}, H, W), got {tuple(images.shape)}{hint} "
+        f"(the model failed with: {error})"
+    )
+
+
+def model_inputs(images: Tensor, model: nn.Module) -> Tensor:
+    """``images`` on the model's device and in its floating dtype (float64 images for a
+    float32 model, say, are converted: torch's layers refuse mixed dtypes)."""
+    dtype = next((p.dtype for p in model.parameters() if p.is_floating_point()), None)
+    if dtype is None:
+        dtype = next((b.dtype for b in model.buffers() if b.is_floating_point()), images.dtype)
+    return images.to(module_device(model), dtype)
 
 
 class LayerMapExtractor:
@@ -223,13 +282,19 @@ class LayerMapExtractor:
                 next_index[0] += 1
 
         with torch.inference_mode():
-            inputs = images.to(module_device(self.model))
+            inputs = model_inputs(images, self.model)
             callbacks = {
                 spec.name: self._layer_callback(index, spec, out_dtype, seen, on_map)
                 for index, spec in enumerate(self.layers)
             }
             with forward_hooks(self.model, callbacks):
-                logits = self.model(inputs)
+                try:
+                    logits = self.model(inputs)
+                except RuntimeError as error:
+                    clearer = explain_input_error(images, self.model, error)
+                    if clearer is None:
+                        raise
+                    raise clearer from error
         missing = [spec.name for spec, ran in zip(self.layers, seen) if not ran]
         if missing:
             raise RuntimeError(

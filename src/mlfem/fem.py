@@ -70,6 +70,8 @@ def fem_saliency(activations: Tensor, k: float = 2.0, *, chunk_elements: int | N
     pixels = height * width
     out_dtype = torch.float64 if activations.dtype == torch.float64 else torch.float32
     device = activations.device
+    if activations.numel() == 0:  # no image, channel or pixel: nothing is strong anywhere
+        return torch.zeros(batch, height, width, dtype=out_dtype, device=device)
     # One row per (image, channel): a contiguous view, so the statistics need no copy.
     features = activations.contiguous().view(batch, channels, pixels)
     # Statistics for the whole layer at once: a handful of small operations per layer

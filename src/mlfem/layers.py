@@ -319,7 +319,15 @@ def _probe_output_shapes(
                 handles.append(module.register_forward_hook(record(name)))
         with torch.inference_mode():
             shape = getattr(model, EXAMPLE_INPUT_SHAPE_ATTRIBUTE, None) or (1, 3, *probe_size)
-            model(torch.zeros(shape, device=device, dtype=dtype))
+            try:
+                model(torch.zeros(shape, device=device, dtype=dtype))
+            except RuntimeError as error:  # a model that takes one input size only, say
+                raise ValueError(
+                    f"could not find the layers of {type(model).__name__} automatically: its "
+                    f"forward pass failed on a probe image of shape {tuple(shape)} ({error}). "
+                    "Name the layers explicitly (layers=[...]), or give find_layers or "
+                    "LayerMapExtractor probe_size=(H, W) of your images"
+                ) from error
     finally:
         for handle in handles:
             handle.remove()

@@ -14,6 +14,8 @@ import numpy as np
 import torch
 from PIL import Image, UnidentifiedImageError
 
+from mlfem.images import ImageReadError, to_rgb8
+
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".gif", ".webp")
 
 
@@ -59,11 +61,14 @@ def check_image(path: Path) -> tuple[int, int]:
 
 
 def read_image(path: Path) -> torch.Tensor:
-    """Decode an image to a ``uint8`` ``(3, H, W)`` RGB tensor (grey and RGBA converted)."""
+    """Decode an image to a ``uint8`` ``(3, H, W)`` RGB tensor (grey and RGBA converted,
+    16-bit images scaled and floating-point ones refused: :func:`mlfem.images.to_rgb8`)."""
     try:
         with Image.open(path) as im:
             im.load()  # force full decoding here, so truncation is caught now
-            rgb = np.asarray(im.convert("RGB"), dtype=np.uint8)
+            rgb = np.asarray(to_rgb8(im, path.name), dtype=np.uint8)
+    except ImageReadError as error:
+        raise ValueError(str(error)) from error
     except (OSError, UnidentifiedImageError, ValueError, SyntaxError) as error:
         raise ValueError(f"corrupt or unreadable image: {error}") from error
     return torch.from_numpy(np.ascontiguousarray(rgb.transpose(2, 0, 1)))

@@ -29,6 +29,7 @@ import torch
 from torch import Tensor, nn
 
 from mlfem.explainers.base import Explainer
+from mlfem.extractor import explain_input_error, model_inputs
 from mlfem.hooks import module_output_tensor
 
 __all__ = [
@@ -257,10 +258,16 @@ class TargetExplainer(Explainer):
             for start in range(0, batch, step):
                 # A detached copy: the caller's tensor never gets requires_grad or a .grad,
                 # and in-place operations of the model cannot reach it.
-                inputs = images[start : start + step].detach().to(device).clone()
+                inputs = model_inputs(images[start : start + step].detach(), self.model).clone()
                 chunk_targets = None if target_indices is None else target_indices[start : start + step].to(device)
                 with self._grad_context():
-                    maps = self._explain_batch(inputs, chunk_targets)
+                    try:
+                        maps = self._explain_batch(inputs, chunk_targets)
+                    except RuntimeError as error:
+                        clearer = explain_input_error(images, self.model, error)
+                        if clearer is None:
+                            raise
+                        raise clearer from error
                 chunks.append(maps.detach())
         finally:
             guard.restore()

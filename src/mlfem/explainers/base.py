@@ -107,5 +107,6 @@ class Explainer(ABC):
 
     @staticmethod
     def check_images(images: Tensor, argument: str = "images") -> None:
-        """Raise a clear error unless ``images`` is a floating (B, C, H, W) tensor."""
+        """Raise a clear error unless ``images`` is a floating (B, C, H, W) tensor of finite
+        pixels (:func:`mlfem.extractor.check_images`)."""
         check_images(images, argument)

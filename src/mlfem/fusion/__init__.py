@@ -98,4 +98,6 @@ def fuse(
     See :mod:`mlfem.fusion.operators` for the semantics of each operator.
     """
     check_layer_maps(maps)
+    if not maps.is_floating_point():  # integer or boolean maps: fused in float32
+        maps = maps.float()
     return make_fusion(op, alpha=alpha, normalize=normalize)(maps)

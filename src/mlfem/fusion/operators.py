@@ -53,6 +53,8 @@ def check_layer_maps(maps: Tensor) -> None:
         raise ValueError(f"maps must have shape (B, L, H, W), got {tuple(maps.shape)}")
     if maps.shape[1] < 1:
         raise ValueError("maps must hold at least one layer (L >= 1)")
+    if maps.is_complex():
+        raise TypeError(f"maps must hold real values, got {maps.dtype}")
 
 
 class RecursiveFusion(ABC):
@@ -111,6 +113,8 @@ class RecursiveFusion(ABC):
 
     def __call__(self, maps: Tensor) -> Tensor:
         check_layer_maps(maps)
+        if not maps.is_floating_point():  # integer or boolean maps: fused in float32
+            maps = maps.float()
         fused = None
         for layer in range(maps.shape[1]):
             fused = self.accumulate(fused, maps[:, layer])

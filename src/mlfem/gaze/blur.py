@@ -25,9 +25,76 @@ __all__ = ["PADDINGS", "gaussian_blur", "gaussian_kernel1d", "kernel_radius"]
 PADDINGS: tuple[str, ...] = ("reflect", "zero", "constant")
 
 
+def _check_sigma(sigma: float, truncate: float = 4.0) -> float:
+    """``sigma`` as a float, or ``ValueError`` naming it (and ``truncate``) when unusable."""
+    try:
+        value = float(sigma)
+    except (TypeError, ValueError):
+        raise TypeError(f"sigma must be a number, got {sigma!r}") from None
+    if not math.isfinite(value) or value < 0:
+        raise ValueError(f"sigma must be a finite number >= 0, got {sigma}")
+    if not (math.isfinite(float(truncate)) and float(truncate) >= 0):
+        raise ValueError(f"truncate must be a finite number >= 0, got {truncate}")
+    return value
+
+
 def kernel_radius(sigma: float, truncate: float = 4.0) -> int:
-    """Radius of scipy's Gaussian kernel: ``int(truncate * sigma + 0.5)``."""
-    return int(truncate * float(sigma) + 0.5)
+    """Radius of scipy's Gaussian kernel: ``int(truncate * sigma + 0.5)``.
+
+    Raises ``ValueError`` for a NaN, infinite or negative ``sigma``.
+    """
+    return int(float(truncate) * _check_sigma(sigma, truncate) + 0.5)
+
+
+# Kernels with more taps than this are summed in chunks of about this many (a Gaussian wider
+# than the image is folded onto the image's own size, see _axis_kernel) ...
+_FOLD_CHUNK = 1 << 20
+# ... and refused beyond this radius (sigma above ~1.6e7 pixels at truncate 4): summing more
+# taps would take seconds per axis, for a blur that is flat over any image.
+_MAX_FOLDED_RADIUS = 1 << 26
+
+
+def _axis_kernel(n: int, sigma: float, truncate: float, padding: str) -> torch.Tensor:
+    """The float64 kernel that blurs one axis of ``n`` pixels: scipy's, or, when scipy's is
+    wider than the image (radius > n), the same blur folded onto radius ``n``.
+
+    With ``"zero"`` padding the taps beyond ``n`` only ever meet zeros: they are dropped (the
+    normalisation still counts them). With ``"reflect"`` padding the padded signal is
+    periodic with period ``2n``, so taps ``2n`` apart read the same pixel: their weights are
+    summed into one tap of ``-n .. n`` (the class ``n`` = ``-n`` split evenly between both
+    ends, which keeps the kernel symmetric). Either way the result is the same as with the
+    full kernel up to rounding, and the kernel never exceeds ``2n + 1`` taps, so a huge
+    sigma costs no more than the image. Kernels of radius <= n are scipy's, unchanged.
+    """
+    radius = kernel_radius(sigma, truncate)
+    if radius <= n:
+        return gaussian_kernel1d(sigma, truncate)
+    if radius > _MAX_FOLDED_RADIUS:
+        raise ValueError(
+            f"sigma={sigma} is too large: its kernel would have {2 * radius + 1} taps; a "
+            f"Gaussian wider than about {_MAX_FOLDED_RADIUS // 4} pixels is flat over any image"
+        )
+    period = 2 * n
+    chunk = max(1, _FOLD_CHUNK // period) * period  # a multiple of the period
+    folded = torch.zeros(period, dtype=torch.float64)
+    scale = -0.5 / (float(sigma) ** 2)
+    for start in range(-radius, radius + 1, chunk):
+        x = torch.arange(start, min(start + chunk, radius + 1), dtype=torch.float64)
+        phi = torch.exp(scale * x * x)
+        phi = torch.cat([phi, phi.new_zeros(chunk - phi.numel())])
+        folded += phi.view(-1, period).sum(dim=0)
+    total = folded.sum()
+    # folded[j] sums the taps t = j - radius (mod 2n); taps -n .. n - 1 read it at j.
+    offsets = torch.arange(-n, n)
+    by_tap = folded[torch.remainder(offsets + radius, period)]
+    if padding == "zero":
+        taps = torch.arange(-n, n + 1, dtype=torch.float64)
+        kernel = torch.exp(scale * taps * taps)
+    else:
+        kernel = torch.cat([by_tap, by_tap[:1]])
+        kernel[0] = kernel[-1] = by_tap[0] / 2
+    kernel = kernel / total
+    return (kernel + kernel.flip(0)) / 2
 
 
 def gaussian_kernel1d(
@@ -112,7 +179,7 @@ def _blur_matrix(
     n: int, sigma: float, truncate: float, padding: str, dtype: torch.dtype, device: str
 ) -> torch.Tensor:
     """(n, n) matrix ``M`` with ``M @ x`` = the 1-D blur of ``x`` (length n) incl. padding."""
-    kernel = gaussian_kernel1d(sigma, truncate, dtype=torch.float64)
+    kernel = _axis_kernel(n, sigma, truncate, padding)
     radius = (kernel.numel() - 1) // 2
     rows = torch.arange(n).repeat_interleave(2 * radius + 1)
     taps = torch.arange(-radius, radius + 1).repeat(n)
@@ -155,9 +222,7 @@ def gaussian_blur(
         raise ValueError(
             f"maps must have at least 2 dimensions (H, W), got shape {tuple(maps.shape)}"
         )
-    sigma = float(sigma)
-    if not math.isfinite(sigma) or sigma < 0:
-        raise ValueError(f"sigma must be a finite number >= 0, got {sigma}")
+    sigma = _check_sigma(sigma, truncate)
     if sigma <= 1e-15:  # scipy skips such axes too
         return maps.clone()
     height, width = maps.shape[-2:]
@@ -166,6 +231,9 @@ def gaussian_blur(
         k_h = _blur_matrix(height, *key)
         k_w = _blur_matrix(width, *key)
         return torch.matmul(torch.matmul(k_h, maps), k_w.T)
-    kernel = gaussian_kernel1d(sigma, truncate, dtype=maps.dtype, device=maps.device)
-    out = _blur_axis(maps, kernel, maps.dim() - 1, padding)
-    return _blur_axis(out, kernel, maps.dim() - 2, padding)
+    k_h, k_w = (
+        _axis_kernel(n, sigma, truncate, padding).to(dtype=maps.dtype, device=maps.device)
+        for n in (height, width)
+    )
+    out = _blur_axis(maps, k_w, maps.dim() - 1, padding)
+    return _blur_axis(out, k_h, maps.dim() - 2, padding)

@@ -46,11 +46,13 @@ class GFDMBatch(NamedTuple):
 
 
 def _as_float64(values: object, device: torch.device | None) -> torch.Tensor:
-    return (
-        torch.as_tensor(np.asarray(values) if not torch.is_tensor(values) else values)
-        .to(device=device, dtype=torch.float64)
-        .reshape(-1)
-    )
+    array = values if torch.is_tensor(values) else np.asarray(values)
+    if not torch.is_tensor(array) and array.dtype.kind not in "biuf":
+        raise ValueError(
+            f"fixation coordinates and weights must be numbers, got {array.dtype} values "
+            f"(first: {array.reshape(-1)[:1].tolist()})"
+        )
+    return torch.as_tensor(array).to(device=device, dtype=torch.float64).reshape(-1)
 
 
 def fixation_counts(

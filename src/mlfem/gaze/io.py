@@ -150,46 +150,53 @@ def read_fixation_csv(
     if not path.is_file():
         raise GazeDataError(f"{path}: file not found (expected a fixation CSV)")
     required = ("image", "observer", "x", "y")
-    with open(path, newline="", encoding="utf-8-sig") as handle:
-        reader = csv.DictReader(handle)
-        header = [h.strip().lower() for h in (reader.fieldnames or [])]
-        missing = [c for c in required if c not in header]
-        if missing:
-            raise GazeDataError(
-                f"{path}: missing column(s) {', '.join(missing)}; expected a header with "
-                f"image, observer, x, y and optionally duration, width, height"
-            )
-        reader.fieldnames = header
-        has_duration = "duration" in header
-        has_size = "width" in header and "height" in header
-        images: dict[str, dict] = {}
-        for line, row in enumerate(reader, start=2):
-            image = (row["image"] or "").strip()
-            if not image:
-                raise GazeDataError(f"{path}, line {line}: empty 'image' value")
-            record = images.setdefault(
-                image, {"x": [], "y": [], "d": [], "obs": [], "ids": {}, "size": None}
-            )
-            observer = (row["observer"] or "").strip()
-            record["obs"].append(record["ids"].setdefault(observer, len(record["ids"])))
-            shift = 1.0 if one_based else 0.0
-            record["x"].append(_number(path, line, "x", row["x"]) - shift)
-            record["y"].append(_number(path, line, "y", row["y"]) - shift)
-            if has_duration:
-                record["d"].append(_number(path, line, "duration", row["duration"]))
-            if has_size:
-                hw = (
-                    _number(path, line, "height", row["height"]),
-                    _number(path, line, "width", row["width"]),
+    try:
+        with open(path, newline="", encoding="utf-8-sig") as handle:
+            reader = csv.DictReader(handle)
+            header = [h.strip().lower() for h in (reader.fieldnames or [])]
+            missing = [c for c in required if c not in header]
+            if missing:
+                raise GazeDataError(
+                    f"{path}: missing column(s) {', '.join(missing)}; expected a header with "
+                    f"image, observer, x, y and optionally duration, width, height"
                 )
-                if not all(math.isfinite(v) and v > 0 and v == int(v) for v in hw):
-                    raise GazeDataError(
-                        f"{path}, line {line}: width/height must be positive integers"
+            reader.fieldnames = header
+            has_duration = "duration" in header
+            has_size = "width" in header and "height" in header
+            images: dict[str, dict] = {}
+            for line, row in enumerate(reader, start=2):
+                image = (row["image"] or "").strip()
+                if not image:
+                    raise GazeDataError(f"{path}, line {line}: empty 'image' value")
+                record = images.setdefault(
+                    image, {"x": [], "y": [], "d": [], "obs": [], "ids": {}, "size": None}
+                )
+                observer = (row["observer"] or "").strip()
+                record["obs"].append(record["ids"].setdefault(observer, len(record["ids"])))
+                shift = 1.0 if one_based else 0.0
+                record["x"].append(_number(path, line, "x", row["x"]) - shift)
+                record["y"].append(_number(path, line, "y", row["y"]) - shift)
+                if has_duration:
+                    record["d"].append(_number(path, line, "duration", row["duration"]))
+                if has_size:
+                    hw = (
+                        _number(path, line, "height", row["height"]),
+                        _number(path, line, "width", row["width"]),
                     )
-                hw = (int(hw[0]), int(hw[1]))
-                if record["size"] not in (None, hw):
-                    raise GazeDataError(f"{path}, line {line}: image {image!r} changes size")
-                record["size"] = hw
+                    if not all(math.isfinite(v) and v > 0 and v == int(v) for v in hw):
+                        raise GazeDataError(
+                            f"{path}, line {line}: width/height must be positive integers"
+                        )
+                    hw = (int(hw[0]), int(hw[1]))
+                    if record["size"] not in (None, hw):
+                        raise GazeDataError(f"{path}, line {line}: image {image!r} changes size")
+                    record["size"] = hw
+    except UnicodeDecodeError as error:
+        raise GazeDataError(
+            f"{path}: not UTF-8 text ({error.reason} at byte {error.start}); save the CSV as UTF-8"
+        ) from None
+    except csv.Error as error:  # a NUL byte, an unterminated quote at the end, ...
+        raise GazeDataError(f"{path}: not a readable CSV file ({error})") from None
     if not images:
         raise GazeDataError(f"{path}: no fixation rows after the header")
     out = []

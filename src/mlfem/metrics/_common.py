@@ -96,6 +96,10 @@ def prepare(pred: object, target: object, target_name: str = "gt") -> Prepared:
     """Batch, broadcast, resize ``pred`` to ``target`` and move both to one float dtype/device."""
     p, p2d = as_batch(pred, "pred")
     t, t2d = as_batch(target, target_name)
+    for name, maps in (("pred", p), (target_name, t)):
+        if 0 in maps.shape[-2:]:
+            height, width = maps.shape[-2:]
+            raise ValueError(f"{name} maps are empty ({height}x{width}); a map needs pixels")
     p = p.to(t.device)
     dtype = _float_dtype(p, t)
     p, resized = match_size(p.to(dtype), tuple(t.shape[-2:]))

@@ -274,15 +274,17 @@ def auc_pixels(pred: torch.Tensor, fix: torch.Tensor) -> torch.Tensor:
 
     For each fixation, the fraction of the image's pixels the map ranks below it (half for
     equal values); the per-image mean over its fixations, duplicates counted. The per-fixation
-    mean over a batch weighs images by their fixation counts. NaN without fixations.
+    mean over a batch weighs images by their fixation counts. NaN without fixations, and for a
+    map with a NaN or inf anywhere (as every other metric).
     """
     p = prepare(pred, fix, "fix")
     _check_counts(p.target)
+    finite = _finite_maps(p.pred)
     s = p.pred.flatten(1)
     c = p.target.flatten(1)
     ones = torch.ones_like(s[0])
     out = torch.stack([_rank_auc(s[i], c[i], ones) for i in range(s.shape[0])])
-    return finish(out, p.squeeze)
+    return finish(torch.where(finite, out, float("nan")), p.squeeze)
 
 
 @register_metric("sauc", needs="fix", higher_is_better=True, uses=("other_fix", "seed"),
@@ -321,12 +323,12 @@ def sauc(
     c = p.target.flatten(1)
     o = other.flatten(1)
     out = torch.full((c.shape[0],), float("nan"), dtype=c.dtype, device=c.device)
+    finite = _finite_maps(p.pred)
     if exact:
         s = p.pred.flatten(1)
         for i in range(c.shape[0]):
             out[i] = _rank_auc(s[i], c[i], o[i])
-        return finish(out, p.squeeze)
-    finite = _finite_maps(p.pred)
+        return finish(torch.where(finite, out, float("nan")), p.squeeze)
     s = minmax(p.pred, constant="zero").flatten(1)
     gen = _generator(generator, seed, s.device)
     gen_device = gen.device if gen is not None else s.device

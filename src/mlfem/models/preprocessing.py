@@ -15,6 +15,7 @@ import torch
 from PIL import Image
 from torch import Tensor
 
+from mlfem.images import to_rgb8
 from mlfem.normalize import resize_maps
 
 __all__ = ["IMAGENET_MEAN", "IMAGENET_STD", "Fit", "Placement", "Preprocessing"]
@@ -81,8 +82,11 @@ class Preprocessing:
         return replace(self, fit=fit)
 
     def __call__(self, image: Image.Image) -> tuple[Tensor, Placement]:
-        """A normalised float32 tensor (3, h, w) and the placement to map results back."""
-        image = image.convert("RGB")
+        """A normalised float32 tensor (3, h, w) and the placement to map results back.
+
+        16-bit images are scaled to 8 bit, floating-point ones refused
+        (:func:`mlfem.images.to_rgb8`)."""
+        image = to_rgb8(image)
         original = (image.height, image.width)
         resample = _RESAMPLING.get(self.interpolation, Image.Resampling.BILINEAR)
         if self.fit == "none":
