@@ -402,3 +402,22 @@ def test_layer_probe_of_a_fixed_size_model_says_what_to_pass() -> None:
     extractor = LayerMapExtractor(model, probe_size=(32, 32))
     assert extractor.layer_names == ["act"]
     assert MLFEM(model, layers=["act"])(torch.rand(2, 3, 32, 32)).shape == (2, 32, 32)
+
+
+def test_cli_explains_a_16bit_png_as_its_8bit_equivalent(tmp_path: Path, capsys) -> None:
+    from mlfem.cli import main
+
+    rng = np.random.default_rng(3)
+    grey8 = rng.integers(0, 256, (40, 48), dtype=np.uint8)
+    inputs = tmp_path / "in"
+    inputs.mkdir()
+    Image.fromarray(grey8).save(inputs / "eight.png")
+    Image.fromarray(grey8.astype(np.uint16) * 257).save(inputs / "sixteen.png")
+    Image.fromarray(grey8.astype(np.float32)).save(inputs / "float.tif")
+    out = tmp_path / "out"
+    code = main(["explain", str(inputs), "--model", "tiny_models:TinyCNN", "--out", str(out),
+                 "--fit", "whole", "--device", "cpu"])
+    assert code == 1  # the float image is counted as failed, the others explained
+    err = capsys.readouterr().err
+    assert "wrote maps for 2 of 3" in err and "float.tif" in err and "floating" in err
+    np.testing.assert_array_equal(np.load(out / "sixteen.npy"), np.load(out / "eight.npy"))
