@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import torch
 
-from mlfem.datasets import SampleError, open_dataset
+from mlfem.datasets import open_dataset
 from mlfem.evaluation import read_results
 from mlfem.evaluation.maps import load_gallery
 from mlfem.evaluation.methods import MethodRunner
@@ -18,6 +18,7 @@ from mlfem.evaluation.model import EvaluatedModel, TensorPreprocessing
 from mlfem.evaluation.runner import EvaluationConfig, EvaluationError, run_evaluation
 from mlfem.explainers.registry import create_explainer
 from mlfem.models import Preprocessing
+from _failing_dataset import FailingSamples
 from tiny_models import TinyCNN
 
 SIZE = 40
@@ -181,33 +182,9 @@ def test_changed_settings_are_refused_and_new_methods_are_added(tmp_path) -> Non
     assert nothing.n_evaluated == 0 and nothing.n_done_before == 4
 
 
-class _Flaky(torch.utils.data.Dataset):
-    """The synthetic set with one unreadable sample."""
-
-    def __init__(self, base) -> None:
-        self.base = base
-        self.multi_label = base.multi_label
-        self.class_names = base.class_names
-        self.config = base.config
-        self.name = "synthetic"
-        # A dataset given to run_evaluation declares its GFDM settings (the dataset protocol).
-        self.gfdm_settings = base.gfdm_settings
-
-    def __len__(self) -> int:
-        return len(self.base)
-
-    @property
-    def image_ids(self) -> list[str]:
-        return self.base.image_ids
-
-    def __getitem__(self, index: int):
-        if index == 1:
-            raise SampleError(self.base.image_ids[1], "/nowhere.jpg", "truncated JPEG")
-        return self.base[index]
-
-
 def test_unreadable_samples_are_skipped_and_counted(tmp_path) -> None:
-    summary = run_evaluation(_config(tmp_path, methods=["fem"]), model=_model(), dataset=_Flaky(_dataset(4)))
+    flaky = FailingSamples(_dataset(4), {1}, "/nowhere.jpg", "truncated JPEG")
+    summary = run_evaluation(_config(tmp_path, methods=["fem"]), model=_model(), dataset=flaky)
     assert summary.n_skipped == 1 and summary.n_evaluated == 3
     record = json.loads((tmp_path / "run.json").read_text())
     assert record["skipped"]["items"] == [{"image_id": "1-000001", "reason": "truncated JPEG"}]

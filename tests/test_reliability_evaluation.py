@@ -12,10 +12,11 @@ import sys
 
 import pytest
 import torch
+from _failing_dataset import FailingSamples
 from tiny_models import TinyCNN
 
 from mlfem.cli import main
-from mlfem.datasets import SampleError, open_dataset
+from mlfem.datasets import open_dataset
 from mlfem.evaluation import read_results
 from mlfem.evaluation.methods import MethodRunner
 from mlfem.evaluation.model import EvaluatedModel, TensorPreprocessing
@@ -251,30 +252,10 @@ def test_a_truncated_run_json_is_named(tmp_path, capsys) -> None:
 
 
 # --------------------------------------------------------------- 13. nothing usable
-class _Unreadable(torch.utils.data.Dataset):
-    """A dataset whose every sample fails (as a fixations.mat whose entries lack subjects)."""
-
-    def __init__(self, base) -> None:
-        self.base = base
-        self.multi_label, self.class_names, self.config = base.multi_label, base.class_names, base.config
-        self.name = "synthetic"
-        self.gfdm_settings = base.gfdm_settings
-
-    def __len__(self) -> int:
-        return len(self.base)
-
-    @property
-    def image_ids(self) -> list[str]:
-        return self.base.image_ids
-
-    def __getitem__(self, index: int):
-        raise SampleError(self.base.image_ids[index], "/data/fixations.mat", "no subjects")
-
-
 def test_evaluate_exits_1_when_no_image_can_be_used(tmp_path, capsys, monkeypatch) -> None:
     from mlfem.evaluation import runner
 
-    monkeypatch.setattr(runner, "open_dataset", lambda config: _Unreadable(_dataset(4)))
+    monkeypatch.setattr(runner, "open_dataset", lambda config: FailingSamples(_dataset(4), None, "/data/fixations.mat", "no subjects"))
     code = main(_cli(tmp_path / "run"))
     err = capsys.readouterr().err
     assert code == 1 and "no image" in err and "no subjects" in err and "Traceback" not in err
