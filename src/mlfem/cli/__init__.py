@@ -67,6 +67,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     except UsageError as error:
         print(f"mlfem {args.command}: error: {error}", file=sys.stderr)
         return 2
+    except OSError as error:
+        from mlfem.cli._output import DISK_FULL, disk_full_message
+
+        if error.errno not in DISK_FULL:
+            raise
+        # A full disk during a long job: one line naming the file, no chained traceback.
+        print(f"mlfem {args.command}: error: {disk_full_message(error)}", file=sys.stderr)
+        return 1
 
 
 class UsageError(Exception):

@@ -11,6 +11,7 @@ import argparse
 from pathlib import Path
 
 from mlfem.cli import UsageError, add_command
+from mlfem.cli._output import writable_folder
 
 DEFAULT_OUT = Path("runs/demo")
 
@@ -49,6 +50,7 @@ def run(args: argparse.Namespace) -> int:
     if workers < 0:
         raise UsageError(f"--workers must be >= 0, got {args.workers}")
     out = args.out or (DEFAULT_OUT.with_name(DEFAULT_OUT.name + "-synthetic") if args.synthetic else DEFAULT_OUT)
+    writable_folder(out, "--out")
     demo = run_synthetic_demo if args.synthetic else run_real_demo
     try:
         result = demo(out, quick=args.quick, seed=args.seed, workers=workers,

@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from mlfem.cli import UsageError, add_command
+from mlfem.cli._output import writable_folder
 
 DEFAULT_METHODS = "mlfem-add,mlfem-top,mlfem-max,fem,gradcam"
 
@@ -134,6 +135,7 @@ def run(args: argparse.Namespace) -> int:
             leakage="flag" if args.allow_leakage else "refuse",
             overwrite=args.overwrite, progress=not args.no_progress,
         )
+        writable_folder(args.out, "--out")  # before the data and the model are loaded
         summary = run_evaluation(config)
     except EvaluationError as error:
         raise UsageError(str(error)) from error

@@ -8,6 +8,7 @@ import warnings
 from pathlib import Path
 
 from mlfem.cli import UsageError, add_command
+from mlfem.cli._output import writable_folder
 
 DTYPES = ("float32", "float16", "bfloat16")
 
@@ -83,6 +84,7 @@ def run(args: argparse.Namespace) -> int:
     device = torch.device(args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
     if device.type == "cuda" and not torch.cuda.is_available():
         raise UsageError(f"--device {args.device}: CUDA is not available on this machine")
+    writable_folder(args.out, "--out")  # before the model is loaded
     dtype = getattr(torch, args.dtype)
     if args.model is None:
         # A newcomer's first command explains a real network, offline.
@@ -107,7 +109,6 @@ def run(args: argparse.Namespace) -> int:
     except (ValueError, TypeError) as error:
         raise UsageError(str(error)) from error
     preprocessing = loaded.preprocessing.with_fit(args.fit)
-    args.out.mkdir(parents=True, exist_ok=True)
     names = _output_names(paths)
 
     print(f"mlfem explain: {loaded.description}, method {args.method}, {len(paths)} image(s) on {device}",

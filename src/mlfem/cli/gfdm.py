@@ -14,6 +14,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from mlfem.cli import UsageError
+from mlfem.cli._output import writable_folder
 
 _DESCRIPTION = (
     "Build Gaze Fixation Density Maps (GFDM): fixations of all observers, blurred with a "
@@ -170,10 +171,7 @@ def run(args: argparse.Namespace) -> int:
     duplicates = sorted({n for n in names if names.count(n) > 1})
     if duplicates:
         raise UsageError(f"{args.input}: several images map to the output name {duplicates[0]!r}")
-    out_dir: Path = args.output
-    if out_dir.exists() and not out_dir.is_dir():
-        raise UsageError(f"{out_dir}: exists and is not a folder")
-    out_dir.mkdir(parents=True, exist_ok=True)
+    out_dir: Path = writable_folder(args.output, "--output")
 
     dtype = torch.float64 if args.dtype == "float64" else torch.float32
     groups: dict[tuple[int, int], list[int]] = {}

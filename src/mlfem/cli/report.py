@@ -6,6 +6,7 @@ import argparse
 from pathlib import Path
 
 from mlfem.cli import UsageError, add_command
+from mlfem.cli._output import writable_folder
 
 
 _SUMMARY = "write the HTML report (figures, tables, gallery) of an evaluation folder"
@@ -32,6 +33,8 @@ def run(args: argparse.Namespace) -> int:
         raise UsageError(f"--resamples must be positive, got {args.resamples}")
     if not 0.0 < args.alpha < 1.0:
         raise UsageError(f"--alpha must lie in (0, 1), got {args.alpha}")
+    if args.directory.is_dir():  # report.html, figures/ and tables/ are written into DIR
+        writable_folder(args.directory, "DIR", create=False)
     try:
         path = write_report(args.directory, seed=args.seed, resamples=args.resamples, alpha=args.alpha)
     except (ReportError, ValueError) as error:

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from mlfem.cli import UsageError, add_command
+from mlfem.cli._output import writable_folder
 
 _SUMMARY = "fine-tune the classifier to explain on a dataset"
 _DESCRIPTION = """\
@@ -186,6 +187,7 @@ def run_command(args: argparse.Namespace) -> int:
         config = config_from_args(
             ClassifierConfig, args, dataset_options=options, image_size=image_size
         )
+        writable_folder(args.out, "--out")  # before the data are read
         return train_classifier(config, progress=not args.quiet)
 
     result = run_training("train-classifier", train)

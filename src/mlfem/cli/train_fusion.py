@@ -10,6 +10,7 @@ import argparse
 from pathlib import Path
 
 from mlfem.cli import UsageError, add_command
+from mlfem.cli._output import writable_folder
 from mlfem.cli.train_classifier import (
     add_dataset_arguments,
     add_loop_arguments,
@@ -82,6 +83,7 @@ def run_command(args: argparse.Namespace) -> int:
                 "--dataset: with --model, name the dataset to train on (e.g. --dataset osie "
                 "--root DIR); it needs gaze data, not class labels"
             )
+        writable_folder(args.out, "--out")  # before the data are read
         return train_fusion(config, progress=not args.quiet)
 
     result = run_training("train-fusion", train, (CacheMismatchError,))

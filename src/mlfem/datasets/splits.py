@@ -15,6 +15,8 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from mlfem._atomic import replacing
+
 __all__ = ["SPLIT_NAMES", "Splits", "make_splits", "resolve_splits"]
 
 SPLIT_NAMES = ("train", "val", "test")
@@ -67,9 +69,8 @@ class Splits:
             "splits": {name: sorted(ids) for name, ids in self.assignments.items()},
         }
         path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(path.name + ".tmp")
-        tmp.write_text(json.dumps(payload, indent=1) + "\n", encoding="utf-8")
-        tmp.replace(path)  # atomic: a reader never sees a half-written file
+        with replacing(path) as tmp:  # atomic: a reader never sees a half-written file
+            tmp.write_text(json.dumps(payload, indent=1) + "\n", encoding="utf-8")
         return path
 
     @classmethod

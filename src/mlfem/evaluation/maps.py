@@ -11,13 +11,14 @@ existing file, so methods added by a later run join the same entry.
 
 from __future__ import annotations
 
-import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 import torch
+
+from mlfem._atomic import replacing
 
 __all__ = ["GalleryEntry", "gallery_size", "load_gallery", "save_gallery_entry"]
 
@@ -92,9 +93,8 @@ def save_gallery_entry(
     arrays["image_id"] = np.array(image_id, dtype=str)
     arrays["index"] = np.array(index, dtype=np.int64)
     # Write to a temporary file, then rename: a killed run never leaves half an entry.
-    tmp = path.with_name(path.name + ".tmp.npz")
-    np.savez_compressed(tmp, **arrays)
-    os.replace(tmp, path)
+    with replacing(path, ".tmp.npz") as tmp:
+        np.savez_compressed(tmp, **arrays)
     return path
 
 

@@ -8,7 +8,6 @@ when it ends, however it ends.
 from __future__ import annotations
 
 import json
-import os
 import platform
 import sys
 import time
@@ -18,6 +17,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from mlfem._atomic import replacing
 from mlfem.evaluation.config import jsonable
 
 __all__ = ["RunRecord", "nan_counts", "versions"]
@@ -122,6 +122,5 @@ class RunRecord:
 
     def _write(self) -> None:
         # A temporary file renamed over the old one: a killed run never leaves half a record.
-        tmp = self.path.with_name(self.path.name + ".tmp")
-        tmp.write_text(json.dumps(self.payload, indent=1, default=str) + "\n", encoding="utf-8")
-        os.replace(tmp, self.path)
+        with replacing(self.path) as tmp:
+            tmp.write_text(json.dumps(self.payload, indent=1, default=str) + "\n", encoding="utf-8")

@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -29,6 +28,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from mlfem._atomic import replacing
 from mlfem.models._loaded import LoadedModel
 from mlfem.models.architectures import rebuild_classifier
 from mlfem.models.preprocessing import IMAGENET_MEAN, IMAGENET_STD, Preprocessing
@@ -98,9 +98,8 @@ def model_fingerprint(model: nn.Module) -> str:
 
 def write_json_atomic(path: Path, payload: Any) -> None:
     """Write JSON through a temporary file and a rename: readers never see half a file."""
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(payload, indent=1, sort_keys=False) + "\n", encoding="utf-8")
-    os.replace(tmp, path)
+    with replacing(path) as tmp:
+        tmp.write_text(json.dumps(payload, indent=1, sort_keys=False) + "\n", encoding="utf-8")
 
 
 def save_checkpoint(
@@ -121,9 +120,8 @@ def save_checkpoint(
     tensors = {name: value.detach().to("cpu").contiguous().clone() for name, value in state.items()}
     fingerprint = state_fingerprint(tensors)
     full = {"format": kind, **dict(metadata), "fingerprint": fingerprint, "weights_file": path.name}
-    tmp = path.with_name(path.name + ".tmp")
-    save_file(tensors, str(tmp), metadata={"format": kind, "fingerprint": fingerprint})
-    os.replace(tmp, path)
+    with replacing(path) as tmp:
+        save_file(tensors, str(tmp), metadata={"format": kind, "fingerprint": fingerprint})
     write_json_atomic(sidecar_path(path), full)
     return full
 

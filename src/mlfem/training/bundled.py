@@ -25,6 +25,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from mlfem._atomic import replacing
 from mlfem.fusion.net import BUNDLED_NETS, bundled_net_path
 from mlfem.models.checkpoint import (
     NET_FORMAT,
@@ -53,9 +54,8 @@ def export_net(
     _, metadata = read_checkpoint(source, NET_FORMAT)
     destination = weights_path(destination)
     destination.parent.mkdir(parents=True, exist_ok=True)
-    tmp = destination.with_name(destination.name + ".tmp")
-    shutil.copyfile(weights_path(source), tmp)
-    tmp.replace(destination)
+    with replacing(destination) as tmp:
+        shutil.copyfile(weights_path(source), tmp)
     metadata = {**metadata, **dict(extra or {}), "weights_file": destination.name}
     if relative_to is not None:
         metadata = _relative(metadata, str(Path(relative_to).resolve()))

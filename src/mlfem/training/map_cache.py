@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import threading
 from dataclasses import dataclass
 from pathlib import Path
@@ -33,6 +32,7 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset, Subset
 
+from mlfem._atomic import replacing
 from mlfem.fusion.net import resize_layer_maps
 from mlfem.models.checkpoint import write_json_atomic
 from mlfem.training._data import ImageBatch, progress_bar
@@ -205,10 +205,8 @@ def _write_shard(directory, index, buffer_maps, buffer_gfdm, done: int) -> int:
     number = len(index["shards"])
     names = {"maps": f"maps-{number:05d}.npy", "gfdm": f"gfdm-{number:05d}.npy"}
     for field, array in (("maps", maps), ("gfdm", gfdm)):
-        tmp = directory / (names[field] + ".tmp")
-        with open(tmp, "wb") as handle:
+        with replacing(directory / names[field]) as tmp, open(tmp, "wb") as handle:
             np.save(handle, array, allow_pickle=False)
-        os.replace(tmp, directory / names[field])
     index["shards"].append({**names, "start": done, "count": len(maps)})
     write_json_atomic(directory / "index.json", index)
     return done + len(maps)
