@@ -228,3 +228,20 @@ def test_json_payload_unchanged_by_the_helper(tmp_path: Path) -> None:
     write_json_atomic(tmp_path / "x.json", {"a": [1, 2]})
     assert json.loads((tmp_path / "x.json").read_text()) == {"a": [1, 2]}
     assert [p.name for p in tmp_path.iterdir()] == ["x.json"]
+
+
+def test_evaluate_with_the_disk_full_mid_run_names_results_csv(
+    tmp_path: Path, capsys: pytest.CaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from mlfem.evaluation import results
+
+    def full(self, rows):
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(self.path))
+
+    monkeypatch.setattr(results.ResultsWriter, "append", full)
+    out = tmp_path / "out"
+    arguments, _ = _arguments("evaluate", tmp_path, out)
+    assert main(arguments) == 1
+    err = capsys.readouterr().err
+    assert f"mlfem evaluate: error: cannot write {out / 'results.csv'}: no space left on device" in err
+    assert "Traceback" not in err and list(out.rglob("*.tmp*")) == []
