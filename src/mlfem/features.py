@@ -45,9 +45,3 @@ class ConvFeatureMap:
 
     def describe(self) -> str:
         return "conv"
-
-    def __eq__(self, other: object) -> bool:
-        return isinstance(other, ConvFeatureMap)
-
-    def __hash__(self) -> int:
-        return hash(ConvFeatureMap)

@@ -172,8 +172,8 @@ def _load_timm(name: str, weights: str | None) -> LoadedModel:
         import timm
     except ImportError as error:
         raise ModelLoadError(
-            "--model timm:...: timm is not installed. Install the extra: "
-            "uv sync --extra timm (or pip install 'mlfem[timm]')"
+            "--model timm:...: timm is not installed, although mlfem depends on it; "
+            "reinstall the environment (uv sync, or pip install mlfem)"
         ) from error
     if not timm.is_model(name):
         close = difflib.get_close_matches(name, timm.list_models(), n=3)
