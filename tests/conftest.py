@@ -17,6 +17,15 @@ from tiny_models import TinyCNN
 
 from _osie import require_osie
 
+# Strict CI (CI=true, set by .ci/run): a skip fails the run unless the test is marked
+# ci_may_skip (tests/_strict_ci.py). Importing the hooks here registers them.
+from _strict_ci import (  # noqa: F401
+    pytest_configure,
+    pytest_make_collect_report,
+    pytest_report_header,
+    pytest_runtest_makereport,
+)
+
 
 @pytest.fixture
 def osie_dir() -> Path:
