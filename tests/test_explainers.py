@@ -9,6 +9,7 @@ from torch import nn
 from mlfem import FEM, MLFEM, fem_saliency, fuse, minmax_normalize, resize_maps
 from tiny_models import TinyCNN, all_hooks
 from _cuda import requires_cuda
+from _precision import HALF_PRECISION_BOUNDS, pcc_per_image
 
 
 @pytest.fixture(scope="module")
@@ -68,23 +69,6 @@ def test_batch_results_equal_per_image_results(tiny_cnn: TinyCNN, batch: int) ->
     torch.testing.assert_close(together, one_by_one)
 
 
-def _pcc_per_image(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
-    a, b = a.flatten(1).double(), b.flatten(1).double()
-    a, b = a - a.mean(1, keepdim=True), b - b.mean(1, keepdim=True)
-    return (a * b).sum(1) / (a.norm(dim=1) * b.norm(dim=1))
-
-
-# Half-precision maps against the float32 maps of the same weights and images. FEM thresholds
-# each channel at mean + k std: activations rounded to 11 (float16) or 8 (bfloat16) significant
-# bits move pixels lying near that threshold across it, so single pixels can differ by up to
-# ~0.4 and no pixel-wise tolerance holds; the maps agree as wholes. Measured per image on TinyCNN
-# (32 px) and ResNet-18 (96 px), random weights, seeds 0-4, fusion add: PCC with the float32 map
-# >= 0.993 (float16) and >= 0.982 (bfloat16); mean absolute difference <= 0.007 (float16) and
-# <= 0.023 (bfloat16); bfloat16 is about three times worse, as its 3 fewer bits predict.
-# The bounds leave a margin over those and still fail a map that is merely similar.
-HALF_PRECISION_BOUNDS = {torch.float16: (0.98, 0.015), torch.bfloat16: (0.95, 0.04)}
-
-
 @pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
 @pytest.mark.parametrize("architecture", ["tiny", "resnet18"])
 def test_half_precision_maps_match_float32(resnet18: nn.Module, architecture: str, dtype: torch.dtype) -> None:
@@ -98,7 +82,7 @@ def test_half_precision_maps_match_float32(resnet18: nn.Module, architecture: st
     assert maps.dtype == torch.float32 and maps.shape == reference.shape
     assert torch.isfinite(maps).all() and maps.min() >= 0 and maps.max() <= 1
     min_pcc, max_mean_error = HALF_PRECISION_BOUNDS[dtype]
-    pcc = _pcc_per_image(maps, reference)
+    pcc = pcc_per_image(maps, reference)
     assert bool((pcc > min_pcc).all()), pcc
     assert float((maps - reference).abs().mean()) < max_mean_error
 
