@@ -76,13 +76,26 @@ def test_saved_map_equals_the_python_api_with_a_timm_model(tmp_path, timm_model,
     assert np.abs(bilinear(MLFEM(model)(other), (70, 90))[0].numpy() - saved).max() > 1e-3
 
 
+@pytest.fixture(scope="module")
+def three_images(tmp_path_factory, timm_model) -> tuple[Path, np.ndarray]:
+    """Three images in one folder and their float32 maps from one mlfem explain call."""
+    folder = tmp_path_factory.mktemp("three")
+    for seed in range(3):
+        make_image(folder / f"{seed}.png", 64, 64, seed)
+    return folder, explain_folder(folder, folder.parent / "float32", timm_model[1])
+
+
+def explain_folder(folder: Path, out: Path, weights: Path, *arguments: str) -> np.ndarray:
+    code = main(["explain", str(folder), "--out", str(out), "--device", "cpu", "--model", f"timm:{TIMM_NAME}",
+                 "--weights", str(weights), *arguments])
+    assert code == 0
+    return np.stack([np.load(out / f"{seed}.npy") for seed in range(3)])
+
+
 @pytest.mark.parametrize("dtype", ["float16", "bfloat16"])
-def test_dtype_option_gives_the_float32_map_within_half_precision(tmp_path, timm_model, dtype) -> None:
-    _, weights = timm_model
-    images = [make_image(tmp_path / f"{seed}.png", 64, 64, seed) for seed in range(3)]
-    model_arguments = ["--model", f"timm:{TIMM_NAME}", "--weights", str(weights)]
-    full = np.stack([explain(tmp_path, f"f32-{p.stem}", p, *model_arguments) for p in images])
-    half = np.stack([explain(tmp_path, f"{dtype}-{p.stem}", p, *model_arguments, "--dtype", dtype) for p in images])
+def test_dtype_option_gives_the_float32_map_within_half_precision(tmp_path, timm_model, three_images, dtype) -> None:
+    folder, full = three_images
+    half = explain_folder(folder, tmp_path / dtype, timm_model[1], "--dtype", dtype)
     assert half.dtype == np.float32  # the saved map is float32 whatever the model's precision
     assert not np.array_equal(half, full)  # the model did run in the lower precision
     min_pcc, max_mean_error = HALF_PRECISION_BOUNDS[getattr(torch, dtype)]
