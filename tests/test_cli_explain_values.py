@@ -72,7 +72,9 @@ def test_saved_map_equals_the_python_api_with_a_timm_model(tmp_path, timm_model,
     assert saved.shape == (70, 90) and saved.dtype == np.float32
     np.testing.assert_allclose(saved, expected, atol=1e-5)
     # The preprocessing matters: ImageNet's mean and std instead of timm's give another map.
-    other = model_input(Image.open(path).convert("RGB").resize((160, 160)), (0.485, 0.456, 0.406), (0.229, 0.224, 0.225))
+    with Image.open(path) as image:
+        resized = image.convert("RGB").resize((160, 160), Image.Resampling.BILINEAR)
+    other = model_input(resized, (0.485, 0.456, 0.406), (0.229, 0.224, 0.225))
     assert np.abs(bilinear(MLFEM(model)(other), (70, 90))[0].numpy() - saved).max() > 1e-3
 
 
