@@ -83,9 +83,14 @@ def test_gradcam_agrees_with_pytorch_grad_cam_on_a_small_cnn() -> None:
     with pgc.GradCAM(model=model, target_layers=[model.features[4]]) as reference:
         expected = torch.from_numpy(reference(input_tensor=images, targets=[ClassifierOutputTarget(1)] * 3))
     maps = GradCAM(model, layer="features.4")(images, 1)
+    compared = 0
     for index in range(3):
-        if expected[index].max() > 0:
-            assert pcc(maps[index], expected[index]) > 0.99
+        if expected[index].max() <= 0 or maps[index].max() <= 0:  # ReLU removed everything
+            assert expected[index].max() <= 1e-6 and maps[index].max() <= 1e-6
+            continue
+        assert pcc(maps[index], expected[index]) > 0.99, index
+        compared += 1
+    assert compared >= 2  # a comparison of empty maps would prove nothing
 
 
 class _NoBackward(torch.autograd.Function):

@@ -5,10 +5,8 @@ holds a bright 8x8 square (4 classes). For every registered method, we count how
 often the map's maximum falls on the square (some pixel of the square attains the
 map's maximum; a constant map counts as a miss). Chance is the square's share of
 the image, 64 / 2304 = 2.8 %. Each method must beat chance with a binomial p-value
-below 1e-3 *and* peak on the square for at least a quarter of the images (9x chance).
-Most methods score 70-100 % here; SmoothGrad is the weakest (62 % with this seed,
-44-72 % over training seeds 0-3: its noisy gradients also light up background
-pixels), so the floor is set well below the measured rates rather than at them.
+below 1e-3 *and* reach its own floor (FLOORS), set from the rates measured by
+``tests/sanity_rates.py`` over training seeds 0-3 (the test trains with seed 0).
 
 The network gets two coordinate channels (CoordConv) so that a global-average-pooled
 linear head can know where the square is: this keeps it a ResNet-like head for
@@ -74,13 +72,14 @@ class QuadrantNet(nn.Module):
         return self.head(self.features(torch.cat([x, coords], dim=1)).mean(dim=(2, 3)))
 
 
-@pytest.fixture(scope="module")
-def trained() -> tuple[nn.Module, torch.Tensor, torch.Tensor, torch.Tensor]:
+def train_quadrant_net(seed: int = 0) -> tuple[nn.Module, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """The quadrant classifier trained with ``seed`` (data, initialisation and batches), and the
+    test images, labels and square masks; on one thread (the result does not depend on it)."""
     previous = torch.get_num_threads()
     torch.set_num_threads(1)
     try:
-        torch.manual_seed(0)
-        generator = torch.Generator().manual_seed(0)
+        torch.manual_seed(seed)
+        generator = torch.Generator().manual_seed(seed)
         images, labels, _ = make_squares(1024, generator)
         model = QuadrantNet()
         optimiser = torch.optim.Adam(model.parameters(), lr=3e-3)
@@ -104,6 +103,11 @@ def trained() -> tuple[nn.Module, torch.Tensor, torch.Tensor, torch.Tensor]:
     return model, test_images, test_labels, test_masks
 
 
+@pytest.fixture(scope="module")
+def trained() -> tuple[nn.Module, torch.Tensor, torch.Tensor, torch.Tensor]:
+    return train_quadrant_net(0)
+
+
 def peak_on_square_rate(maps: torch.Tensor, masks: torch.Tensor) -> float:
     """Share of images whose map maximum is attained on the square (constant maps miss)."""
     flat = maps.flatten(1)
@@ -118,9 +122,8 @@ def minimum_hits() -> int:
     return next(h for h in range(TEST_IMAGES + 1) if binom.sf(h - 1, TEST_IMAGES, CHANCE) < 1e-3)
 
 
-# Methods that need a trained file (mlfem-net) cannot be built here.
-@pytest.mark.parametrize("method", [info.name for info in available_methods() if not info.requires])
-def test_maps_peak_on_the_square(trained, method: str) -> None:
+def method_rate(trained, method: str) -> float:
+    """Share of the test images on which ``method``'s map peaks on the square."""
     model, images, labels, masks = trained
     previous = torch.get_num_threads()
     torch.set_num_threads(1)
@@ -129,7 +132,45 @@ def test_maps_peak_on_the_square(trained, method: str) -> None:
         maps = explainer(images, labels) if explainer.class_specific else explainer(images)
     finally:
         torch.set_num_threads(previous)
-    rate = peak_on_square_rate(maps, masks)
-    print(f"{method}: map peaks on the square for {rate:.0%} of {TEST_IMAGES} images (chance {CHANCE:.1%})")
-    assert rate * TEST_IMAGES >= minimum_hits()
-    assert rate >= 0.25, f"{method} peaks on the square for only {rate:.0%} of the images"
+    return peak_on_square_rate(maps, masks)
+
+
+# Methods that need a trained file (mlfem-net) cannot be built here.
+SANITY_METHODS = [info.name for info in available_methods() if not info.requires]
+
+
+# Floors in hits out of the 32 test images: the lowest count over training seeds 0-3 measured by
+# tests/sanity_rates.py (2026-12-01, torch 2.15 on CPU), minus 3 hits, about one binomial standard
+# deviation at a 75 % rate, so that another torch build's training may miss a few images more.
+#   32 of 32 on every seed: CAMs, pixel attributions, LIME, LRP, occlusion, MLFEM max   -> 29
+#   31 (one image missed on one seed): MLFEM add/top and the default, Guided Backprop   -> 28
+#   24: FEM and mlfem-fem (the deepest block alone, at a quarter of the resolution)     -> 21
+#   22: CS-FEM (the deepest block alone, weighted by the class)                         -> 19
+#   20: DeconvNet                                                                        -> 17
+#   14: SmoothGrad (the widest spread: 14-23 over the four seeds)                        -> 11
+# A method registered later and not yet measured gets DEFAULT_FLOOR (a quarter, 9x chance).
+FLOORS = {
+    **dict.fromkeys(["gradcam", "gradcampp", "layercam", "layercam-multi", "ig", "lime", "lrp",
+                     "occlusion", "mlfem-max"], 29),
+    **dict.fromkeys(["mlfem", "mlfem-add", "mlfem-top", "guided-backprop"], 28),
+    **dict.fromkeys(["fem", "mlfem-fem"], 21),
+    "csfem": 19,
+    "deconvnet": 17,
+    "smoothgrad": 11,
+}
+DEFAULT_FLOOR = TEST_IMAGES // 4
+
+
+@pytest.mark.parametrize("method", SANITY_METHODS)
+def test_maps_peak_on_the_square(trained, method: str) -> None:
+    rate = method_rate(trained, method)
+    hits = round(rate * TEST_IMAGES)
+    floor = FLOORS.get(method, DEFAULT_FLOOR)
+    print(f"{method}: map peaks on the square for {hits} of {TEST_IMAGES} images (floor {floor}, chance {CHANCE:.1%})")
+    assert hits >= minimum_hits()
+    assert hits >= floor, f"{method} peaks on the square for {hits} of {TEST_IMAGES} images, below its floor {floor}"
+
+
+def test_every_floor_names_a_method_and_beats_chance() -> None:
+    assert set(FLOORS) <= set(SANITY_METHODS)
+    assert min(FLOORS.values()) >= minimum_hits()

@@ -87,41 +87,72 @@ def test_csv_end_to_end(tmp_path, fixation_csv, capsys):
     ] == [("a", "17", "0", "3"), ("b", "15", "2", "3")]
 
 
-def test_csv_options(tmp_path, fixation_csv, capsys):
-    base = [fixation_csv, "--size", "40x30", "--no-png"]
+def scipy_gfdm(rows: list[dict], height: int, width: int, sigma: float, *, weighted: bool = False,
+               collapse: bool = False, mode: str = "reflect", shift: float = 0.0) -> np.ndarray:
+    """The GFDM from its definition, with scipy: each fixation counted on pixel
+    floor(coordinate + 0.5) (its duration instead of 1 when ``weighted``; 1 per fixated pixel when
+    ``collapse``), blurred by scipy's Gaussian filter (truncated at 4 sigma), normalised to sum 1."""
+    from scipy.ndimage import gaussian_filter
+
+    counts = np.zeros((height, width))
+    for r in rows:
+        col = int(np.floor(float(r["x"]) - shift + 0.5))
+        row = int(np.floor(float(r["y"]) - shift + 0.5))
+        if 0 <= row < height and 0 <= col < width:
+            counts[row, col] += float(r["duration"]) if weighted else 1.0
+    if collapse:
+        counts = (counts > 0).astype(float)
+    blurred = gaussian_filter(counts, sigma, mode=mode, truncate=4.0)
+    return blurred / blurred.sum()
+
+
+def rows_of(path: Path, image: str) -> list[dict]:
+    with open(path) as handle:
+        return [r for r in csv.DictReader(handle) if r["image"] == image]
+
+
+@pytest.mark.parametrize(
+    ("flags", "reference"),
+    [
+        ([], {}),
+        (["--duration-weighting"], {"weighted": True}),
+        (["--collapse"], {"collapse": True}),
+        (["--padding", "zero"], {"mode": "constant"}),
+        (["--one-based"], {"shift": 1.0}),
+    ],
+)
+def test_csv_options_give_the_gfdm_of_their_definition(tmp_path, fixation_csv, capsys, flags, reference):
+    out = tmp_path / "maps"
     code, _, err = run_cli(
-        [*base, "-o", tmp_path / "plain", "--sigma", 3, "--dtype", "float64"], capsys
-    )
-    assert code == 0, err
-    plain = np.load(tmp_path / "plain" / "a.npy")
-    assert plain.dtype == np.float64 and not (tmp_path / "plain" / "a.png").exists()
-    for flag in (["--duration-weighting"], ["--collapse"], ["--padding", "zero"]):
-        target = tmp_path / flag[-1].strip("-")
-        code, _, err = run_cli([*base, "-o", target, "--sigma", 3, *flag], capsys)
-        assert code == 0, err
-        other = np.load(target / "a.npy")
-        assert abs(float(other.sum()) - 1) < 1e-5
-        assert not np.allclose(other, plain, atol=1e-7), flag
-    # viewing geometry instead of --sigma: 1 degree = sigma
-    code, stdout, _ = run_cli(
-        [
-            *base,
-            "-o",
-            tmp_path / "geo",
-            "--screen-width-px",
-            1280,
-            "--screen-width-mm",
-            400,
-            "--distance-mm",
-            600,
-        ],
+        [fixation_csv, "--size", "40x30", "--no-png", "-o", out, "--sigma", 3, "--dtype", "float64", *flags],
         capsys,
     )
-    assert code == 0
-    sigma = sigma_from_geometry(1280, 400, 600)
-    assert f"sigma {sigma:.2f} px" in stdout
-    summary = list(csv.DictReader(open(tmp_path / "geo" / "summary.csv")))
-    assert float(summary[0]["sigma_px"]) == pytest.approx(sigma, rel=1e-5)
+    assert code == 0, err
+    rows = rows_of(fixation_csv, "a.jpg")
+    ours = np.load(out / "a.npy")
+    assert ours.dtype == np.float64 and not (out / "a.png").exists()
+    np.testing.assert_allclose(ours, scipy_gfdm(rows, 30, 40, 3.0, **reference), rtol=1e-9, atol=1e-15)
+    # Each option changes the map by more than rounding: it was applied, not ignored.
+    if flags:
+        plain = scipy_gfdm(rows, 30, 40, 3.0)
+        assert np.abs(ours - plain).max() > 1e-6 * plain.max(), flags
+
+
+def test_csv_viewing_geometry_sets_sigma(tmp_path, fixation_csv, capsys):
+    # 1280 px over 400 mm at 600 mm: one degree is 2 * 600 * tan(0.5 deg) mm = 10.4724 mm, i.e.
+    # 33.51 px; --sigma-deg 0.5 halves it.
+    base = [fixation_csv, "--size", "40x30", "--no-png", "--dtype", "float64",
+            "--screen-width-px", 1280, "--screen-width-mm", 400, "--distance-mm", 600]
+    for degrees in (1.0, 0.5):
+        out = tmp_path / f"geo{degrees}"
+        code, stdout, _ = run_cli([*base, "-o", out, "--sigma-deg", degrees], capsys)
+        assert code == 0
+        sigma = degrees * 2 * 600 * np.tan(np.radians(0.5)) * 1280 / 400
+        assert f"sigma {sigma:.2f} px" in stdout
+        summary = list(csv.DictReader(open(out / "summary.csv")))
+        assert float(summary[0]["sigma_px"]) == pytest.approx(sigma, rel=1e-5)
+        expected = scipy_gfdm(rows_of(fixation_csv, "a.jpg"), 30, 40, sigma)
+        np.testing.assert_allclose(np.load(out / "a.npy"), expected, rtol=1e-9, atol=1e-15)
 
 
 def test_csv_with_size_columns_and_one_based(tmp_path, capsys):

@@ -9,6 +9,7 @@ from torch import nn
 from mlfem import FEM, MLFEM, fem_saliency, fuse, minmax_normalize, resize_maps
 from tiny_models import TinyCNN, all_hooks
 from _cuda import requires_cuda
+from _precision import HALF_PRECISION_BOUNDS, pcc_per_image
 
 
 @pytest.fixture(scope="module")
@@ -68,12 +69,22 @@ def test_batch_results_equal_per_image_results(tiny_cnn: TinyCNN, batch: int) ->
     torch.testing.assert_close(together, one_by_one)
 
 
-@pytest.mark.parametrize("dtype", [torch.float32, torch.float16, torch.bfloat16])
-def test_dtypes(tiny_cnn: TinyCNN, dtype: torch.dtype) -> None:
-    model = TinyCNN().eval().to(dtype)
-    maps = MLFEM(model)(torch.randn(2, 3, 16, 16).to(dtype))
-    assert maps.dtype == torch.float32
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
+@pytest.mark.parametrize("architecture", ["tiny", "resnet18"])
+def test_half_precision_maps_match_float32(resnet18: nn.Module, architecture: str, dtype: torch.dtype) -> None:
+    model, size = (TinyCNN().eval(), 32) if architecture == "tiny" else (resnet18, 96)
+    images = torch.randn(4, 3, size, size, generator=torch.Generator().manual_seed(1))
+    reference = MLFEM(model, fusion="add")(images)
+    try:
+        maps = MLFEM(model.to(dtype), fusion="add")(images.to(dtype))
+    finally:
+        model.to(torch.float32)
+    assert maps.dtype == torch.float32 and maps.shape == reference.shape
     assert torch.isfinite(maps).all() and maps.min() >= 0 and maps.max() <= 1
+    min_pcc, max_mean_error = HALF_PRECISION_BOUNDS[dtype]
+    pcc = pcc_per_image(maps, reference)
+    assert bool((pcc > min_pcc).all()), pcc
+    assert float((maps - reference).abs().mean()) < max_mean_error
 
 
 def test_outputs_are_ordinary_tensors(tiny_cnn: TinyCNN) -> None:
