@@ -115,8 +115,10 @@ def measure_in_subprocess(script: Path, arguments: list[str]) -> dict:
 
 
 def machine_description(device: torch.device) -> str:
+    """The machine, thread count, torch version and today's date, for the output's header."""
+    today = time.strftime("%Y-%m-%d")
     if device.type == "cuda":
-        return f"{torch.cuda.get_device_name(device)}, torch {torch.__version__}"
+        return f"{torch.cuda.get_device_name(device)}, torch {torch.__version__}, {today}"
     cpu = "unknown CPU"
     try:
         for line in Path("/proc/cpuinfo").read_text().splitlines():
@@ -125,4 +127,5 @@ def machine_description(device: torch.device) -> str:
                 break
     except OSError:
         pass
-    return f"{cpu}, {torch.get_num_threads()} threads, torch {torch.__version__}"
+    cores = os.cpu_count()
+    return f"{cpu} ({cores} cores), {torch.get_num_threads()} threads, torch {torch.__version__}, {today}"

@@ -2,7 +2,10 @@
 
 Times, in one run, on ResNet-50 (random weights; cost does not depend on them):
   forward       one forward pass under inference mode (the baseline)
-  mlfem         MLFEM over the 16 bottleneck blocks, add fusion
+  mlfem         MLFEM over the 16 bottleneck blocks, add fusion (fused at each layer's
+                resolution, one resize per resolution)
+  mlfem-max     the same with max fusion (every map resized to the input first)
+  mlfem-top     the same with top fusion (every map resized to the input first)
   fem           FEM on the last block
   naive-mlfem   a straightforward MLFEM: hooks keep every activation, var_mean, masks
   gradcam-pgc   pytorch-grad-cam GradCAM on layer4 (if installed: benchmark extra)
@@ -35,7 +38,7 @@ from _common import (  # noqa: E402
     setup_resnet50,
 )
 
-METHODS = ("forward", "mlfem", "fem", "naive-mlfem", "gradcam-pgc", "gradcam-captum")
+METHODS = ("forward", "mlfem", "mlfem-max", "mlfem-top", "fem", "naive-mlfem", "gradcam-pgc", "gradcam-captum")
 
 
 def build(method: str, model: torch.nn.Module, images: torch.Tensor) -> Callable[[], object] | None:
@@ -49,8 +52,9 @@ def build(method: str, model: torch.nn.Module, images: torch.Tensor) -> Callable
                 return model(images)
 
         return forward
-    if method == "mlfem":
-        explainer = MLFEM(model, fusion="add")
+    if method == "mlfem" or method.startswith("mlfem-"):
+        fusion = "add" if method == "mlfem" else method.removeprefix("mlfem-")
+        explainer = MLFEM(model, fusion=fusion)
         return lambda: explainer(images)
     if method == "fem":
         fem = FEM(model)
