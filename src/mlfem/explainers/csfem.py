@@ -67,7 +67,8 @@ class CSFEM(TargetExplainer):
 
     name = "csfem"
     description = (
-        "Class-specific FEM: FEM channel terms weighted by the target's classifier row (or pooled gradients)"
+        "Class-specific FEM: FEM channel terms weighted by the target's classifier row; gradient-free only "
+        "with a linear head on pooled features, otherwise pooled gradients (it then back-propagates)"
     )
 
     def __init__(
