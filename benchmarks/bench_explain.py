@@ -31,10 +31,13 @@ import torch.nn.functional as F
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import (  # noqa: E402
-    interleaved_ratios,
+    interleaved_rounds,
+    load_text,
     machine_description,
     measure_in_subprocess,
     peak_memory_bytes,
+    ratio_text,
+    seconds_text,
     setup_resnet50,
 )
 
@@ -149,7 +152,8 @@ def main() -> None:
         function = build(method, model, images)
         if function is not None:
             functions[method] = function
-    times, ratios = interleaved_ratios(functions, "forward", args.repeats, device)
+    print(f"{args.repeats} interleaved rounds; {load_text()} at the start")
+    times, ratios = interleaved_rounds(functions, "forward", args.repeats, device)
     peaks: dict[str, float] = {}
     common = ["--device", args.device, "--batch", str(args.batch), "--size", str(args.size),
               "--threads", str(args.threads)]
@@ -158,13 +162,14 @@ def main() -> None:
         peaks[method] = result["peak"]
 
     base_peak = peaks["forward"]
+    print(f"forward pass: {seconds_text(times['forward'])}; {load_text()} at the end")
     print()
-    print("| method | time (ms) | time / forward | peak memory rise (MiB) | peak / forward |")
-    print("|---|---:|---:|---:|---:|")
+    print("| method | time / forward, median (range) of the rounds | peak memory rise (MiB) | peak / forward |")
+    print("|---|---:|---:|---:|")
     for method in times:
         print(
-            f"| {method} | {times[method] * 1000:.1f} | {ratios[method]:.3f} | "
-            f"{peaks[method] / 2**20:.1f} | {peaks[method] / base_peak:.3f} |"
+            f"| {method} | {ratio_text(ratios[method])} | "
+            f"{peaks[method] / 2**20:.1f} | {peaks[method] / base_peak:.2f} |"
         )
     missing = [m for m in methods if m not in times]
     if missing:

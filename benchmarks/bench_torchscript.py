@@ -21,7 +21,14 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import interleaved_ratios, machine_description, setup_resnet50  # noqa: E402
+from _common import (  # noqa: E402
+    interleaved_rounds,
+    load_text,
+    machine_description,
+    ratio_text,
+    seconds_text,
+    setup_resnet50,
+)
 
 
 def main() -> None:
@@ -49,13 +56,14 @@ def main() -> None:
         return run
 
     functions = {"torchscript": timing(script), "replay": timing(replayed), "eager": timing(model)}
-    times, ratios = interleaved_ratios(functions, "torchscript", args.repeats, device)
     print(f"ResNet-50 {args.how}d, batch {args.batch}, {args.size}x{args.size}, {machine_description(device)}")
-    print(f"{args.repeats} rounds")
-    print("| module | time (ms) | time / TorchScript |")
-    print("|---|---:|---:|")
+    print(f"{args.repeats} interleaved rounds; {load_text()} at the start")
+    times, ratios = interleaved_rounds(functions, "torchscript", args.repeats, device)
+    print(f"TorchScript forward pass: {seconds_text(times['torchscript'])}; {load_text()} at the end")
+    print("| module | time / TorchScript, median (range) of the rounds |")
+    print("|---|---:|")
     for name in functions:
-        print(f"| {name} | {times[name] * 1000:.1f} | {ratios[name]:.3f} |")
+        print(f"| {name} | {ratio_text(ratios[name], 3)} |")
 
 
 if __name__ == "__main__":
