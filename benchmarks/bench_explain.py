@@ -89,7 +89,7 @@ def build(method: str, model: torch.nn.Module, images: torch.Tensor) -> Callable
 
 
 def naive_mlfem(model: torch.nn.Module, images: torch.Tensor) -> torch.Tensor:
-    """The straightforward version design.md §7 measured at 1.5-1.6x: keep all, then compute."""
+    """The straightforward version: hooks keep every activation, then FEM on each."""
     from mlfem import find_layers
 
     captured: list[torch.Tensor] = []

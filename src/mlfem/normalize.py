@@ -19,7 +19,7 @@ def minmax_normalize(maps: Tensor) -> Tensor:
 
     Returns:
         A tensor of the same shape and dtype. A constant map (max == min, e.g. a layer
-        where no channel fires) becomes all zeros rather than NaN (design.md §2).
+        where no channel fires) becomes all zeros rather than NaN (docs/design-decisions.md §1).
     """
     flat = maps.flatten(-2)
     low, high = _extremes(flat, keepdim=True)

@@ -30,7 +30,7 @@ __all__ = [
     "weighted_mean",
 ]
 
-#: The MIT benchmark's regulariser (MATLAB ``eps`` rounded as in design.md).
+#: The MIT benchmark's regulariser (MATLAB ``eps`` rounded as in docs/design-decisions.md §4).
 EPS: float = 2.2204e-16
 
 
