@@ -77,6 +77,25 @@ def seconds_text(times: list[float]) -> str:
     return f"{statistics.median(times) * 1000:.0f} ms ({min(times) * 1000:.0f}–{max(times) * 1000:.0f})"
 
 
+def print_ratio_table(
+    functions: dict[str, Callable[[], object]],
+    baseline: str,
+    rounds: int,
+    device: torch.device,
+    header: str,
+    digits: int = 3,
+) -> None:
+    """Time ``functions`` in interleaved rounds and print each one's ratio to ``baseline``
+    (median and range of the rounds) as a Markdown table, with the load before and after."""
+    print(f"{rounds} interleaved rounds; {load_text()} at the start")
+    times, ratios = interleaved_rounds(functions, baseline, rounds, device)
+    print(f"{baseline}: {seconds_text(times[baseline])}; {load_text()} at the end")
+    print(f"| {header} | time / {baseline}, median (range) of the rounds |")
+    print("|---|---:|")
+    for name in functions:
+        print(f"| {name} | {ratio_text(ratios[name], digits)} |")
+
+
 def load_text() -> str:
     """The 1-minute load average, which says how busy a shared machine was."""
     try:

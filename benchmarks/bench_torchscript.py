@@ -21,14 +21,7 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import (  # noqa: E402
-    interleaved_rounds,
-    load_text,
-    machine_description,
-    ratio_text,
-    seconds_text,
-    setup_resnet50,
-)
+from _common import machine_description, print_ratio_table, setup_resnet50  # noqa: E402
 
 
 def main() -> None:
@@ -57,13 +50,7 @@ def main() -> None:
 
     functions = {"torchscript": timing(script), "replay": timing(replayed), "eager": timing(model)}
     print(f"ResNet-50 {args.how}d, batch {args.batch}, {args.size}x{args.size}, {machine_description(device)}")
-    print(f"{args.repeats} interleaved rounds; {load_text()} at the start")
-    times, ratios = interleaved_rounds(functions, "torchscript", args.repeats, device)
-    print(f"TorchScript forward pass: {seconds_text(times['torchscript'])}; {load_text()} at the end")
-    print("| module | time / TorchScript, median (range) of the rounds |")
-    print("|---|---:|")
-    for name in functions:
-        print(f"| {name} | {ratio_text(ratios[name], 3)} |")
+    print_ratio_table(functions, "torchscript", args.repeats, device, "module")
 
 
 if __name__ == "__main__":

@@ -26,7 +26,7 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import interleaved_rounds, load_text, machine_description, ratio_text, seconds_text  # noqa: E402
+from _common import machine_description, print_ratio_table  # noqa: E402
 
 
 def main() -> None:
@@ -81,13 +81,7 @@ def main() -> None:
         "mlfem": lambda: explainer(images),
     }
     print(f"ResNet-50, batch {args.batch}, {args.size}x{args.size}, {machine_description(device)}")
-    print(f"{args.repeats} interleaved rounds; {load_text()} at the start")
-    times, ratios = interleaved_rounds(functions, "forward", args.repeats, device)
-    print(f"forward pass: {seconds_text(times['forward'])}; {load_text()} at the end")
-    print("| stage | time / forward, median (range) of the rounds |")
-    print("|---|---:|")
-    for name in functions:
-        print(f"| {name} | {ratio_text(ratios[name], 3)} |")
+    print_ratio_table(functions, "forward", args.repeats, device, "stage")
 
 
 if __name__ == "__main__":
