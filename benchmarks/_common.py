@@ -36,10 +36,10 @@ def wall_time(function: Callable[[], object], device: torch.device) -> float:
     return time.perf_counter() - start
 
 
-def interleaved_ratios(
+def interleaved_rounds(
     functions: dict[str, Callable[[], object]], baseline: str, rounds: int, device: torch.device
-) -> tuple[dict[str, float], dict[str, float]]:
-    """Median time of each function, and median of its per-round ratio to ``baseline``.
+) -> tuple[dict[str, list[float]], dict[str, list[float]]]:
+    """Per-round times of each function, and per-round ratios to ``baseline``.
 
     Every round times each function once, in turn, after one warm-up call each, so that a
     machine getting busier or quieter affects the baseline and the method alike.
@@ -50,12 +50,58 @@ def interleaved_ratios(
     for _ in range(rounds):
         for name, function in functions.items():
             samples[name].append(wall_time(function, device))
+    ratios = {name: [t / b for t, b in zip(values, samples[baseline])] for name, values in samples.items()}
+    return samples, ratios
+
+
+def interleaved_ratios(
+    functions: dict[str, Callable[[], object]], baseline: str, rounds: int, device: torch.device
+) -> tuple[dict[str, float], dict[str, float]]:
+    """Median time of each function, and median of its per-round ratio to ``baseline``.
+
+    On a shared machine the medians of the times are taken over different rounds and need
+    not agree with the median ratio; publish the ratio (see :func:`ratio_text`).
+    """
+    samples, ratios = interleaved_rounds(functions, baseline, rounds, device)
     medians = {name: statistics.median(values) for name, values in samples.items()}
-    ratios = {
-        name: statistics.median(t / b for t, b in zip(values, samples[baseline]))
-        for name, values in samples.items()
-    }
-    return medians, ratios
+    return medians, {name: statistics.median(values) for name, values in ratios.items()}
+
+
+def ratio_text(ratios: list[float], digits: int = 2) -> str:
+    """``median (min–max)`` of per-round ratios, e.g. ``1.10 (1.06–1.13)``."""
+    return f"{statistics.median(ratios):.{digits}f} ({min(ratios):.{digits}f}–{max(ratios):.{digits}f})"
+
+
+def seconds_text(times: list[float]) -> str:
+    """``median (min–max)`` of times in milliseconds, e.g. ``512 ms (480–590)``."""
+    return f"{statistics.median(times) * 1000:.0f} ms ({min(times) * 1000:.0f}–{max(times) * 1000:.0f})"
+
+
+def print_ratio_table(
+    functions: dict[str, Callable[[], object]],
+    baseline: str,
+    rounds: int,
+    device: torch.device,
+    header: str,
+    digits: int = 3,
+) -> None:
+    """Time ``functions`` in interleaved rounds and print each one's ratio to ``baseline``
+    (median and range of the rounds) as a Markdown table, with the load before and after."""
+    print(f"{rounds} interleaved rounds; {load_text()} at the start")
+    times, ratios = interleaved_rounds(functions, baseline, rounds, device)
+    print(f"{baseline}: {seconds_text(times[baseline])}; {load_text()} at the end")
+    print(f"| {header} | time / {baseline}, median (range) of the rounds |")
+    print("|---|---:|")
+    for name in functions:
+        print(f"| {name} | {ratio_text(ratios[name], digits)} |")
+
+
+def load_text() -> str:
+    """The 1-minute load average, which says how busy a shared machine was."""
+    try:
+        return f"load average {os.getloadavg()[0]:.1f}"
+    except OSError:
+        return "load average unknown"
 
 
 def setup_resnet50(
@@ -115,8 +161,10 @@ def measure_in_subprocess(script: Path, arguments: list[str]) -> dict:
 
 
 def machine_description(device: torch.device) -> str:
+    """The machine, thread count, torch version and today's date, for the output's header."""
+    today = time.strftime("%Y-%m-%d")
     if device.type == "cuda":
-        return f"{torch.cuda.get_device_name(device)}, torch {torch.__version__}"
+        return f"{torch.cuda.get_device_name(device)}, torch {torch.__version__}, {today}"
     cpu = "unknown CPU"
     try:
         for line in Path("/proc/cpuinfo").read_text().splitlines():
@@ -125,4 +173,5 @@ def machine_description(device: torch.device) -> str:
                 break
     except OSError:
         pass
-    return f"{cpu}, {torch.get_num_threads()} threads, torch {torch.__version__}"
+    cores = os.cpu_count()
+    return f"{cpu} ({cores} cores), {torch.get_num_threads()} threads, torch {torch.__version__}, {today}"

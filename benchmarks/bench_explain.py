@@ -2,7 +2,10 @@
 
 Times, in one run, on ResNet-50 (random weights; cost does not depend on them):
   forward       one forward pass under inference mode (the baseline)
-  mlfem         MLFEM over the 16 bottleneck blocks, add fusion
+  mlfem         MLFEM over the 16 bottleneck blocks, add fusion (fused at each layer's
+                resolution, one resize per resolution)
+  mlfem-max     the same with max fusion (every map resized to the input first)
+  mlfem-top     the same with top fusion (every map resized to the input first)
   fem           FEM on the last block
   naive-mlfem   a straightforward MLFEM: hooks keep every activation, var_mean, masks
   gradcam-pgc   pytorch-grad-cam GradCAM on layer4 (if installed: benchmark extra)
@@ -28,14 +31,17 @@ import torch.nn.functional as F
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import (  # noqa: E402
-    interleaved_ratios,
+    interleaved_rounds,
+    load_text,
     machine_description,
     measure_in_subprocess,
     peak_memory_bytes,
+    ratio_text,
+    seconds_text,
     setup_resnet50,
 )
 
-METHODS = ("forward", "mlfem", "fem", "naive-mlfem", "gradcam-pgc", "gradcam-captum")
+METHODS = ("forward", "mlfem", "mlfem-max", "mlfem-top", "fem", "naive-mlfem", "gradcam-pgc", "gradcam-captum")
 
 
 def build(method: str, model: torch.nn.Module, images: torch.Tensor) -> Callable[[], object] | None:
@@ -49,8 +55,9 @@ def build(method: str, model: torch.nn.Module, images: torch.Tensor) -> Callable
                 return model(images)
 
         return forward
-    if method == "mlfem":
-        explainer = MLFEM(model, fusion="add")
+    if method == "mlfem" or method.startswith("mlfem-"):
+        fusion = "add" if method == "mlfem" else method.removeprefix("mlfem-")
+        explainer = MLFEM(model, fusion=fusion)
         return lambda: explainer(images)
     if method == "fem":
         fem = FEM(model)
@@ -82,7 +89,7 @@ def build(method: str, model: torch.nn.Module, images: torch.Tensor) -> Callable
 
 
 def naive_mlfem(model: torch.nn.Module, images: torch.Tensor) -> torch.Tensor:
-    """The straightforward version design.md §7 measured at 1.5-1.6x: keep all, then compute."""
+    """The straightforward version: hooks keep every activation, then FEM on each."""
     from mlfem import find_layers
 
     captured: list[torch.Tensor] = []
@@ -145,7 +152,8 @@ def main() -> None:
         function = build(method, model, images)
         if function is not None:
             functions[method] = function
-    times, ratios = interleaved_ratios(functions, "forward", args.repeats, device)
+    print(f"{args.repeats} interleaved rounds; {load_text()} at the start")
+    times, ratios = interleaved_rounds(functions, "forward", args.repeats, device)
     peaks: dict[str, float] = {}
     common = ["--device", args.device, "--batch", str(args.batch), "--size", str(args.size),
               "--threads", str(args.threads)]
@@ -154,13 +162,14 @@ def main() -> None:
         peaks[method] = result["peak"]
 
     base_peak = peaks["forward"]
+    print(f"forward pass: {seconds_text(times['forward'])}; {load_text()} at the end")
     print()
-    print("| method | time (ms) | time / forward | peak memory rise (MiB) | peak / forward |")
-    print("|---|---:|---:|---:|---:|")
+    print("| method | time / forward, median (range) of the rounds | peak memory rise (MiB) | peak / forward |")
+    print("|---|---:|---:|---:|")
     for method in times:
         print(
-            f"| {method} | {times[method] * 1000:.1f} | {ratios[method]:.3f} | "
-            f"{peaks[method] / 2**20:.1f} | {peaks[method] / base_peak:.3f} |"
+            f"| {method} | {ratio_text(ratios[method])} | "
+            f"{peaks[method] / 2**20:.1f} | {peaks[method] / base_peak:.2f} |"
         )
     missing = [m for m in methods if m not in times]
     if missing:

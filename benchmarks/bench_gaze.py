@@ -8,7 +8,8 @@ Not a test. Run: ``uv run python benchmarks/bench_gaze.py [--maps 200] [--naive-
 2. PCC + SIM + NSS + AUC-Judd on ``--maps`` maps of 480x640: batched torch vs per-image numpy.
    Two numpy baselines: a port of the MIT benchmark code (AUC-Judd loops over the thresholds;
    timed on a subset and extrapolated) and a vectorised numpy AUC-Judd (sort + searchsorted).
-3. If the OSIE sample is beside the clone: human ceiling vs centre bias (PCC) on all 40 images.
+3. If the OSIE sample is beside the clone: human ceiling vs centre bias (PCC, SIM, NSS, AUC-Judd)
+   on all 40 images, and the RMS offset of their fixations from the image centre.
 
 Everything runs in one process with ``torch.set_num_threads(2)``.
 """
@@ -155,7 +156,8 @@ def main() -> None:
     torch.set_num_threads(2)
     print(
         f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores, "
-        f"torch {torch.__version__} ({torch.get_num_threads()} threads), numpy {np.__version__}"
+        f"torch {torch.__version__} ({torch.get_num_threads()} threads), numpy {np.__version__}, "
+        f"{time.strftime('%Y-%m-%d')}"
     )
     try:
         print(f"load average at start: {os.getloadavg()[0]:.2f}")
@@ -239,7 +241,7 @@ def main() -> None:
     if args.skip_osie or not (osie / "fixations.mat").is_file():
         print("\n[OSIE] skipped (no ../shared/data/osie)")
         return
-    from mlfem.gaze import human_ceiling, observer_scores, read_osie
+    from mlfem.gaze import CentreBias, human_ceiling, observer_scores, read_osie
 
     data = read_osie(osie)
     centre = centre_bias(600, 800)
@@ -251,6 +253,8 @@ def main() -> None:
             [observer_scores(centre, f, 24.0, name, dtype=torch.float32).mean for f in data]
         )
         print(f"  {name:8s} human ceiling {ceiling:.3f}   centre bias (same targets) {base:.3f}")
+    fitted = CentreBias.fit(data)
+    print(f"  fixations' RMS offset from the centre: {fitted.sigma_x:.2f} W x {fitted.sigma_y:.2f} H")
     full = gfdm_batch(data, 24.0).maps
     print(
         f"  centre bias vs full GFDM: PCC {float(metrics.pcc(centre, full).mean()):.3f}, "

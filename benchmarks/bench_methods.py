@@ -5,7 +5,9 @@ otherwise), on ResNet-50 with random weights (cost does not depend on them):
 
 * time of one call on a batch, divided by the time of one forward pass of the same
   batch under inference mode, timed right before it in the same process (so a
-  machine getting busier or quieter affects both alike). Each method is called
+  machine getting busier or quieter affects both alike); the table gives the median
+  and the range of these ratios, not seconds, whose medians over different calls
+  need not agree with the ratios on a shared machine. Each method is called
   once as a warm-up, then ``--repeats`` times; a method whose warm-up call took
   longer than ``--budget`` seconds is timed by that call alone (its one-time
   costs are negligible next to it) — the ``n`` column says how many calls count;
@@ -39,9 +41,12 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import (  # noqa: E402
+    load_text,
     machine_description,
     measure_in_subprocess,
     peak_memory_bytes,
+    ratio_text,
+    seconds_text,
     setup_resnet50,
     wall_time,
 )
@@ -99,20 +104,19 @@ def time_method(
     device: torch.device,
     repeats: int,
     budget: float,
-) -> tuple[float, float, int]:
-    """(median seconds, median ratio to the forward pass timed just before, calls counted)."""
+) -> list[float]:
+    """Ratios of each timed call to the forward pass timed just before it (one ratio, to
+    the mean of the passes before and after, when the warm-up call exceeded ``budget``)."""
     forward_before = wall_time(lambda: forward(images), device)
     first = wall_time(lambda: function(images), device)
     if first > budget:
         forward_after = wall_time(lambda: forward(images), device)
-        return first, first / statistics.mean([forward_before, forward_after]), 1
-    times, ratios = [], []
+        return [first / statistics.mean([forward_before, forward_after])]
+    ratios = []
     for _ in range(repeats):
         forward_time = wall_time(lambda: forward(images), device)
-        method_time = wall_time(lambda: function(images), device)
-        times.append(method_time)
-        ratios.append(method_time / forward_time)
-    return statistics.median(times), statistics.median(ratios), repeats
+        ratios.append(wall_time(lambda: function(images), device) / forward_time)
+    return ratios
 
 
 def main() -> None:
@@ -143,15 +147,16 @@ def main() -> None:
     print(f"ResNet-50 (random init), batch {args.batch}, {args.size}x{args.size}, {machine_description(device)}")
     if options:
         print(f"options: {', '.join(f'{k}={v}' for k, v in options.items())}")
+    print(f"{load_text()} at the start")
     forward = build("forward", model, options)
     forward(images)
-    results: dict[str, tuple[float, float, int]] = {}
     forward_times = [wall_time(lambda: forward(images), device) for _ in range(max(3, args.repeats))]
-    results["forward"] = (statistics.median(forward_times), 1.0, len(forward_times))
+    results: dict[str, list[float]] = {"forward": [1.0] * len(forward_times)}
     for name in names:
         function = build(name, model, options)
         results[name] = time_method(function, forward, images, device, args.repeats, args.budget)
-        print(f"  {name}: {results[name][1]:.2f}x forward", file=sys.stderr, flush=True)
+        print(f"  {name}: {statistics.median(results[name]):.2f}x forward", file=sys.stderr, flush=True)
+    print(f"forward pass before the methods: {seconds_text(forward_times)}; {load_text()} after the timings")
 
     peaks: dict[str, int | None] = {name: None for name in results}
     if not args.no_memory:
@@ -163,14 +168,15 @@ def main() -> None:
     base_peak = peaks["forward"]
 
     print()
-    print("| method | gradients | time (s) | time / forward | n | peak memory rise (MiB) | peak / forward |")
-    print("|---|:---:|---:|---:|---:|---:|---:|")
-    for name, (seconds, ratio, count) in results.items():
+    print("| method | gradients | time / forward, median (range) | n | peak memory rise (MiB) | peak / forward |")
+    print("|---|:---:|---:|---:|---:|---:|")
+    for name, ratios in results.items():
         gradients = "" if name == "forward" else ("yes" if method_info(name).uses_gradients else "no")
         peak = peaks[name]
         memory = "–" if peak is None else f"{peak / 2**20:.0f}"
         memory_ratio = "–" if peak is None or not base_peak else f"{peak / base_peak:.2f}"
-        print(f"| {name} | {gradients} | {seconds:.3f} | {ratio:.2f} | {count} | {memory} | {memory_ratio} |")
+        ratio = "1.00" if name == "forward" else ratio_text(ratios)
+        print(f"| {name} | {gradients} | {ratio} | {len(ratios)} | {memory} | {memory_ratio} |")
 
 
 if __name__ == "__main__":

@@ -26,7 +26,7 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import interleaved_ratios, machine_description  # noqa: E402
+from _common import machine_description, print_ratio_table  # noqa: E402
 
 
 def main() -> None:
@@ -80,12 +80,8 @@ def main() -> None:
         "resize-each": with_hooks(resize_each),
         "mlfem": lambda: explainer(images),
     }
-    times, ratios = interleaved_ratios(functions, "forward", args.repeats, device)
     print(f"ResNet-50, batch {args.batch}, {args.size}x{args.size}, {machine_description(device)}")
-    print("| stage | time (ms) | time / forward |")
-    print("|---|---:|---:|")
-    for name in functions:
-        print(f"| {name} | {times[name] * 1000:.1f} | {ratios[name]:.3f} |")
+    print_ratio_table(functions, "forward", args.repeats, device, "stage")
 
 
 if __name__ == "__main__":

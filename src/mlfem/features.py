@@ -1,6 +1,6 @@
 """Feature adapters: how one layer's output becomes the feature maps FEM reads.
 
-FEM (design.md §2) needs (B, C, H, W) activations with strong positive responses. A layer's
+FEM (docs/design-decisions.md §1) needs (B, C, H, W) activations with strong positive responses. A layer's
 raw output is not always that: a block of a timm EfficientNet outputs a signed residual
 stream (rectify it), a vision transformer outputs a token sequence (to be reshaped onto its
 patch grid), a video network a 5-D tensor. An adapter is the single place where that

@@ -2,7 +2,7 @@
 
 FEM keeps, in every channel, the activations that are unusually strong for that
 channel (``F >= mu + k * sigma``) and weights the binary mask by the channel's mean
-activation: ``s = sum_c [F_c >= mu_c + k * sigma_c] * mu_c`` (design.md §2).
+activation: ``s = sum_c [F_c >= mu_c + k * sigma_c] * mu_c`` (docs/design-decisions.md §1).
 
 The computation is written for speed and bounded memory, because MLFEM runs it
 inside forward hooks on every block of the network (benchmarks/profile_mlfem.py

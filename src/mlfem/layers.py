@@ -1,6 +1,6 @@
 """Which layers MLFEM reads: automatic discovery of a CNN's blocks, or names given by the user.
 
-FEM is meant to read a block's output *after* its non-linearity (design.md §2). The
+FEM is meant to read a block's output *after* its non-linearity (docs/design-decisions.md §1). The
 rules below pick, per architecture family:
 
 * ResNet / ResNeXt / Wide-ResNet (torchvision and timm): every residual block

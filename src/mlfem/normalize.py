@@ -19,7 +19,7 @@ def minmax_normalize(maps: Tensor) -> Tensor:
 
     Returns:
         A tensor of the same shape and dtype. A constant map (max == min, e.g. a layer
-        where no channel fires) becomes all zeros rather than NaN (design.md §2).
+        where no channel fires) becomes all zeros rather than NaN (docs/design-decisions.md §1).
     """
     flat = maps.flatten(-2)
     low, high = _extremes(flat, keepdim=True)
@@ -41,8 +41,9 @@ def minmax_normalize_(maps: Tensor) -> Tensor:
 def _extremes(flat: Tensor, keepdim: bool = False) -> tuple[Tensor, Tensor]:
     """Minimum and maximum over the last dimension.
 
-    On the CPU, ``amin`` plus ``amax`` is about ten times faster than ``aminmax`` along a
-    dimension (torch 2.x); on accelerators the single kernel is cheaper.
+    On the CPU this takes ``amin`` plus ``amax`` rather than ``aminmax``; which is faster
+    depends on the shape and the torch version (``benchmarks/bench_extrema.py`` times both);
+    on accelerators the single kernel is cheaper.
     """
     if flat.device.type == "cpu":
         return flat.amin(-1, keepdim=keepdim), flat.amax(-1, keepdim=keepdim)

@@ -21,9 +21,10 @@ _DESCRIPTION = """\
 Explains 12 real OSIE photos (shipped with mlfem, 15 observers each) with the
 ImageNet-pretrained EfficientNet-Lite0: MLFEM (NET, ADD, TOP, MAX), FEM, Grad-CAM, LayerCAM and
 Guided Backprop against the human GFDMs, with the human ceiling and the centre bias; prints the
-headline table and writes OUT/evaluation/report.html. Offline; the stage times are printed at
-the end (see the README for measured times). --synthetic runs the synthetic benchmark instead
-(it trains its own classifier and NET); --quick is a small version of either.
+headline table and writes OUT/evaluation/report.html (OUT: runs/demo unless --out says).
+Offline; the stage times are printed at the end (measured times, and the machine: "Measured:
+the demos" in docs/evaluation.md). --synthetic runs the synthetic benchmark instead (it trains
+its own classifier and NET); --quick is a small version of either.
 """
 
 

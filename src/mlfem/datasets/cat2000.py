@@ -57,7 +57,7 @@ class CAT2000(GazeDataset):
     name = "cat2000"
     aliases = ("cat",)
     layout = LAYOUT
-    # fc = 8 cycles/image at 1920 px wide, as in the MIT benchmark code (design.md section 3).
+    # fc = 8 cycles/image at 1920 px wide, as in the MIT benchmark code (docs/design-decisions.md §3).
     default_sigma = 48.0
 
     def _index(self) -> list[Record]:

@@ -56,7 +56,7 @@ class MIT1003(GazeDataset):
     name = "mit1003"
     aliases = ("mit",)
     layout = LAYOUT
-    # MIT's fc = 8 cycles/image Gaussian at 1024 px is sigma ~ 24 px (design.md section 3).
+    # MIT's fc = 8 cycles/image Gaussian at 1024 px is sigma ~ 24 px (docs/design-decisions.md §3).
     default_sigma = 24.0
 
     def __init__(

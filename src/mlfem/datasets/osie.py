@@ -84,7 +84,7 @@ class OSIE(GazeDataset):
 
     name = "osie"
     layout = LAYOUT
-    default_sigma = 24.0  # the authors' blur for 800x600 maps (design.md section 3)
+    default_sigma = 24.0  # the authors' blur for 800x600 maps (docs/design-decisions.md §3)
 
     def _index(self) -> list[Record]:
         official = self.root / "data" / "eye" / "fixations.mat"

@@ -138,7 +138,7 @@ class SALICON(GazeDataset):
 
     name = "salicon"
     layout = LAYOUT
-    default_sigma = 19.0  # the SALICON API's blur for 640x480 maps (design.md section 3)
+    default_sigma = 19.0  # the SALICON API's blur for 640x480 maps (docs/design-decisions.md §3)
     multi_label = True
 
     def __init__(

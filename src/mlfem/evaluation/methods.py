@@ -5,7 +5,7 @@ Every method is created through the method registry. Methods built on per-layer 
 :meth:`~mlfem.Explainer.layer_map_source`) are computed from ONE forward pass when their
 extractors read with the same settings and one's layers include the others': the largest
 extractor's per-layer maps are computed once and each method fuses its own layers
-(:meth:`~mlfem.Explainer.fuse_layer_maps`; FEM is the deepest layer's map, design.md §2). The
+(:meth:`~mlfem.Explainer.fuse_layer_maps`; FEM is the deepest layer's map, docs/design-decisions.md §2). The
 logits of that same pass give the predictions. Other methods (Grad-CAM, LayerCAM, pixel
 attributions) run on their own, each explaining the predicted top-1 class.
 """

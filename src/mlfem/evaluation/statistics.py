@@ -1,8 +1,8 @@
 """Statistics for comparing explanation methods: bootstrap confidence intervals, paired
 Wilcoxon signed-rank tests and Holm's multiple-comparison correction.
 
-Everything works on plain sequences or NumPy arrays; NaN values (undefined metrics, design.md
-§4) are dropped before any computation and counted, never turned into numbers.
+Everything works on plain sequences or NumPy arrays; NaN values (undefined metrics,
+docs/design-decisions.md §4) are dropped before any computation and counted, never turned into numbers.
 """
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """CS-FEM: a class-specific variant of FEM.
 
-FEM (design.md §2) keeps, in each channel ``c`` of a block's output ``A``, the
+FEM (docs/design-decisions.md §1) keeps, in each channel ``c`` of a block's output ``A``, the
 strong activations ``b_c = [A_c >= mu_c + k sigma_c]`` and weights them by the
 channel mean ``mu_c``: ``sum_c b_c mu_c``. It ignores the class. CS-FEM weights
 each channel's term by how much that channel votes for the target class ``y``:
@@ -67,7 +67,8 @@ class CSFEM(TargetExplainer):
 
     name = "csfem"
     description = (
-        "Class-specific FEM: FEM channel terms weighted by the target's classifier row (or pooled gradients)"
+        "Class-specific FEM: FEM channel terms weighted by the target's classifier row; gradient-free only "
+        "with a linear head on pooled features, otherwise pooled gradients (it then back-propagates)"
     )
 
     def __init__(

@@ -1,4 +1,4 @@
-"""The learned NET fusion (design.md §2, paper §2.3): a light CNN fusing per-layer FEM maps.
+"""The learned NET fusion (docs/design-decisions.md §2, paper §2.3): a light CNN fusing per-layer FEM maps.
 
 Architecture, for L layers and maps at the training resolution r x r (r a multiple of 4)::
 

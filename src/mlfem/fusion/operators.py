@@ -3,7 +3,7 @@
 Every operator takes per-layer maps of shape (B, L, H, W), layers in forward order
 (shallow to deep), and returns one map (B, H, W) in [0, 1].
 
-The algebraic operators of the paper are *recursive* (design.md §2): the
+The algebraic operators of the paper are *recursive* (docs/design-decisions.md §2): the
 accumulated map starts as the first layer's map, then for each later layer
 ``S = op(S, S_l)``; the first operand is always the accumulated map. Subclasses of
 :class:`RecursiveFusion` only define that binary step.

@@ -8,7 +8,7 @@ undefined values are NaN. :func:`evaluate` returns a whole :class:`MetricTable` 
 A new metric is one module in this package whose function carries :func:`register_metric`
 (every public module here is imported, so it registers); :func:`compute` dispatches through
 :data:`METRICS`.
-Conventions: ``docs/gaze.md`` and design.md section 4.
+Conventions: ``docs/gaze.md`` and docs/design-decisions.md §4.
 """
 
 from mlfem.metrics._common import EPS, match_size

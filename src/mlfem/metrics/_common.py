@@ -30,7 +30,7 @@ __all__ = [
     "weighted_mean",
 ]
 
-#: The MIT benchmark's regulariser (MATLAB ``eps`` rounded as in design.md).
+#: The MIT benchmark's regulariser (MATLAB ``eps`` rounded as in docs/design-decisions.md §4).
 EPS: float = 2.2204e-16
 
 
@@ -123,7 +123,8 @@ def finish(values: torch.Tensor, squeeze: bool) -> torch.Tensor:
 
 def is_constant(maps: torch.Tensor) -> torch.Tensor:
     """(B,) True where a map has a single value (exact test, no tolerance)."""
-    # Separate amax / amin over (H, W): ~5x faster than aminmax on the CPU (torch 2.x).
+    # Separate amax / amin over (H, W) rather than aminmax: on the CPU, faster for large
+    # batches of maps (benchmarks/bench_extrema.py times both).
     dims = tuple(range(1, maps.dim()))
     return maps.amax(dim=dims) == maps.amin(dim=dims)
 

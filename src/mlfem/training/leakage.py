@@ -1,4 +1,4 @@
-"""Leakage guard: anything learned must be scored only on images it never saw (design.md §6).
+"""Leakage guard: anything learned must be scored only on images it never saw (docs/design-decisions.md §5).
 
 Every mlfem checkpoint records the dataset and the image ids it saw:
 
