@@ -10,7 +10,11 @@ per-observer targets blur them with the sigma the dataset declares
 
 Randomised metrics (the sampled AUCs) draw from a generator seeded per image
 (:func:`image_seed`: the run's seed and the image's id), so an image's values do not depend
-on the batch it is in nor on which of its rows a resumed run recomputes.
+on the batch it is in nor on which of its rows a resumed run recomputes. The shuffled AUC's
+negatives come from the split's :class:`mlfem.evaluation.pool.FixationPool`. Metrics of
+faithfulness to the network (deletion, insertion, stability, the randomisation check) are
+scored by :class:`mlfem.evaluation.faithfulness.NetworkScores` on the maps at the model's
+input resolution; they have no per-observer column.
 """
 
 from __future__ import annotations
@@ -143,8 +147,10 @@ class Scorer:
         self.metrics = list(config.metrics)
         from mlfem.metrics import resolve
 
+        # Metrics against gaze; the others question the network (self.network).
+        self.gaze_metrics = [m for m in self.metrics if not resolve(m).uses_model]
         # Metrics that draw random numbers: computed image by image, seeded per image.
-        self.random_metrics = [m for m in self.metrics if "seed" in resolve(m).uses]
+        self.random_metrics = [m for m in self.gaze_metrics if "seed" in resolve(m).uses]
         settings = gfdm_settings(dataset)
         self.sigma, self.collapse = settings.sigma, settings.collapse
         dataset_names = list(getattr(dataset, "class_names", []) or [])
@@ -163,8 +169,31 @@ class Scorer:
         except (ValueError, TypeError) as error:
             raise EvaluationError(str(error)) from error
         self.gradient_free = not self.runner.gradient_methods()
+        self.network = self._network_scores(model) if len(self.gaze_metrics) < len(self.metrics) else None
+        self.pool = None
+        if "sauc" in self.metrics:
+            from mlfem.evaluation.pool import FixationPool
+
+            self.pool = FixationPool.from_dataset(dataset)
         self.observer_protocol = self._observer_protocol_applies(dataset)
         self.no_ceiling = 0  # images with fewer than two observers
+
+    def _network_scores(self, model: EvaluatedModel) -> Any:
+        """The network metrics' scorer, its randomised methods built like the run's."""
+        from mlfem.evaluation.faithfulness import NetworkScores
+
+        config = self.config
+
+        def make_runner(network: torch.nn.Module) -> MethodRunner:
+            return MethodRunner(
+                network, config.methods, layers=config.layers, alpha=config.alpha, k=config.k,
+                normalize=config.normalize, net=config.net, method_options=config.method_options,
+            )
+
+        return NetworkScores(
+            self.metrics, self.runner, options=config.metric_options, seed=config.seed,
+            batch_size=config.batch_size, multi_label=self.multi_label, make_runner=make_runner,
+        )
 
     def _observer_protocol_applies(self, dataset: Any) -> bool:
         """Asked for, GFDM sigma known, and the first readable sample has at least two
@@ -192,11 +221,14 @@ class Scorer:
         """The metric columns of ``results.csv``."""
         from mlfem.evaluation.observers import OBS_SUFFIX
 
-        return self.metrics + ([m + OBS_SUFFIX for m in self.metrics] if self.observer_protocol else [])
+        curves = self.network.columns() if self.network is not None else []
+        return self.metrics + curves + ([m + OBS_SUFFIX for m in self.gaze_metrics] if self.observer_protocol else [])
 
     def close(self) -> None:
         """Release the methods' hooks."""
         self.runner.close()
+        if self.network is not None:
+            self.network.close()
 
     # ---------------------------------------------------------------- per batch
     def process(self, items: list[PreparedImage], pending: dict[str, set[str]]) -> list[dict[str, Any]]:
@@ -205,6 +237,8 @@ class Scorer:
         methods = [m for m in self.config.methods if m in wanted]
         explained = self._explain(items, methods)
         scores = self._scores(items, methods, explained, pending)
+        if self.network is not None:
+            self._network_rows(items, methods, explained, pending, scores)
         self._save_gallery(items, explained)
         return self._rows(items, methods, explained, scores)
 
@@ -222,14 +256,39 @@ class Scorer:
                 explained[i] = _Explained({n: v[j] for n, v in result.maps.items()}, layers, result.logits[j])
         return [explained[i] for i in range(len(items))]
 
+    def _network_rows(self, items, methods, explained, pending, scores) -> None:
+        """Add the network metrics to ``scores``, per batch of one input size."""
+        from mlfem.metrics.centre import centre_bias
+
+        assert self.network is not None
+        by_shape: dict[tuple[int, ...], list[int]] = {}
+        for i, item in enumerate(items):
+            by_shape.setdefault(tuple(item.input.shape), []).append(i)
+        for members in by_shape.values():
+            inputs = torch.stack([items[i].input for i in members]).to(self.runner.device)
+            names = [m for m in methods if all(m in explained[i].maps for i in members)]
+            maps = {m: torch.stack([explained[i].maps[m] for i in members]) for m in names}
+            references = {}
+            if self.config.references and self.network.model_only():
+                height, width = inputs.shape[-2:]
+                references["centre-bias"] = centre_bias(height, width).expand(len(members), -1, -1)
+            targets = torch.stack([explained[i].logits for i in members]).argmax(dim=1)
+            seeds = [image_seed(self.config.seed, items[i].image_id) for i in members]
+            values = self.network.score(inputs, maps, references, targets, seeds)
+            for name, per_image in values.items():
+                for j, i in enumerate(members):
+                    if name in scores[i]:
+                        scores[i][name].update(per_image[j])
+
     def _metric_table(
         self, pred: torch.Tensor, gfdm: torch.Tensor, fix: torch.Tensor | None, ids: Sequence[str]
     ) -> list[Scores]:
-        """One dict of metric values per map of ``pred`` (the image ``ids[r]``'s)."""
+        """One dict of gaze-metric values per map of ``pred`` (the image ``ids[r]``'s); the
+        network metrics are None until :meth:`_network_rows` fills them."""
         from mlfem.metrics import evaluate
 
-        values: dict[str, list[float]] = {}
-        fixed = [m for m in self.metrics if m not in self.random_metrics]
+        values: dict[str, list[float | None]] = {m: [None] * pred.shape[0] for m in self.metrics if m not in self.gaze_metrics}
+        fixed = [m for m in self.gaze_metrics if m not in self.random_metrics]
         if fixed:
             table = evaluate(pred, gt=gfdm, fix=fix, metrics=fixed, seed=self.config.seed)
             values.update({m: table.columns[m] for m in fixed})
@@ -239,6 +298,7 @@ class Scorer:
             table = evaluate(
                 pred[r : r + 1], gt=gfdm[r : r + 1], fix=None if fix is None else fix[r : r + 1],
                 metrics=self.random_metrics, seed=image_seed(self.config.seed, image_id),
+                other_fix=self._others(image_id, pred.shape[-2:]),
             )
             for m in self.random_metrics:
                 values[m].append(table.columns[m][0])
@@ -249,7 +309,7 @@ class Scorer:
         from mlfem.gaze import centre_bias, fixation_counts
         from mlfem.metrics import resolve
 
-        needs_fix = any(resolve(m).needs == "fix" for m in self.metrics)
+        needs_fix = any(resolve(m).needs == "fix" for m in self.gaze_metrics)
         scores: list[dict[str, Scores]] = [{} for _ in items]
         # Maps at the image's resolution, per item, kept for the per-observer protocol.
         originals: list[dict[str, torch.Tensor]] = [{} for _ in items]
@@ -304,7 +364,7 @@ class Scorer:
         ``human``, the human ceiling)."""
         from mlfem.evaluation.observers import OBS_SUFFIX, targets_for
 
-        obs = [m + OBS_SUFFIX for m in self.metrics]
+        obs = [m + OBS_SUFFIX for m in self.gaze_metrics]
         if item.fixations.n_observers < 2:
             # One (pseudo-)observer: no per-observer protocol and no ceiling for this image.
             self.no_ceiling += 1
@@ -317,7 +377,7 @@ class Scorer:
             preds = torch.stack([maps[n].float() for n in names])
             means = self._observer_means(item.image_id, preds, targets)
             for k, name in enumerate(names):
-                scores[name].update({m + OBS_SUFFIX: means[m][k] for m in self.metrics})
+                scores[name].update({m + OBS_SUFFIX: means[m][k] for m in self.gaze_metrics})
         if human:
             # The paper's protocol has no human value (it needs an independent group of
             # observers): those columns stay empty; the ceiling fills the _obs columns.
@@ -330,15 +390,20 @@ class Scorer:
         metrics map by map, seeded by the image (the same draws whichever maps are pending)."""
         from mlfem.evaluation.observers import observer_means
 
-        fixed = [m for m in self.metrics if m not in self.random_metrics]
+        fixed = [m for m in self.gaze_metrics if m not in self.random_metrics]
         means = observer_means(preds, targets, fixed, self.config.seed) if fixed else {}
         seed = image_seed(self.config.seed, image_id)
+        others = self._others(image_id, preds.shape[-2:])
         for m in self.random_metrics:
             means[m] = [
-                observer_means(preds[k : k + 1], targets, [m], seed)[m][0]
+                observer_means(preds[k : k + 1], targets, [m], seed, other_fix=others)[m][0]
                 for k in range(preds.shape[0])
             ]
         return means
+
+    def _others(self, image_id: str, size: Sequence[int]) -> torch.Tensor | None:
+        """The sAUC negatives of one image (None when ``sauc`` is not computed)."""
+        return None if self.pool is None else self.pool.others(image_id, int(size[0]), int(size[1]))
 
     def _ceiling(self, fixations: Fixations) -> list[float]:
         """Leave-one-observer-out human consistency per metric (:func:`mlfem.gaze.human_ceiling`)."""
@@ -346,9 +411,10 @@ class Scorer:
 
         sigma = float(self.sigma)  # type: ignore[arg-type]
         seed = image_seed(self.config.seed, fixations.name) if fixations.name else self.config.seed
+        others = self._others(fixations.name, fixations.size) if fixations.name else None
         return [
-            float(human_ceiling(fixations, sigma, metric, collapse=self.collapse, seed=seed).mean)
-            for metric in self.metrics
+            float(human_ceiling(fixations, sigma, metric, collapse=self.collapse, seed=seed, other_fix=others).mean)
+            for metric in self.gaze_metrics
         ]
 
     def _save_gallery(self, items: list[PreparedImage], explained: list[_Explained]) -> None:
