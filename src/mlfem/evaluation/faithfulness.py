@@ -29,7 +29,7 @@ from torch import Tensor
 from mlfem.evaluation.methods import MethodRunner
 from mlfem.metrics.probe import ModelProbe
 
-__all__ = ["CURVE_SEPARATOR", "NetworkScores", "check_metric_options", "is_network_metric"]
+__all__ = ["CURVE_SEPARATOR", "NetworkScores", "applies_to_references", "check_metric_options", "is_network_metric"]
 
 #: Separates a curve metric's name from its stage in a ``results.csv`` column.
 CURVE_SEPARATOR = "@"
@@ -40,6 +40,17 @@ def is_network_metric(name: str) -> bool:
     from mlfem.metrics import resolve
 
     return resolve(name).uses_model
+
+
+def applies_to_references(column: str) -> bool:
+    """Whether a ``results.csv`` metric column has values on the reference rows: every gaze
+    metric and the network metrics that need only the model (not an explainer)."""
+    from mlfem.metrics import resolve
+
+    try:
+        return resolve(column.partition(CURVE_SEPARATOR)[0].removesuffix("_obs")).needs != "explainer"
+    except ValueError:
+        return True
 
 
 def check_metric_options(metrics: Sequence[str], options: Mapping[str, Mapping[str, Any]]) -> None:

@@ -91,11 +91,15 @@ def stability_metric(
         raise ValueError("stability needs probe.explain (the methods on other inputs)")
     inputs = probe.inputs
     noisy = noisy_copies(inputs, probe.seeds, noise=noise, copies=copies)
-    batch, n = noisy.shape[:2]
-    targets = probe.targets.repeat_interleave(n)
-    noisy_maps = probe.explain(noisy.reshape(batch * n, *inputs.shape[1:]), targets)
+    # One image's copies at a time: the passes never mix images, so a value does not depend
+    # on the batch (a batched pass may differ in the last bits).
+    redone: dict[str, list[Tensor]] = {name: [] for name in maps}
+    for b in range(inputs.shape[0]):
+        explained = probe.explain(noisy[b], probe.targets[b].expand(noisy.shape[1]))
+        for name in maps:
+            redone[name].append(explained[name])
     out = {}
     for name, m in maps.items():
-        redone = noisy_maps[name].to(m.device).reshape(batch, n, *m.shape[1:])
-        out[name] = lipschitz_estimate(m, redone, inputs.to(m.device), noisy.to(m.device))
+        noisy_maps = torch.stack(redone[name]).to(m.device)
+        out[name] = lipschitz_estimate(m, noisy_maps, inputs.to(m.device), noisy.to(m.device))
     return out
