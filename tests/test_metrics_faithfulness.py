@@ -179,3 +179,13 @@ def test_fixation_pool_rescales_other_images_fixations():
     # The order of the pool does not matter.
     reversed_pool = FixationPool(dict(reversed(list(pool.fixations.items()))))
     assert torch.equal(reversed_pool.others("a", 10, 20), others_a)
+
+
+def test_methods_cli_lists_the_metrics_with_their_cost(capsys):
+    from mlfem.cli import main
+
+    assert main(["methods", "--metrics"]) == 0
+    out = capsys.readouterr().out
+    lines = {line.split()[0]: line for line in out.splitlines()[1:]}
+    assert "steps + 1" in lines["deletion"] and "copies x" in lines["stability"]
+    assert " explainer " in lines["rand_ssim"] and " lower " in lines["deletion"]

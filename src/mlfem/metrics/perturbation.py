@@ -171,7 +171,7 @@ def _each_map(
     return out
 
 
-_COST = "steps + 1 forward passes (225 by default)"
+_COST = "steps + 1 (225 by default)"
 
 
 @register_metric("deletion", needs="model", higher_is_better=False, cost=_COST,

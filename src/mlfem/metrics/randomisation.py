@@ -184,7 +184,7 @@ def _similarity_curves(maps: Mapping[str, Tensor], probe: ModelProbe, similarity
     return {name: torch.stack(values, dim=1) for name, values in curves.items()}
 
 
-_COST = "stages x the method's cost (10 stages for EfficientNet-Lite0; shared by rand_spearman and rand_ssim)"
+_COST = "stages x the method's (10: Lite0)"
 
 
 @register_metric("rand_spearman", needs="explainer", higher_is_better=False, curve=True, cost=_COST,

@@ -79,7 +79,7 @@ def local_lipschitz(
 
 @register_metric(
     "stability", needs="explainer", higher_is_better=False,
-    cost="copies x the method's cost (10 passes of the method by default)",
+    cost="copies x the method's (10 by default)",
     summary="local Lipschitz estimate of the map (Alvarez-Melis & Jaakkola): max change per input change",
 )
 def stability_metric(
