@@ -65,9 +65,9 @@ def check_metric_options(metrics: Sequence[str], options: Mapping[str, Mapping[s
         spec = resolve(metric)
         if spec.name not in metrics:
             raise ValueError(f"metric option {metric}.{next(iter(given), '')}: {spec.name} is not among --metrics")
-        accepted = [
+        accepted = [  # the keyword options, less those fixed at registration
             p.name for p in inspect.signature(spec.function).parameters.values()  # type: ignore[arg-type]
-            if p.kind is inspect.Parameter.KEYWORD_ONLY
+            if p.kind is inspect.Parameter.KEYWORD_ONLY and p.name not in spec.options
         ]
         unknown = [key for key in given if key not in accepted]
         if unknown:
@@ -163,7 +163,7 @@ class NetworkScores:
             scored = dict(maps) | (dict(references) if spec.needs == "model" else {})
             if not scored:
                 continue
-            values = spec.function(scored, probe, **self.options.get(spec.name, {}))  # type: ignore[misc]
+            values = spec.function(scored, probe, **spec.options, **self.options.get(spec.name, {}))  # type: ignore[misc]
             for name, tensor in values.items():
                 rows = tensor.detach().to("cpu", torch.float64)
                 for b in range(batch):

@@ -157,11 +157,21 @@ def insertion(model: nn.Module, inputs: Tensor, maps: Tensor, targets: Tensor | 
     return curve_auc(curve, maps.shape[-2] * maps.shape[-1])
 
 
-def _each_map(
-    maps: Mapping[str, Tensor], probe: ModelProbe, reveal: bool, steps: int, baseline: str, batch_size: int
+_COST = "steps + 1 (225 by default)"
+
+
+@register_metric("insertion", needs="model", higher_is_better=True, cost=_COST, reveal=True,
+                 summary="area under the insertion curve (RISE): class probability as salient pixels come")
+@register_metric("deletion", needs="model", higher_is_better=False, cost=_COST, reveal=False,
+                 summary="area under the deletion curve (RISE): class probability as salient pixels go")
+def area_metric(
+    maps: Mapping[str, Tensor], probe: ModelProbe, *, reveal: bool, steps: int = RISE_STEPS,
+    baseline: str | None = None, batch_size: int = _DEFAULT_BATCH,
 ) -> dict[str, Tensor]:
-    """The area of every method's maps, the baseline computed once for all of them."""
-    base = baseline_image(probe.inputs, baseline)
+    """The ``deletion`` (``reveal=False``) and ``insertion`` metrics of the evaluation: the area
+    of every method's maps (baseline by default ``zeros`` for deletion, ``blur`` for
+    insertion), the baseline image computed once for all of them."""
+    base = baseline_image(probe.inputs, baseline or ("blur" if reveal else "zeros"))
     start, finish = (base, probe.inputs) if reveal else (probe.inputs, base)
     out = {}
     for name, m in maps.items():
@@ -169,26 +179,3 @@ def _each_map(
         curve = _curve(probe, start, finish, m.to(probe.inputs.device), probe.targets, int(steps), int(batch_size))
         out[name] = curve_auc(curve, m.shape[-2] * m.shape[-1])
     return out
-
-
-_COST = "steps + 1 (225 by default)"
-
-
-@register_metric("deletion", needs="model", higher_is_better=False, cost=_COST,
-                 summary="area under the deletion curve (RISE): class probability as salient pixels go")
-def deletion_metric(
-    maps: Mapping[str, Tensor], probe: ModelProbe, *, steps: int = RISE_STEPS, baseline: str = "zeros",
-    batch_size: int = _DEFAULT_BATCH,
-) -> dict[str, Tensor]:
-    """The ``deletion`` metric of the evaluation: :func:`deletion` of every method's maps."""
-    return _each_map(maps, probe, False, steps, baseline, batch_size)
-
-
-@register_metric("insertion", needs="model", higher_is_better=True, cost=_COST,
-                 summary="area under the insertion curve (RISE): class probability as salient pixels come")
-def insertion_metric(
-    maps: Mapping[str, Tensor], probe: ModelProbe, *, steps: int = RISE_STEPS, baseline: str = "blur",
-    batch_size: int = _DEFAULT_BATCH,
-) -> dict[str, Tensor]:
-    """The ``insertion`` metric of the evaluation: :func:`insertion` of every method's maps."""
-    return _each_map(maps, probe, True, steps, baseline, batch_size)
