@@ -109,6 +109,48 @@ class NetworkScores:
             self.cascade = Cascade(runner.model, seed)
             self.random_runner = make_runner(self.cascade.model)
 
+    @classmethod
+    def for_run(cls, config: Any, runner: MethodRunner, multi_label: bool) -> NetworkScores:
+        """The network metrics of an evaluation (``config``: its
+        :class:`~mlfem.evaluation.config.EvaluationConfig`), the randomised methods built like
+        the run's."""
+
+        def make_runner(network: torch.nn.Module) -> MethodRunner:
+            return MethodRunner(
+                network, config.methods, layers=config.layers, alpha=config.alpha, k=config.k,
+                normalize=config.normalize, net=config.net, method_options=config.method_options,
+            )
+
+        return cls(
+            config.metrics, runner, options=config.metric_options, seed=config.seed,
+            batch_size=config.batch_size, multi_label=multi_label, make_runner=make_runner,
+        )
+
+    def add_scores(self, items: Sequence[Any], methods: Sequence[str], explained: Sequence[Any],
+                   scores: list[dict[str, dict[str, Any]]], seeds: Sequence[int], references: bool) -> None:
+        """Add the network metrics to the scores of a batch of prepared images (per group of
+        one input size): the rows the scorer made (``scores[i][method]``) get their columns;
+        ``seeds`` are the images' seeds, ``references`` whether the centre-bias row exists."""
+        from mlfem.metrics.centre import centre_bias
+
+        by_shape: dict[tuple[int, ...], list[int]] = {}
+        for i, item in enumerate(items):
+            by_shape.setdefault(tuple(item.input.shape), []).append(i)
+        for members in by_shape.values():
+            inputs = torch.stack([items[i].input for i in members]).to(self.runner.device)
+            names = [m for m in methods if all(m in explained[i].maps for i in members)]
+            maps = {m: torch.stack([explained[i].maps[m] for i in members]) for m in names}
+            fixed = {}
+            if references and self.model_only():
+                height, width = inputs.shape[-2:]
+                fixed["centre-bias"] = centre_bias(height, width).expand(len(members), -1, -1)
+            targets = torch.stack([explained[i].logits for i in members]).argmax(dim=1)
+            values = self.score(inputs, maps, fixed, targets, [seeds[i] for i in members])
+            for name, per_image in values.items():
+                for j, i in enumerate(members):
+                    if name in scores[i]:
+                        scores[i][name].update(per_image[j])
+
     @property
     def names(self) -> list[str]:
         return [spec.name for spec in self.specs]

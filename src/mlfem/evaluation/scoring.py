@@ -169,7 +169,11 @@ class Scorer:
         except (ValueError, TypeError) as error:
             raise EvaluationError(str(error)) from error
         self.gradient_free = not self.runner.gradient_methods()
-        self.network = self._network_scores(model) if len(self.gaze_metrics) < len(self.metrics) else None
+        self.network = None
+        if len(self.gaze_metrics) < len(self.metrics):
+            from mlfem.evaluation.faithfulness import NetworkScores
+
+            self.network = NetworkScores.for_run(config, self.runner, self.multi_label)
         self.pool = None
         if "sauc" in self.metrics:
             from mlfem.evaluation.pool import FixationPool
@@ -177,23 +181,6 @@ class Scorer:
             self.pool = FixationPool.from_dataset(dataset)
         self.observer_protocol = self._observer_protocol_applies(dataset)
         self.no_ceiling = 0  # images with fewer than two observers
-
-    def _network_scores(self, model: EvaluatedModel) -> Any:
-        """The network metrics' scorer, its randomised methods built like the run's."""
-        from mlfem.evaluation.faithfulness import NetworkScores
-
-        config = self.config
-
-        def make_runner(network: torch.nn.Module) -> MethodRunner:
-            return MethodRunner(
-                network, config.methods, layers=config.layers, alpha=config.alpha, k=config.k,
-                normalize=config.normalize, net=config.net, method_options=config.method_options,
-            )
-
-        return NetworkScores(
-            self.metrics, self.runner, options=config.metric_options, seed=config.seed,
-            batch_size=config.batch_size, multi_label=self.multi_label, make_runner=make_runner,
-        )
 
     def _observer_protocol_applies(self, dataset: Any) -> bool:
         """Asked for, GFDM sigma known, and the first readable sample has at least two
@@ -238,7 +225,8 @@ class Scorer:
         explained = self._explain(items, methods)
         scores = self._scores(items, methods, explained, pending)
         if self.network is not None:
-            self._network_rows(items, methods, explained, pending, scores)
+            seeds = [image_seed(self.config.seed, item.image_id) for item in items]
+            self.network.add_scores(items, methods, explained, scores, seeds, self.config.references)
         self._save_gallery(items, explained)
         return self._rows(items, methods, explained, scores)
 
@@ -256,35 +244,11 @@ class Scorer:
                 explained[i] = _Explained({n: v[j] for n, v in result.maps.items()}, layers, result.logits[j])
         return [explained[i] for i in range(len(items))]
 
-    def _network_rows(self, items, methods, explained, pending, scores) -> None:
-        """Add the network metrics to ``scores``, per batch of one input size."""
-        from mlfem.metrics.centre import centre_bias
-
-        assert self.network is not None
-        by_shape: dict[tuple[int, ...], list[int]] = {}
-        for i, item in enumerate(items):
-            by_shape.setdefault(tuple(item.input.shape), []).append(i)
-        for members in by_shape.values():
-            inputs = torch.stack([items[i].input for i in members]).to(self.runner.device)
-            names = [m for m in methods if all(m in explained[i].maps for i in members)]
-            maps = {m: torch.stack([explained[i].maps[m] for i in members]) for m in names}
-            references = {}
-            if self.config.references and self.network.model_only():
-                height, width = inputs.shape[-2:]
-                references["centre-bias"] = centre_bias(height, width).expand(len(members), -1, -1)
-            targets = torch.stack([explained[i].logits for i in members]).argmax(dim=1)
-            seeds = [image_seed(self.config.seed, items[i].image_id) for i in members]
-            values = self.network.score(inputs, maps, references, targets, seeds)
-            for name, per_image in values.items():
-                for j, i in enumerate(members):
-                    if name in scores[i]:
-                        scores[i][name].update(per_image[j])
-
     def _metric_table(
         self, pred: torch.Tensor, gfdm: torch.Tensor, fix: torch.Tensor | None, ids: Sequence[str]
     ) -> list[Scores]:
         """One dict of gaze-metric values per map of ``pred`` (the image ``ids[r]``'s); the
-        network metrics are None until :meth:`_network_rows` fills them."""
+        network metrics are None until ``self.network`` fills them."""
         from mlfem.metrics import evaluate
 
         values: dict[str, list[float | None]] = {m: [None] * pred.shape[0] for m in self.metrics if m not in self.gaze_metrics}
