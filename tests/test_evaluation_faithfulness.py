@@ -4,7 +4,6 @@ under resume and whatever the batch, options checked, and the report's sections.
 from __future__ import annotations
 
 import json
-import math
 
 import numpy as np
 import pytest
@@ -63,6 +62,7 @@ def test_columns_and_reference_rows(whole):
     centre = table.method_rows("centre-bias")
     assert np.isfinite(centre["deletion"]).all() and np.isfinite(centre["sauc"]).all()
     assert np.isnan(centre["stability"]).all() and np.isnan(centre["rand_ssim"]).all()  # no explainer
+    assert np.isfinite(table.method_rows("human")["sauc_obs"]).all()  # the ceiling with the pool
     # FEM reads the features only: re-initialising the head alone leaves its map unchanged.
     assert table.method_rows("fem")["rand_spearman@head"].tolist() == pytest.approx([1.0] * 5)
     record = json.loads((whole / "run.json").read_text())
@@ -156,4 +156,3 @@ def test_report_shows_every_metric_and_the_randomisation_curves(tmp_path, whole)
     assert "Model randomisation" in page and "faithfulness to the network" in page
     assert (folder / "figures" / "randomisation_rand_spearman.png").is_file()
     assert (folder / "figures" / "fig4_wins_deletion.png").is_file()
-    assert not math.isnan(0.0)
