@@ -76,7 +76,8 @@ def randomisation_figure(found: list[RandomisationCurve]) -> Any:
         axis.fill_between(x, curve.low, curve.high, color=colours[curve.method], alpha=0.15)
     metric = found[0].metric if found else ""
     axis.axhline(FLAG_SIMILARITY, color="#999999", lw=0.8, ls="--")
-    axis.set_xticks(x, [f"+{s}" if i else s for i, s in enumerate(stages)], rotation=40, ha="right", fontsize=8)
+    labels = [s if i == 0 else "every stage" if i == len(stages) - 1 else f"+{s}" for i, s in enumerate(stages)]
+    axis.set_xticks(x, labels, rotation=40, ha="right", fontsize=8)
     axis.set_xlabel("re-initialised down to (cascading from the top)")
     axis.set_ylabel(f"{metric.upper()} with the trained map")
     axis.set_title(f"Model randomisation ({metric.upper()}): a faithful map changes", fontsize=10)
