@@ -229,5 +229,5 @@ def test_cli_evaluate_with_a_model_factory(tmp_path, capsys) -> None:
     assert record["settings"]["model"] == "tiny_models:TinyCNN" and record["model_trained"] is False
     assert any("random weights" in w for w in record["warnings"])
     code = main(["evaluate", "--dataset", "synthetic", "--model", "tiny_models:TinyCNN",
-                 "--metrics", "sauc", "--out", str(tmp_path / "x")])
-    assert code == 2 and "sauc" in capsys.readouterr().err
+                 "--metrics", "pcc", "--metric-option", "deletion.steps=3", "--out", str(tmp_path / "x")])
+    assert code == 2 and "deletion" in capsys.readouterr().err

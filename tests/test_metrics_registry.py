@@ -20,9 +20,11 @@ def _maps() -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
 
 def test_every_metric_is_registered_with_its_function_and_direction() -> None:
     assert list(METRICS) == ["pcc", "sim", "sim_mit", "kld", "nss", "auc_judd", "auc_borji",
-                             "auc_pixels", "sauc", "info_gain"]
+                             "auc_pixels", "sauc", "info_gain", "deletion", "insertion",
+                             "rand_spearman", "rand_ssim", "stability"]
     assert all(callable(spec.function) for spec in METRICS.values())
-    assert [m for m, spec in METRICS.items() if not spec.higher_is_better] == ["kld"]
+    gaze = {m: spec for m, spec in METRICS.items() if not spec.uses_model}
+    assert [m for m, spec in gaze.items() if not spec.higher_is_better] == ["kld"]
     assert {m for m, spec in METRICS.items() if spec.needs == "gt"} == {"pcc", "sim", "sim_mit", "kld"}
     assert METRICS["sim_mit"].function is metrics.sim and METRICS["sim_mit"].options == {"variant": "mit"}
     for alias, name in (("CC", "pcc"), ("ig", "info_gain"), ("s_auc", "sauc"), ("kl", "kld")):

@@ -43,7 +43,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     model.add_argument("--weights", default=None, help="weights for --model (imagenet or a local state_dict)")
     model.add_argument("--fit", choices=("whole", "crop", "none"), default="whole", help="image to input fit for --model")
     parser.add_argument("--methods", default=DEFAULT_METHODS, help=f"comma-separated methods (default {DEFAULT_METHODS}); mlfem-net needs --net")
-    parser.add_argument("--metrics", default="pcc,sim", help="comma-separated metrics (default pcc,sim; see mlfem.metrics)")
+    parser.add_argument("--metrics", default="pcc,sim", help="comma-separated metrics (default pcc,sim): gaze metrics "
+                        "(pcc, sim, kld, nss, auc_*, sauc, info_gain) and network metrics (deletion, insertion, "
+                        "stability, rand_spearman, rand_ssim; docs/faithfulness.md); 'mlfem methods --metrics' lists them")
+    parser.add_argument(
+        "--metric-option", action="append", default=[], metavar="METRIC.KEY=VALUE",
+        help="option of one metric, repeatable (e.g. deletion.steps=50, insertion.baseline=zeros, stability.copies=20)",
+    )
     parser.add_argument("--net", default=None, help="trained NET fusion checkpoint for mlfem-net ('mlfem train-fusion')")
     parser.add_argument("--layers", default="auto", help="MLFEM layers: 'auto', 'auto-rectified' (auto, signed "
                         "block outputs clamped at 0; docs/real-network.md) or comma-separated module names")
@@ -98,12 +104,12 @@ def parse_pairs(items: list[str], flag: str) -> dict[str, Any]:
     return out
 
 
-def parse_method_options(items: list[str]) -> dict[str, dict[str, Any]]:
+def parse_method_options(items: list[str], flag: str = "--option", owner: str = "METHOD") -> dict[str, dict[str, Any]]:
     out: dict[str, dict[str, Any]] = {}
-    for key, value in parse_pairs(items, "--option").items():
+    for key, value in parse_pairs(items, flag).items():
         method, dot, name = key.rpartition(".")
         if not dot or not method or not name:
-            raise UsageError(f"--option expects METHOD.KEY=VALUE, got {key!r}")
+            raise UsageError(f"{flag} expects {owner}.KEY=VALUE, got {key!r}")
         out.setdefault(method, {})[name] = value
     return out
 
@@ -128,6 +134,7 @@ def run(args: argparse.Namespace) -> int:
             methods=methods, metrics=metrics, net=args.net, layers=args.layers,
             alpha=args.alpha, k=args.k, normalize=args.normalize,
             method_options=parse_method_options(args.option),
+            metric_options=parse_method_options(args.metric_option, "--metric-option", "METRIC"),
             batch_size=args.batch_size,
             workers=default_workers() if args.workers is None else args.workers,
             device=args.device, seed=args.seed, references=not args.no_reference,

@@ -48,11 +48,12 @@ TableLike = ResultTable | Mapping[str, Sequence[Any]] | Sequence[Mapping[str, An
 
 def higher_is_better(metric: str) -> bool:
     """Direction of ``metric``: from :data:`mlfem.metrics.METRICS` (KLD is lower-better),
-    also for the per-observer columns (``kld_obs``); unknown names are taken as higher-better."""
+    also for the per-observer columns (``kld_obs``) and the stages of a curve metric
+    (``rand_ssim@conv_head``); unknown names are taken as higher-better."""
     from mlfem.metrics import resolve
 
     try:
-        return resolve(metric.removesuffix("_obs")).higher_is_better
+        return resolve(metric.partition("@")[0].removesuffix("_obs")).higher_is_better
     except ValueError:
         return True
 

@@ -39,8 +39,6 @@ __all__ = [
 ]
 
 DEFAULT_METHODS = ("mlfem-add", "mlfem-top", "mlfem-max", "fem", "gradcam")
-#: Metrics that need more than one image's fixations; not computed per batch here.
-_UNSUPPORTED_METRICS = {"sauc": "needs a pool of other images' fixations (shuffled AUC)"}
 # Settings that may change between a run and its resumption without changing any value.
 _RESUMABLE_CHANGES = frozenset({"methods", "workers", "device", "gallery", "progress", "limit", "out"})
 
@@ -86,6 +84,7 @@ class EvaluationConfig:
     k: float = 2.0
     normalize: str = "end"
     method_options: dict[str, dict[str, Any]] = field(default_factory=dict)
+    metric_options: dict[str, dict[str, Any]] = field(default_factory=dict)
     batch_size: int = 8
     workers: int = 0
     device: str | None = None
@@ -120,9 +119,12 @@ class EvaluationConfig:
             self.metrics = list(dict.fromkeys(resolve(m).name for m in self.metrics))
         except ValueError as error:
             raise EvaluationError(str(error)) from None
-        for metric in self.metrics:
-            if metric in _UNSUPPORTED_METRICS:
-                raise EvaluationError(f"metric {metric!r} is not available in evaluate: {_UNSUPPORTED_METRICS[metric]}")
+        from mlfem.evaluation.faithfulness import check_metric_options
+
+        try:
+            check_metric_options(self.metrics, self.metric_options)
+        except ValueError as error:
+            raise EvaluationError(str(error)) from None
         self.methods = list(dict.fromkeys(self.methods))
 
     def settings(self) -> dict[str, Any]:
@@ -131,6 +133,8 @@ class EvaluationConfig:
         out["out"] = str(self.out)
         for key in ("overwrite",):
             out.pop(key)
+        if not out["metric_options"]:
+            out.pop("metric_options")  # absent as in runs made before metrics had options
         return out
 
 

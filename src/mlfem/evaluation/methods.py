@@ -107,8 +107,11 @@ class MethodRunner:
     def gradient_methods(self) -> list[str]:
         return [m for m in self.methods if method_info(m).uses_gradients]
 
-    def run(self, images: Tensor, methods: Collection[str] | None = None) -> BatchMaps:
-        """Maps of ``methods`` (default: all) for a batch of model inputs (B, 3, h, w)."""
+    def run(
+        self, images: Tensor, methods: Collection[str] | None = None, targets: Tensor | None = None
+    ) -> BatchMaps:
+        """Maps of ``methods`` (default: all) for a batch of model inputs (B, 3, h, w),
+        explaining ``targets`` (B,) (default: the model's top-1 classes)."""
         wanted = self.methods if methods is None else [m for m in self.methods if m in methods]
         maps: dict[str, Tensor] = {}
         layer_maps = logits = None
@@ -136,7 +139,8 @@ class MethodRunner:
                 "the classifier must return logits of shape (B, classes); got "
                 f"{type(logits).__name__} {tuple(getattr(logits, 'shape', ()))}"
             )
-        targets = logits.detach().argmax(dim=1).cpu()
+        if targets is None:
+            targets = logits.detach().argmax(dim=1).cpu()
         for name in wanted:
             if name not in maps:
                 maps[name] = self.explainers[name](images, targets).to(torch.float32)

@@ -61,10 +61,12 @@ def observer_targets(
 
 
 def observer_means(
-    preds: torch.Tensor, targets: ObserverTargets, metrics: Sequence[str], seed: int | None = 0
+    preds: torch.Tensor, targets: ObserverTargets, metrics: Sequence[str], seed: int | None = 0,
+    other_fix: torch.Tensor | None = None,
 ) -> dict[str, list[float]]:
     """For each of the M maps ``preds`` (M, H, W) and each metric, the mean over observers of
-    the metric against that observer (NaN scores left out; NaN when none is defined)."""
+    the metric against that observer (NaN scores left out; NaN when none is defined).
+    ``other_fix`` (H, W): the other images' fixations, for ``sauc``."""
     from mlfem.metrics import evaluate
 
     m, o = preds.shape[0], targets.own.shape[0]
@@ -75,6 +77,7 @@ def observer_means(
         fix=targets.counts.repeat(m, 1, 1),
         metrics=metrics,
         seed=seed,
+        other_fix=other_fix,
     )
     out: dict[str, list[float]] = {}
     for metric in table.metrics:

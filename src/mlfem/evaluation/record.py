@@ -41,8 +41,10 @@ def versions() -> dict[str, str]:
 
 def nan_counts(results_path: Path) -> tuple[int, dict[str, dict[str, int]]]:
     """Rows of ``results.csv`` and its undefined metric values per method and metric column.
-    The human row's paper-protocol columns are empty by construction (not applicable), so
-    they are not counted."""
+    The human row's paper-protocol columns are empty by construction (not applicable), and so
+    are the centre-bias row's columns of network metrics that need an explainer (stability,
+    the randomisation check): they are not counted."""
+    from mlfem.evaluation.faithfulness import applies_to_references
     from mlfem.evaluation.observers import OBS_SUFFIX
     from mlfem.evaluation.results import read_results
 
@@ -51,6 +53,8 @@ def nan_counts(results_path: Path) -> tuple[int, dict[str, dict[str, int]]]:
     for method in table.methods:
         rows = table.method_rows(method)
         columns = [m for m in table.metrics if method != "human" or m.endswith(OBS_SUFFIX)]
+        if method in table.reference_methods:
+            columns = [m for m in columns if applies_to_references(m)]
         counts[method] = {m: int(np.isnan(rows[m]).sum()) for m in columns}
     return len(table), counts
 

@@ -10,7 +10,11 @@ per-observer targets blur them with the sigma the dataset declares
 
 Randomised metrics (the sampled AUCs) draw from a generator seeded per image
 (:func:`image_seed`: the run's seed and the image's id), so an image's values do not depend
-on the batch it is in nor on which of its rows a resumed run recomputes.
+on the batch it is in nor on which of its rows a resumed run recomputes. The shuffled AUC's
+negatives come from the split's :class:`mlfem.evaluation.pool.FixationPool`. Metrics of
+faithfulness to the network (deletion, insertion, stability, the randomisation check) are
+scored by :class:`mlfem.evaluation.faithfulness.NetworkScores` on the maps at the model's
+input resolution; they have no per-observer column.
 """
 
 from __future__ import annotations
@@ -143,8 +147,10 @@ class Scorer:
         self.metrics = list(config.metrics)
         from mlfem.metrics import resolve
 
+        # Metrics against gaze; the others question the network (self.network).
+        self.gaze_metrics = [m for m in self.metrics if not resolve(m).uses_model]
         # Metrics that draw random numbers: computed image by image, seeded per image.
-        self.random_metrics = [m for m in self.metrics if "seed" in resolve(m).uses]
+        self.random_metrics = [m for m in self.gaze_metrics if "seed" in resolve(m).uses]
         settings = gfdm_settings(dataset)
         self.sigma, self.collapse = settings.sigma, settings.collapse
         dataset_names = list(getattr(dataset, "class_names", []) or [])
@@ -163,6 +169,16 @@ class Scorer:
         except (ValueError, TypeError) as error:
             raise EvaluationError(str(error)) from error
         self.gradient_free = not self.runner.gradient_methods()
+        self.network = None
+        if len(self.gaze_metrics) < len(self.metrics):
+            from mlfem.evaluation.faithfulness import NetworkScores
+
+            self.network = NetworkScores.for_run(config, self.runner, self.multi_label)
+        self.pool = None
+        if "sauc" in self.metrics:
+            from mlfem.evaluation.pool import FixationPool
+
+            self.pool = FixationPool.from_dataset(dataset)
         self.observer_protocol = self._observer_protocol_applies(dataset)
         self.no_ceiling = 0  # images with fewer than two observers
 
@@ -192,11 +208,14 @@ class Scorer:
         """The metric columns of ``results.csv``."""
         from mlfem.evaluation.observers import OBS_SUFFIX
 
-        return self.metrics + ([m + OBS_SUFFIX for m in self.metrics] if self.observer_protocol else [])
+        curves = self.network.columns() if self.network is not None else []
+        return self.metrics + curves + ([m + OBS_SUFFIX for m in self.gaze_metrics] if self.observer_protocol else [])
 
     def close(self) -> None:
         """Release the methods' hooks."""
         self.runner.close()
+        if self.network is not None:
+            self.network.close()
 
     # ---------------------------------------------------------------- per batch
     def process(self, items: list[PreparedImage], pending: dict[str, set[str]]) -> list[dict[str, Any]]:
@@ -205,6 +224,9 @@ class Scorer:
         methods = [m for m in self.config.methods if m in wanted]
         explained = self._explain(items, methods)
         scores = self._scores(items, methods, explained, pending)
+        if self.network is not None:
+            seeds = [image_seed(self.config.seed, item.image_id) for item in items]
+            self.network.add_scores(items, methods, explained, scores, seeds, self.config.references)
         self._save_gallery(items, explained)
         return self._rows(items, methods, explained, scores)
 
@@ -225,11 +247,12 @@ class Scorer:
     def _metric_table(
         self, pred: torch.Tensor, gfdm: torch.Tensor, fix: torch.Tensor | None, ids: Sequence[str]
     ) -> list[Scores]:
-        """One dict of metric values per map of ``pred`` (the image ``ids[r]``'s)."""
+        """One dict of gaze-metric values per map of ``pred`` (the image ``ids[r]``'s); the
+        network metrics are None until ``self.network`` fills them."""
         from mlfem.metrics import evaluate
 
-        values: dict[str, list[float]] = {}
-        fixed = [m for m in self.metrics if m not in self.random_metrics]
+        values: dict[str, list[float | None]] = {m: [None] * pred.shape[0] for m in self.metrics if m not in self.gaze_metrics}
+        fixed = [m for m in self.gaze_metrics if m not in self.random_metrics]
         if fixed:
             table = evaluate(pred, gt=gfdm, fix=fix, metrics=fixed, seed=self.config.seed)
             values.update({m: table.columns[m] for m in fixed})
@@ -239,6 +262,7 @@ class Scorer:
             table = evaluate(
                 pred[r : r + 1], gt=gfdm[r : r + 1], fix=None if fix is None else fix[r : r + 1],
                 metrics=self.random_metrics, seed=image_seed(self.config.seed, image_id),
+                other_fix=self._others(image_id, pred.shape[-2:]),
             )
             for m in self.random_metrics:
                 values[m].append(table.columns[m][0])
@@ -249,7 +273,7 @@ class Scorer:
         from mlfem.gaze import centre_bias, fixation_counts
         from mlfem.metrics import resolve
 
-        needs_fix = any(resolve(m).needs == "fix" for m in self.metrics)
+        needs_fix = any(resolve(m).needs == "fix" for m in self.gaze_metrics)
         scores: list[dict[str, Scores]] = [{} for _ in items]
         # Maps at the image's resolution, per item, kept for the per-observer protocol.
         originals: list[dict[str, torch.Tensor]] = [{} for _ in items]
@@ -304,7 +328,7 @@ class Scorer:
         ``human``, the human ceiling)."""
         from mlfem.evaluation.observers import OBS_SUFFIX, targets_for
 
-        obs = [m + OBS_SUFFIX for m in self.metrics]
+        obs = [m + OBS_SUFFIX for m in self.gaze_metrics]
         if item.fixations.n_observers < 2:
             # One (pseudo-)observer: no per-observer protocol and no ceiling for this image.
             self.no_ceiling += 1
@@ -317,7 +341,7 @@ class Scorer:
             preds = torch.stack([maps[n].float() for n in names])
             means = self._observer_means(item.image_id, preds, targets)
             for k, name in enumerate(names):
-                scores[name].update({m + OBS_SUFFIX: means[m][k] for m in self.metrics})
+                scores[name].update({m + OBS_SUFFIX: means[m][k] for m in self.gaze_metrics})
         if human:
             # The paper's protocol has no human value (it needs an independent group of
             # observers): those columns stay empty; the ceiling fills the _obs columns.
@@ -330,15 +354,20 @@ class Scorer:
         metrics map by map, seeded by the image (the same draws whichever maps are pending)."""
         from mlfem.evaluation.observers import observer_means
 
-        fixed = [m for m in self.metrics if m not in self.random_metrics]
+        fixed = [m for m in self.gaze_metrics if m not in self.random_metrics]
         means = observer_means(preds, targets, fixed, self.config.seed) if fixed else {}
         seed = image_seed(self.config.seed, image_id)
+        others = self._others(image_id, preds.shape[-2:])
         for m in self.random_metrics:
             means[m] = [
-                observer_means(preds[k : k + 1], targets, [m], seed)[m][0]
+                observer_means(preds[k : k + 1], targets, [m], seed, other_fix=others)[m][0]
                 for k in range(preds.shape[0])
             ]
         return means
+
+    def _others(self, image_id: str, size: Sequence[int]) -> torch.Tensor | None:
+        """The sAUC negatives of one image (None when ``sauc`` is not computed)."""
+        return None if self.pool is None else self.pool.others(image_id, int(size[0]), int(size[1]))
 
     def _ceiling(self, fixations: Fixations) -> list[float]:
         """Leave-one-observer-out human consistency per metric (:func:`mlfem.gaze.human_ceiling`)."""
@@ -346,9 +375,10 @@ class Scorer:
 
         sigma = float(self.sigma)  # type: ignore[arg-type]
         seed = image_seed(self.config.seed, fixations.name) if fixations.name else self.config.seed
+        others = self._others(fixations.name, fixations.size) if fixations.name else None
         return [
-            float(human_ceiling(fixations, sigma, metric, collapse=self.collapse, seed=seed).mean)
-            for metric in self.metrics
+            float(human_ceiling(fixations, sigma, metric, collapse=self.collapse, seed=seed, other_fix=others).mean)
+            for metric in self.gaze_metrics
         ]
 
     def _save_gallery(self, items: list[PreparedImage], explained: list[_Explained]) -> None:

@@ -91,15 +91,16 @@ def _score(
     maps: _ObserverMaps,
     seed: int | None,
     baseline: torch.Tensor | str,
+    other_fix: torch.Tensor | None = None,
 ) -> torch.Tensor:
     if callable(metric):
         if needs not in ("gt", "fix"):
             raise ValueError(f"needs must be 'gt' or 'fix', got {needs!r}")
         return metric(pred, maps.own if needs == "gt" else maps.counts)
     spec = resolve(metric)
-    if spec.name == "sauc":
-        raise ValueError("sauc needs other images' fixations; score it with mlfem.metrics.sauc")
-    return compute(spec.name, pred, gt=maps.own, fix=maps.counts, seed=seed, baseline=baseline)
+    if spec.name == "sauc" and other_fix is None:
+        raise ValueError("sauc needs other images' fixations (other_fix=)")
+    return compute(spec.name, pred, gt=maps.own, fix=maps.counts, seed=seed, baseline=baseline, other_fix=other_fix)
 
 
 def _summarise(scores: torch.Tensor, observers: np.ndarray) -> ObserverScores:
@@ -115,17 +116,19 @@ def human_ceiling(
     collapse: bool = False, padding: str = "reflect", truncate: float = 4.0,
     baseline: torch.Tensor | str = "centre", seed: int | None = 0,
     dtype: torch.dtype = torch.float64, device: torch.device | str | None = None,
+    other_fix: torch.Tensor | None = None,
 ) -> ObserverScores:
     """Inter-observer consistency of one image under ``metric``.
 
-    ``metric`` is a registered name (see :data:`mlfem.metrics.METRICS`; not ``sauc``) or a
+    ``metric`` is a registered name (see :data:`mlfem.metrics.METRICS`; ``sauc`` needs
+    ``other_fix``, the (H, W) count map of other images' fixations) or a
     callable ``f(pred, target)`` on (O, H, W) batches whose target is the left-out observer's
     GFDM (``needs="gt"``) or fixation counts (``needs="fix"``). GFDMs use ``sigma``,
     ``collapse`` and ``padding`` as in :func:`mlfem.gaze.gfdm`; fixation counts always keep
     duplicates. Needs at least two observers.
     """
     maps = _observer_maps(fixations, sigma, collapse, padding, truncate, dtype, device)
-    return _summarise(_score(metric, needs, maps.others, maps, seed, baseline), maps.observers)
+    return _summarise(_score(metric, needs, maps.others, maps, seed, baseline, other_fix), maps.observers)
 
 
 def observer_scores(

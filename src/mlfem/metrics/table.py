@@ -47,6 +47,12 @@ def compute(
     reach only the metrics registered as using them (:func:`mlfem.metrics.register_metric`).
     """
     spec = resolve(name)
+    if spec.uses_model:
+        raise ValueError(
+            f"metric {spec.name!r} scores faithfulness to the network, not agreement with gaze: "
+            "it needs the model (mlfem evaluate, or its function with a "
+            "mlfem.metrics.probe.ModelProbe; docs/faithfulness.md)"
+        )
     given = {"gt": gt, "fix": fix, "other_fix": other_fix, "baseline": baseline, "seed": seed}
     for needed in (spec.needs, *spec.uses):
         if needed in _INPUTS and given[needed] is None:

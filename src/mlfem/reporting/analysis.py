@@ -12,7 +12,7 @@ from mlfem.evaluation.analyses import (
 )
 from mlfem.evaluation.results import ResultTable
 
-__all__ = ["RunAnalysis", "analyze", "split_metrics"]
+__all__ = ["RunAnalysis", "analyze", "curve_columns", "is_network_metric", "split_metrics"]
 
 
 @dataclass
@@ -32,6 +32,17 @@ class RunAnalysis:
     alpha: float = 0.05
     #: The same metrics against each observer separately (``<metric>_obs`` columns).
     observer_metrics: list[str] = field(default_factory=list)
+    #: The stage columns of each curve metric (``rand_spearman@classifier``, ...), top down.
+    curves: dict[str, list[str]] = field(default_factory=dict)
+
+    @property
+    def network_metrics(self) -> list[str]:
+        """The metrics of faithfulness to the network (deletion, stability, ...), not gaze."""
+        return [m for m in self.metrics if is_network_metric(m)]
+
+    @property
+    def gaze_metrics(self) -> list[str]:
+        return [m for m in self.metrics if not is_network_metric(m)]
 
     @property
     def all_metrics(self) -> list[str]:
@@ -81,7 +92,7 @@ def analyze(table: ResultTable, *, seed: int = 0, resamples: int = 2000, alpha: 
     result = RunAnalysis(
         table=table, metrics=metrics, methods=methods, references=references,
         summary=summarize(table, metrics + observer, seed=seed, resamples=resamples), alpha=alpha,
-        observer_metrics=observer,
+        observer_metrics=observer, curves=curve_columns(table.metrics),
     )
     for metric in metrics + observer:
         result.tests[metric] = pairwise_tests(table, metric, methods, alpha=alpha)
@@ -96,6 +107,28 @@ def analyze(table: ResultTable, *, seed: int = 0, resamples: int = 2000, alpha: 
 
 
 def split_metrics(columns: Sequence[str]) -> tuple[list[str], list[str]]:
-    """(paper-protocol metrics, per-observer ``*_obs`` metrics) of a results table."""
+    """(paper-protocol metrics and network metrics, per-observer ``*_obs`` metrics) of a
+    results table; the stage columns of curve metrics are in neither (:func:`curve_columns`)."""
     observer = [c for c in columns if c.endswith("_obs")]
-    return [c for c in columns if c not in observer], observer
+    return [c for c in columns if c not in observer and "@" not in c], observer
+
+
+def curve_columns(columns: Sequence[str]) -> dict[str, list[str]]:
+    """For each curve metric of a results table, its stage columns in order (its own column,
+    the last stage, not included)."""
+    out: dict[str, list[str]] = {}
+    for column in columns:
+        metric, at, _ = column.partition("@")
+        if at:
+            out.setdefault(metric, []).append(column)
+    return out
+
+
+def is_network_metric(metric: str) -> bool:
+    """Whether a results column is a metric of faithfulness to the network (not gaze)."""
+    from mlfem.metrics import resolve
+
+    try:
+        return resolve(metric.partition("@")[0]).uses_model
+    except ValueError:
+        return False

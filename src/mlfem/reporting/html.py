@@ -55,11 +55,18 @@ def _summary_table(analysis: RunAnalysis) -> str:
         return f"{_e(metric.removesuffix('_obs').upper())} {arrow}"
 
     groups = ""
-    if analysis.observer_metrics:
+    network = analysis.network_metrics
+    if network:  # gaze metrics first, then the network's, then the per-observer columns
+        metrics = analysis.gaze_metrics + network + analysis.observer_metrics
+    if analysis.observer_metrics or network:
+        gaze = len(analysis.gaze_metrics)
         groups = (
             '<tr><th colspan="2"></th>'
-            f'<th colspan="{len(analysis.metrics)}">against the GFDM of all observers (paper)</th>'
-            f'<th colspan="{len(analysis.observer_metrics)}">against each observer (human-ceiling protocol)</th></tr>'
+            + (f'<th colspan="{gaze}">against the GFDM of all observers (paper)</th>' if gaze else "")
+            + (f'<th colspan="{len(network)}">faithfulness to the network (no gaze)</th>' if network else "")
+            + (f'<th colspan="{len(analysis.observer_metrics)}">against each observer (human-ceiling protocol)</th>'
+               if analysis.observer_metrics else "")
+            + "</tr>"
         )
     head = "".join(f"<th>{title(m)}</th>" for m in metrics)
     body = []
@@ -83,6 +90,19 @@ def _summary_table(analysis: RunAnalysis) -> str:
     return (
         f'<table id="summary-table"><thead>{groups}<tr><th>method</th><th>images</th>{head}</tr></thead>'
         f'<tbody>{"".join(body)}</tbody></table>'
+    )
+
+
+def _network_note(analysis: RunAnalysis) -> str:
+    """What the network columns of the summary are (docs/faithfulness.md)."""
+    if not analysis.network_metrics:
+        return ""
+    return (
+        "Faithfulness to the network (docs/faithfulness.md): deletion (lower is better) and insertion "
+        "(higher) are areas under the class probability as the map's pixels are removed or revealed; "
+        "stability is a local Lipschitz estimate (lower is more stable); rand_* are the similarities with "
+        "the map of the fully re-initialised network (lower: the map depends on the learned weights). The "
+        "centre bias gets the metrics that need no explainer."
     )
 
 
@@ -183,6 +203,22 @@ def write_report(
             name = f"fig7_clutter_{metric}"
             clutter.append(_figure(fig.save_figure(fig.clutter_figure(analysis, metric), figures_dir, name), name,
                                    f"Fig. 7 ({metric.upper()}): means with 95% bootstrap bands."))
+    randomisation = ""
+    if analysis.curves:
+        from mlfem.reporting import randomisation as rnd
+
+        drawn = {}
+        for metric in analysis.curves:
+            name = f"randomisation_{metric}"
+            found = rnd.curves(analysis, metric, seed=seed, resamples=resamples)
+            drawn[metric] = _figure(fig.save_figure(rnd.randomisation_figure(found), figures_dir, name), name,
+                                    f"Model randomisation ({metric.upper()}): mean similarity of each method's map "
+                                    "with its map on the network re-initialised from the top down to the stage "
+                                    "named, 95% bootstrap band; dashed: the flag threshold.")
+        randomisation = (
+            '<h2 id="randomisation">Model randomisation (sanity check)</h2><div class="figures">'
+            + rnd.randomisation_html(analysis, drawn, seed=seed, resamples=resamples) + "</div>"
+        )
     no_verdicts = '<p class="note">No image has class labels the classifier predicts: no correct/wrong split.</p>'
     no_clutter = '<p class="note">Every image has the same number of classes present: no clutter analysis.</p>'
     tests = "".join(
@@ -200,7 +236,7 @@ def write_report(
 <body>
 {_header(run, analysis, directory)}
 <nav><a href="#summary">Summary</a><a href="#wins">Win matrices</a><a href="#distributions">Distributions</a>
-<a href="#correct-wrong">Correct vs wrong</a><a href="#clutter">Clutter</a><a href="#tests">Tests</a><a href="#gallery">Gallery</a></nav>
+<a href="#correct-wrong">Correct vs wrong</a><a href="#clutter">Clutter</a>{'<a href="#randomisation">Randomisation</a>' if randomisation else ''}<a href="#tests">Tests</a><a href="#gallery">Gallery</a></nav>
 <main>
 <h2 id="summary">Summary</h2>
 {_summary_table(analysis)}
@@ -211,11 +247,13 @@ References in grey: the centre-bias map, and the human ceiling: how well the GFD
 observers predicts each observer (leave-one-observer-out). The ceiling can only be measured against
 one observer at a time, so it has no value under the paper's protocol; the columns
 &ldquo;against each observer&rdquo; score every map that way, where the ceiling is a fair yardstick
-(a map fitted to the pooled GFDMs, such as NET, can exceed it under the paper's protocol).</p>
+(a map fitted to the pooled GFDMs, such as NET, can exceed it under the paper's protocol).
+{_network_note(analysis)}</p>
 <h2 id="wins">Which method wins (Fig. 4)</h2><div class="figures">{''.join(wins)}</div>
 <h2 id="distributions">Distributions (Fig. 5)</h2><div class="figures">{''.join(dists)}</div>
 <h2 id="correct-wrong">Correct vs wrong predictions (Fig. 6)</h2><div class="figures">{''.join(cw) or no_verdicts}</div>
 <h2 id="clutter">Sensitivity to clutter (Fig. 7)</h2><div class="figures">{''.join(clutter) or no_clutter}</div>
+{randomisation}
 <h2 id="tests">Pairwise tests</h2>{tests}
 <h2 id="gallery">Gallery</h2>
 <p class="note">Pick an image: its GFDM, every method's map over the image, the per-layer FEM maps, with metric values.</p>
