@@ -29,6 +29,7 @@ from mlfem.evaluation.model import EvaluatedModel, is_correct, predictions
 from mlfem.gaze import Fixations
 
 if TYPE_CHECKING:
+    from mlfem.gaze import ObserverMaps
     from mlfem.models import Placement
 
 __all__ = ["PreparedImage", "PreparedImages", "Scorer", "Skip", "image_seed"]
@@ -165,6 +166,7 @@ class Scorer:
         self.gradient_free = not self.runner.gradient_methods()
         self.observer_protocol = self._observer_protocol_applies(dataset)
         self.no_ceiling = 0  # images with fewer than two observers
+        self._observer_buffer: torch.Tensor | None = None  # reused by each image's targets
 
     def _observer_protocol_applies(self, dataset: Any) -> bool:
         """Asked for, GFDM sigma known, and the first readable sample has at least two
@@ -257,19 +259,21 @@ class Scorer:
         groups: dict[tuple, list[int]] = {}
         for i, item in enumerate(items):
             groups.setdefault((*item.size, item.placement), []).append(i)
+        device = self.runner.device  # the gaze side stays on the model's device
         for (height, width, placement), members in groups.items():
-            gfdm = torch.stack([items[i].gfdm.float() for i in members])
+            gfdm = torch.stack([items[i].gfdm.float() for i in members]).to(device)
             fix = None
             if needs_fix:
                 fixations = [items[i].fixations for i in members]
                 fix = fixation_counts(
-                    [f.xs for f in fixations], [f.ys for f in fixations], height, width, dtype=torch.float32
+                    [f.xs for f in fixations], [f.ys for f in fixations], height, width, dtype=torch.float32,
+                    device=device,
                 ).counts
             for method in methods:
                 have = [i for i in members if method in explained[i].maps]
                 if not have:
                     continue
-                pred = placement.to_original(torch.stack([explained[i].maps[method].cpu() for i in have]))
+                pred = placement.to_original(torch.stack([explained[i].maps[method] for i in have]))
                 rows = [members.index(i) for i in have]
                 values = self._metric_table(
                     pred, gfdm[rows], None if fix is None else fix[rows],
@@ -283,7 +287,7 @@ class Scorer:
             need_centre = [i for i in members if "centre-bias" in pending[items[i].image_id]]
             if need_centre:
                 rows = [members.index(i) for i in need_centre]
-                prior = centre_bias(height, width)
+                prior = centre_bias(height, width, device=device)
                 priors = prior.expand(len(rows), -1, -1)
                 values = self._metric_table(
                     priors, gfdm[rows], None if fix is None else fix[rows],
@@ -311,8 +315,11 @@ class Scorer:
             for name in maps:
                 scores[name].update(dict.fromkeys(obs, math.nan))
             return
+        # Built once per image on the device, into the previous image's buffer when it fits.
+        targets = targets_for(item.fixations, self.sigma, self.collapse,  # type: ignore[arg-type]
+                              device=self.runner.device, out=self._observer_buffer)
+        self._observer_buffer = targets.blurred
         if maps:
-            targets = targets_for(item.fixations, self.sigma, self.collapse)  # type: ignore[arg-type]
             names = list(maps)
             preds = torch.stack([maps[n].float() for n in names])
             means = self._observer_means(item.image_id, preds, targets)
@@ -321,7 +328,7 @@ class Scorer:
         if human:
             # The paper's protocol has no human value (it needs an independent group of
             # observers): those columns stay empty; the ceiling fills the _obs columns.
-            scores["human"] = dict.fromkeys(self.metrics) | dict(zip(obs, self._ceiling(item.fixations)))
+            scores["human"] = dict.fromkeys(self.metrics) | dict(zip(obs, self._ceiling(targets)))
 
     def _observer_means(
         self, image_id: str, preds: torch.Tensor, targets: Any
@@ -340,16 +347,14 @@ class Scorer:
             ]
         return means
 
-    def _ceiling(self, fixations: Fixations) -> list[float]:
-        """Leave-one-observer-out human consistency per metric (:func:`mlfem.gaze.human_ceiling`)."""
-        from mlfem.gaze import human_ceiling
-
-        sigma = float(self.sigma)  # type: ignore[arg-type]
-        seed = image_seed(self.config.seed, fixations.name) if fixations.name else self.config.seed
-        return [
-            float(human_ceiling(fixations, sigma, metric, collapse=self.collapse, seed=seed).mean)
-            for metric in self.metrics
-        ]
+    def _ceiling(self, targets: ObserverMaps) -> list[float]:
+        """Leave-one-observer-out human consistency per metric (as :func:`mlfem.gaze.human_ceiling`)."""
+        seed = image_seed(self.config.seed, targets.name) if targets.name else self.config.seed
+        means = []
+        for values in targets.ceiling_scores(self.metrics, seed=seed).values():
+            finite = values[~torch.isnan(values)].cpu()
+            means.append(float(finite.mean()) if finite.numel() else math.nan)
+        return means
 
     def _save_gallery(self, items: list[PreparedImage], explained: list[_Explained]) -> None:
         from mlfem.evaluation.maps import save_gallery_entry
