@@ -22,20 +22,6 @@ __all__ = ["ceiling_fast", "cross_fast"]
 _NAN = float("nan")
 
 
-def _target_moments(maps: ObserverMaps) -> tuple[torch.Tensor, torch.Tensor]:
-    """(O,) sum of squared deviations from the mean of each observer's blurred map, and (O,)
-    whether the map is constant; one row at a time."""
-    flat = maps.blurred.view(maps.n_observers, -1)
-    squares = torch.empty(maps.n_observers, dtype=torch.float64, device=maps.device)
-    constant = torch.empty(maps.n_observers, dtype=torch.bool, device=maps.device)
-    for o in range(maps.n_observers):
-        row = flat[o].to(torch.float64)
-        constant[o] = row.amax() == row.amin()
-        centred = row - row.mean()
-        squares[o] = torch.dot(centred, centred)
-    return squares, constant
-
-
 def cross_fast(maps: ObserverMaps, preds: torch.Tensor, names: list[str]) -> dict[str, torch.Tensor]:
     """PCC, SIM, NSS, AUC-Judd (those in ``names``) of the finite maps ``preds`` (M, H, W),
     at the observers' image size, against each observer: (M, O) float64 each."""
@@ -53,7 +39,7 @@ def cross_fast(maps: ObserverMaps, preds: torch.Tensor, names: list[str]) -> dic
             blurred = maps.blurred.view(n_obs, n).to(torch.float64)
             # sum(p~ * (b - mean b)) = p~ . b - mean(b) * sum(p~): one matrix product.
             dots = centred @ blurred.T - centred.sum(dim=1, keepdim=True) * (maps.sums / n)
-            target_squares, target_constant = _target_moments(maps)
+            target_squares, target_constant = maps.moments()
             den = torch.sqrt(squares.unsqueeze(1) * target_squares)
             r = (dots / torch.where(den > 0, den, torch.ones_like(den))).clamp(-1.0, 1.0)
             undefined = constant.unsqueeze(1) | (target_constant | ~has_fixation)
@@ -110,44 +96,56 @@ def _cross_auc_judd(maps: ObserverMaps, flat: torch.Tensor) -> torch.Tensor:
 
 def ceiling_fast(maps: ObserverMaps, names: list[str]) -> dict[str, torch.Tensor]:
     """PCC, SIM, NSS, AUC-Judd (those in ``names``) of the leave-one-out GFDM against each
-    observer: (O,) float64 each. Observer by observer, every temporary one reused row."""
+    observer: (O,) float64 each. Observer by observer, every temporary one reused row.
+
+    The leave-one-out map is used unnormalised (the total minus the observer, clamped at 0):
+    PCC, NSS and AUC-Judd do not depend on its scale, and SIM divides by the sums."""
     n_obs, n = maps.n_observers, maps.height * maps.width
     flat = maps.blurred.view(n_obs, n)
     out = {name: torch.full((n_obs,), _NAN, dtype=torch.float64, device=maps.device) for name in names}
     total = None if maps.collapse else flat.sum(dim=0)
     others = maps.others.view(n_obs, n) if maps.collapse else None
-    rest, own, scratch = (torch.empty(n, dtype=flat.dtype, device=flat.device) for _ in range(3))
+    rest, scratch = (torch.empty(n, dtype=flat.dtype, device=flat.device) for _ in range(2))
+    own_squares, own_constant = maps.moments()
     ends = torch.cumsum(maps.n_fixated, 0).tolist()
+    sums = maps.sums.tolist()
     for o in range(n_obs):
         start, end = ends[o] - int(maps.n_fixated[o]), ends[o]
         if others is not None:
             rest.copy_(others[o])
         else:
             torch.sub(total, flat[o], out=rest).clamp_min_(0)
-            rest /= rest.sum()
-        if not (bool(maps.sums[o] > 0) and bool(torch.isfinite(rest[0]))):
+        rest_sum = float(rest.sum())
+        if not (sums[o] > 0 and rest_sum > 0):
             continue  # no fixation of o inside the image, or none of the others': undefined
-        torch.div(flat[o], maps.sums[o].to(flat.dtype), out=own)
         pixels, weight = maps.pixel[start:end], maps.weight[start:end].to(flat.dtype)
         if "sim" in out:
-            out["sim"][o] = torch.minimum(rest, own, out=scratch).sum().clamp(0.0, 1.0)
+            # sum(min(r / R, b / B)) = sum(min(r * B / R, b)) / B
+            torch.mul(rest, sums[o] / rest_sum, out=scratch)
+            out["sim"][o] = (torch.minimum(scratch, flat[o], out=scratch).sum() / sums[o]).clamp(0.0, 1.0)
         if "auc_judd" in out and end > start:
             thr, order = rest[pixels].sort()
-            # Pixels >= each threshold: each pixel's count of thresholds <= it, histogrammed.
-            above = torch.searchsorted(thr, rest, right=True)
-            reach = _suffix_counts(torch.bincount(above, minlength=thr.numel() + 1))
+            reach = _reach(rest, thr)
             out["auc_judd"][o] = _judd_curve(thr[None], weight[order][None], maps.n_fixated[o : o + 1],
                                              reach[None], n)[0]
         if "pcc" in out or "nss" in out:
-            rest_constant = bool(rest.amax() == rest.amin())
-            own_constant = bool(own.amax() == own.amin())
-            rest -= rest.mean()
-            own -= own.mean()
+            if bool(rest.amax() == rest.amin()):
+                continue  # a constant map: PCC and NSS undefined
+            rest -= rest_sum / n
             rest_squares = torch.dot(rest, rest)
-            if "pcc" in out and not (rest_constant or own_constant):
-                r = torch.dot(rest, own) / torch.sqrt(rest_squares * torch.dot(own, own))
-                out["pcc"][o] = r.clamp(-1.0, 1.0)
-            if "nss" in out and not rest_constant and end > start:
+            if "pcc" in out and not bool(own_constant[o]):
+                # sum(r~ * (b - mean b)) = r~ . b - mean(b) * sum(r~)
+                dot = torch.dot(rest, flat[o]) - rest.sum() * (sums[o] / n)
+                out["pcc"][o] = (dot / torch.sqrt(rest_squares * own_squares[o])).clamp(-1.0, 1.0)
+            if "nss" in out and end > start:
                 at_fix = torch.dot(rest[pixels], weight) / weight.sum()
                 out["nss"][o] = at_fix / torch.sqrt(rest_squares / n)
     return out
+
+
+def _reach(values: torch.Tensor, thr: torch.Tensor) -> torch.Tensor:
+    """(k,) how many of ``values`` are >= each of the sorted thresholds ``thr``: each value's
+    count of thresholds <= it, histogrammed (one pass; a sort of the values would be N log N)."""
+    above = torch.searchsorted(thr, values, right=True)
+    hist = torch.zeros(thr.numel() + 1, dtype=torch.int64, device=values.device)
+    return _suffix_counts(hist.index_add_(0, above, torch.ones_like(above)))

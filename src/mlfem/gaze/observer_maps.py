@@ -84,6 +84,7 @@ class ObserverMaps:
         self.blurred = self._blur(out)
         self.sums = self.blurred.sum(dim=(1, 2), dtype=torch.float64)
         self._dense: dict[str, torch.Tensor] = {}
+        self._moments: tuple[torch.Tensor, torch.Tensor] | None = None
 
     @property
     def n_observers(self) -> int:
@@ -122,6 +123,18 @@ class ObserverMaps:
 
     def _flat(self) -> torch.Tensor:
         return self.blurred.view(self.n_observers, -1)
+
+    def moments(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """(O,) float64 sum of squared deviations of each observer's blurred map from its
+        mean, and (O,) whether the map is constant (PCC's denominators); computed once."""
+        if self._moments is None:
+            flat = self._flat()
+            squares = torch.empty(self.n_observers, dtype=torch.float64, device=self.device)
+            for o in range(self.n_observers):  # one row at a time: no (O, H, W) temporary
+                centred = flat[o].to(torch.float64) - self.sums[o] / flat.shape[1]
+                squares[o] = torch.dot(centred, centred)
+            self._moments = (squares, flat.amax(dim=1) == flat.amin(dim=1))
+        return self._moments
 
     # ------------------------------------------------------------------ full-size maps
     @property
