@@ -66,7 +66,8 @@ def _cross_sim(maps: ObserverMaps, preds: torch.Tensor, has_fixation: torch.Tens
     a_sum = a.sum(dim=(1, 2))
     ok = a_sum > 0
     a = a / torch.where(ok, a_sum, torch.ones_like(a_sum)).view(-1, 1, 1)
-    own = (maps.blurred / maps.sums.to(maps.blurred.dtype).view(-1, 1, 1)).to(dtype)
+    own = maps.blurred.to(dtype, copy=True)
+    own /= maps.sums.to(dtype).view(-1, 1, 1)
     buffer = torch.empty_like(own)
     sim = torch.stack([torch.minimum(a[i], own, out=buffer).sum(dim=(1, 2)) for i in range(a.shape[0])])
     ok = ok.unsqueeze(1) & has_fixation
@@ -94,9 +95,14 @@ def _cross_auc_judd(maps: ObserverMaps, flat: torch.Tensor) -> torch.Tensor:
     return auc.reshape(n_maps, n_obs).to(torch.float64)
 
 
+#: Observers scored together by the ceiling: (CHUNK, H, W) temporaries stay small enough
+#: for the allocator to reuse them (no fresh pages per image), with few operations per image.
+CHUNK = 4
+
+
 def ceiling_fast(maps: ObserverMaps, names: list[str]) -> dict[str, torch.Tensor]:
     """PCC, SIM, NSS, AUC-Judd (those in ``names``) of the leave-one-out GFDM against each
-    observer: (O,) float64 each. Observer by observer, every temporary one reused row.
+    observer: (O,) float64 each, computed for :data:`CHUNK` observers at a time.
 
     The leave-one-out map is used unnormalised (the total minus the observer, clamped at 0):
     PCC, NSS and AUC-Judd do not depend on its scale, and SIM divides by the sums."""
@@ -105,47 +111,61 @@ def ceiling_fast(maps: ObserverMaps, names: list[str]) -> dict[str, torch.Tensor
     out = {name: torch.full((n_obs,), _NAN, dtype=torch.float64, device=maps.device) for name in names}
     total = None if maps.collapse else flat.sum(dim=0)
     others = maps.others.view(n_obs, n) if maps.collapse else None
-    rest, scratch = (torch.empty(n, dtype=flat.dtype, device=flat.device) for _ in range(2))
     own_squares, own_constant = maps.moments()
-    ends = torch.cumsum(maps.n_fixated, 0).tolist()
-    sums = maps.sums.tolist()
-    for o in range(n_obs):
-        start, end = ends[o] - int(maps.n_fixated[o]), ends[o]
-        if others is not None:
-            rest.copy_(others[o])
-        else:
-            torch.sub(total, flat[o], out=rest).clamp_min_(0)
-        rest_sum = float(rest.sum())
-        if not (sums[o] > 0 and rest_sum > 0):
-            continue  # no fixation of o inside the image, or none of the others': undefined
-        pixels, weight = maps.pixel[start:end], maps.weight[start:end].to(flat.dtype)
+    # Each observer's fixated pixels as an (O, k) table (padding: pixel 0, weight 0).
+    k = max(1, int(maps.n_fixated.max()) if maps.pixel.numel() else 0)
+    pixels = torch.zeros(n_obs, k, dtype=torch.int64, device=maps.device)
+    weights = torch.zeros(n_obs, k, dtype=flat.dtype, device=maps.device)
+    used = torch.zeros(n_obs, k, dtype=torch.bool, device=maps.device)
+    pixels[maps.owner, maps.slot] = maps.pixel
+    weights[maps.owner, maps.slot] = maps.weight.to(flat.dtype)
+    used[maps.owner, maps.slot] = True
+    for first in range(0, n_obs, CHUNK):
+        rows = slice(first, min(n_obs, first + CHUNK))
+        own, own_sums = flat[rows], maps.sums[rows].to(flat.dtype)
+        rest = others[rows].clone() if others is not None else (total - own).clamp_min_(0)
+        rest_sums = rest.sum(dim=1)
+        # No fixation of the observer inside the image, or none of the others': undefined.
+        defined = (own_sums > 0) & (rest_sums > 0)
+        scores = {}
         if "sim" in out:
             # sum(min(r / R, b / B)) = sum(min(r * B / R, b)) / B
-            torch.mul(rest, sums[o] / rest_sum, out=scratch)
-            out["sim"][o] = (torch.minimum(scratch, flat[o], out=scratch).sum() / sums[o]).clamp(0.0, 1.0)
-        if "auc_judd" in out and end > start:
-            thr, order = rest[pixels].sort()
+            scratch = rest * (own_sums / rest_sums).unsqueeze(1)
+            scores["sim"] = (torch.minimum(scratch, own, out=scratch).sum(dim=1) / own_sums).clamp(0.0, 1.0)
+            del scratch
+        if "auc_judd" in out:
+            thr = torch.where(used[rows], rest.gather(1, pixels[rows]), float("inf"))
+            thr, order = thr.sort(dim=1)
             reach = _reach(rest, thr)
-            out["auc_judd"][o] = _judd_curve(thr[None], weight[order][None], maps.n_fixated[o : o + 1],
-                                             reach[None], n)[0]
+            scores["auc_judd"] = _judd_curve(thr, weights[rows].gather(1, order), maps.n_fixated[rows],
+                                             reach, n)
         if "pcc" in out or "nss" in out:
-            if bool(rest.amax() == rest.amin()):
-                continue  # a constant map: PCC and NSS undefined
-            rest -= rest_sum / n
-            rest_squares = torch.dot(rest, rest)
-            if "pcc" in out and not bool(own_constant[o]):
+            constant = rest.amax(dim=1) == rest.amin(dim=1)
+            rest -= (rest_sums / n).unsqueeze(1)
+            squares = row_dot(rest, rest)
+            if "pcc" in out:
                 # sum(r~ * (b - mean b)) = r~ . b - mean(b) * sum(r~)
-                dot = torch.dot(rest, flat[o]) - rest.sum() * (sums[o] / n)
-                out["pcc"][o] = (dot / torch.sqrt(rest_squares * own_squares[o])).clamp(-1.0, 1.0)
-            if "nss" in out and end > start:
-                at_fix = torch.dot(rest[pixels], weight) / weight.sum()
-                out["nss"][o] = at_fix / torch.sqrt(rest_squares / n)
+                dots = row_dot(rest, own) - rest.sum(dim=1) * (own_sums / n)
+                den = torch.sqrt(squares * own_squares[rows])
+                pcc = (dots / torch.where(den > 0, den, torch.ones_like(den))).clamp(-1.0, 1.0)
+                scores["pcc"] = torch.where(constant | own_constant[rows], _NAN, pcc)
+            if "nss" in out:
+                n_fix = weights[rows].sum(dim=1)
+                at_fix = (rest.gather(1, pixels[rows]) * weights[rows]).sum(dim=1)
+                at_fix = at_fix / torch.where(n_fix > 0, n_fix, torch.ones_like(n_fix))
+                nss = at_fix / torch.where(constant, torch.ones_like(squares), torch.sqrt(squares / n))
+                scores["nss"] = torch.where(constant | (n_fix <= 0), _NAN, nss)
+        for name, values in scores.items():
+            out[name][rows] = torch.where(defined, values.to(torch.float64), _NAN)
     return out
 
 
 def _reach(values: torch.Tensor, thr: torch.Tensor) -> torch.Tensor:
-    """(k,) how many of ``values`` are >= each of the sorted thresholds ``thr``: each value's
-    count of thresholds <= it, histogrammed (one pass; a sort of the values would be N log N)."""
+    """(b, k) how many of each row of ``values`` (b, N) are >= each of the row's sorted
+    thresholds ``thr`` (b, k; +inf padding reaches nothing): each value's count of thresholds
+    <= it, histogrammed per row (one pass; sorting the values would be N log N)."""
+    b, k = thr.shape
     above = torch.searchsorted(thr, values, right=True)
-    hist = torch.zeros(thr.numel() + 1, dtype=torch.int64, device=values.device)
-    return _suffix_counts(hist.index_add_(0, above, torch.ones_like(above)))
+    above += torch.arange(b, device=values.device).unsqueeze(1) * (k + 1)
+    hist = torch.bincount(above.view(-1), minlength=b * (k + 1)).view(b, k + 1)
+    return _suffix_counts(hist)

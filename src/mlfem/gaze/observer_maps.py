@@ -128,11 +128,16 @@ class ObserverMaps:
         """(O,) float64 sum of squared deviations of each observer's blurred map from its
         mean, and (O,) whether the map is constant (PCC's denominators); computed once."""
         if self._moments is None:
+            from mlfem.gaze._observer_scores import CHUNK
+            from mlfem.metrics._common import row_dot
+
             flat = self._flat()
-            squares = torch.empty(self.n_observers, dtype=torch.float64, device=self.device)
-            for o in range(self.n_observers):  # one row at a time: no (O, H, W) temporary
-                centred = flat[o].to(torch.float64) - self.sums[o] / flat.shape[1]
-                squares[o] = torch.dot(centred, centred)
+            squares = []
+            for first in range(0, self.n_observers, CHUNK):  # no (O, H, W) temporary
+                rows = slice(first, first + CHUNK)
+                centred = flat[rows].to(torch.float64) - (self.sums[rows] / flat.shape[1]).unsqueeze(1)
+                squares.append(row_dot(centred, centred))
+            squares = torch.cat(squares) if squares else self.sums.new_zeros(0)
             self._moments = (squares, flat.amax(dim=1) == flat.amin(dim=1))
         return self._moments
 
