@@ -67,6 +67,26 @@ def test_ceiling_scores_agree_with_the_metric_functions(collapse: bool) -> None:
     assert [means[m].mean for m in FAST] == pytest.approx([float(got[m].mean()) for m in FAST], abs=1e-15)
 
 
+def test_support_boxes_smaller_than_the_image() -> None:
+    # Observers looking at one corner each: their boxes are a fraction of the image, so SIM
+    # and the ceiling read only part of it; the scores are still the metric functions'.
+    rng = np.random.default_rng(4)
+    corners = [(8, 6), (70, 40), (10, 44), (75, 8), (40, 25)]
+    observers = [(x + rng.normal(0, 2, 4), y + rng.normal(0, 2, 4)) for x, y in corners]
+    fixations = Fixations.from_observers(observers, 50, 84, name="corners")
+    maps = ObserverMaps(fixations, 2.0)
+    assert all((r1 - r0) * (c1 - c0) < 50 * 84 / 2 for r0, r1, c0, c1 in maps.boxes)
+    preds = _maps(50, 84)
+    cross = maps.cross_scores(preds, FAST)
+    for metric in FAST:
+        torch.testing.assert_close(cross[metric], _expected_cross(maps, preds, metric), rtol=0, atol=2e-6,
+                                   equal_nan=True)
+    ceiling = maps.ceiling_scores(FAST)
+    for metric in FAST:
+        expected = compute(metric, maps.others, gt=maps.own, fix=maps.counts).double()
+        torch.testing.assert_close(ceiling[metric], expected, rtol=1e-9, atol=1e-12, equal_nan=True)
+
+
 def test_an_observer_outside_the_image_and_float32_maps() -> None:
     inside = _fixations(2)
     outside = Fixations(xs=np.r_[inside.xs, 500.0], ys=np.r_[inside.ys, 3.0], height=inside.height,

@@ -6,6 +6,7 @@ image (allocation churn was half of its time before)."""
 
 from __future__ import annotations
 
+import math
 from typing import TYPE_CHECKING
 
 import torch
@@ -60,16 +61,18 @@ def cross_fast(maps: ObserverMaps, preds: torch.Tensor, names: list[str]) -> dic
 
 def _cross_sim(maps: ObserverMaps, preds: torch.Tensor, has_fixation: torch.Tensor) -> torch.Tensor:
     """SIM: sum(min(p / P, q / Q)) of each map against each observer's GFDM, in the maps'
-    dtype (as the metric), one map at a time against all observers into one buffer."""
+    dtype (as the metric), over the observer's support box only (``min`` is 0 elsewhere)."""
     dtype = preds.dtype
     a = _bring_to_unit_scale(preds.clamp_min(0))
     a_sum = a.sum(dim=(1, 2))
     ok = a_sum > 0
-    a = a / torch.where(ok, a_sum, torch.ones_like(a_sum)).view(-1, 1, 1)
-    own = maps.blurred.to(dtype, copy=True)
-    own /= maps.sums.to(dtype).view(-1, 1, 1)
-    buffer = torch.empty_like(own)
-    sim = torch.stack([torch.minimum(a[i], own, out=buffer).sum(dim=(1, 2)) for i in range(a.shape[0])])
+    a /= torch.where(ok, a_sum, torch.ones_like(a_sum)).view(-1, 1, 1)
+    sim = torch.zeros(preds.shape[0], maps.n_observers, dtype=dtype, device=preds.device)
+    sums = maps.sums.tolist()
+    for o, (r0, r1, c0, c1) in enumerate(maps.boxes):
+        if sums[o] > 0:
+            own = (maps.blurred[o, r0:r1, c0:c1] / sums[o]).to(dtype)
+            sim[:, o] = torch.minimum(a[:, r0:r1, c0:c1], own).sum(dim=(1, 2))
     ok = ok.unsqueeze(1) & has_fixation
     return torch.where(ok, sim.to(torch.float64).clamp(0.0, 1.0), _NAN)
 
@@ -102,7 +105,72 @@ CHUNK = 4
 
 def ceiling_fast(maps: ObserverMaps, names: list[str]) -> dict[str, torch.Tensor]:
     """PCC, SIM, NSS, AUC-Judd (those in ``names``) of the leave-one-out GFDM against each
-    observer: (O,) float64 each, computed for :data:`CHUNK` observers at a time.
+    observer: (O,) float64 each."""
+    if maps.collapse:
+        return _ceiling_rows(maps, names)
+    return _ceiling_linear(maps, names)
+
+
+def _ceiling_linear(maps: ObserverMaps, names: list[str]) -> dict[str, torch.Tensor]:
+    """:func:`ceiling_fast` where the others' map is the total T minus the observer's B_o.
+
+    Outside B_o's support box the leave-one-out map is T itself, so only the box is read per
+    observer: SIM sums over it; AUC-Judd counts the pixels >= each threshold as those of T
+    (one sort of T per image) corrected inside the box; PCC and NSS come from the Gram matrix
+    of the observers' maps (the others' variance and covariance are sums of its entries) and
+    from the values at the fixated pixels. A leave-one-out map whose variance is below 1e-12
+    of the total's is taken as constant (PCC and NSS undefined, as for the metrics)."""
+    n_obs, n = maps.n_observers, maps.height * maps.width
+    flat, grid = maps.blurred.view(n_obs, n), maps.blurred
+    out = {name: torch.full((n_obs,), _NAN, dtype=torch.float64, device=maps.device) for name in names}
+    total = flat.sum(dim=0)
+    total_grid = total.view(maps.height, maps.width)
+    sums = maps.sums.to(torch.float64)
+    rest_sums = (sums.sum() - sums).tolist()
+    if "pcc" in out or "nss" in out:
+        wide = flat if flat.dtype == torch.float64 else flat.to(torch.float64)
+        cov = wide @ wide.T - torch.outer(sums, sums) / n  # n x covariances of B_j, B_o
+        with_total = cov.sum(dim=0)  # n cov(T, B_o)
+        own_var = torch.diagonal(cov)
+        rest_var = (cov.sum() - 2 * with_total + own_var).tolist()  # n var(T - B_o)
+        rest_cov = (with_total - own_var).tolist()  # n cov(T - B_o, B_o)
+        flat_limit = 1e-12 * abs(float(cov.sum()))
+        own_squares, own_constant = maps.moments()
+    ordered = sort_rows(total.unsqueeze(0))[0] if "auc_judd" in out else None
+    ends = torch.cumsum(maps.n_fixated, 0).tolist()
+    for o, (r0, r1, c0, c1) in enumerate(maps.boxes):
+        start, end = ends[o] - int(maps.n_fixated[o]), ends[o]
+        s_o, rest_sum = float(sums[o]), rest_sums[o]
+        if not (s_o > 0 and rest_sum > 0 and end > start):
+            continue  # no fixation of o inside the image, or none of the others': undefined
+        own_box = grid[o, r0:r1, c0:c1]
+        rest_box = (total_grid[r0:r1, c0:c1] - own_box).clamp_min_(0)
+        pixels, weight = maps.pixel[start:end], maps.weight[start:end].to(torch.float64)
+        at_pixels = (total[pixels] - flat[o, pixels]).clamp_min(0).to(torch.float64)
+        if "sim" in out:
+            # sum(min(r / R, b / B)) = sum(min(r * B / R, b)) / B; 0 outside b's box.
+            both = torch.minimum(rest_box * (s_o / rest_sum), own_box)
+            out["sim"][o] = (both.sum() / s_o).clamp(0.0, 1.0)
+        if "auc_judd" in out:
+            thr, order = at_pixels.to(flat.dtype).sort()
+            above = n - torch.searchsorted(ordered, thr, right=False)  # pixels of T >= each
+            inside = _reach(rest_box.reshape(1, -1), thr[None])[0] - _reach(
+                total_grid[r0:r1, c0:c1].reshape(1, -1), thr[None])[0]
+            out["auc_judd"][o] = _judd_curve(thr[None], weight.to(flat.dtype)[order][None],
+                                             maps.n_fixated[o : o + 1], (above + inside)[None], n)[0]
+        if ("pcc" in out or "nss" in out) and rest_var[o] > flat_limit:
+            if "pcc" in out and not bool(own_constant[o]):
+                r = rest_cov[o] / math.sqrt(rest_var[o] * float(own_squares[o]))
+                out["pcc"][o] = min(1.0, max(-1.0, r))
+            if "nss" in out:
+                at_fix = float((at_pixels * weight).sum() / weight.sum()) - rest_sum / n
+                out["nss"][o] = at_fix / math.sqrt(rest_var[o] / n)
+    return out
+
+
+def _ceiling_rows(maps: ObserverMaps, names: list[str]) -> dict[str, torch.Tensor]:
+    """:func:`ceiling_fast` on full-size leave-one-out maps (``collapse``: the others' map is
+    the blur of the union of their pixels, not a difference), :data:`CHUNK` observers at a time.
 
     The leave-one-out map is used unnormalised (the total minus the observer, clamped at 0):
     PCC, NSS and AUC-Judd do not depend on its scale, and SIM divides by the sums."""

@@ -29,7 +29,7 @@ from collections.abc import Sequence
 import numpy as np
 import torch
 
-from mlfem.gaze.blur import _MATRIX_MAX_HW_SUM, _blur_matrix, _check_padding
+from mlfem.gaze.blur import _MATRIX_MAX_HW_SUM, _blur_matrix, _check_padding, kernel_radius
 from mlfem.gaze.density import blur_counts, density_from_counts
 from mlfem.gaze.fixations import Fixations
 
@@ -101,6 +101,10 @@ class ObserverMaps:
         k = int(self.n_fixated.max()) if n_obs and self.pixel.numel() else 0
         weight = torch.ones_like(self.weight) if self.collapse else self.weight
         dense_cost = height + width if height + width <= _MATRIX_MAX_HW_SUM else 256
+        # Where each observer's blurred map can be nonzero: its fixations' bounding box grown
+        # by the kernel's radius (the blur matrices are banded). Scores that only need those
+        # pixels read just the box; the full image where the dense blur ran instead.
+        self.boxes = [(0, height, 0, width)] * n_obs
         if k == 0:
             return out.zero_()
         if 2 * k >= dense_cost:  # many fixated pixels: the dense blur is cheaper
@@ -117,6 +121,8 @@ class ObserverMaps:
         rows[self.owner, self.slot] = self.pixel // width
         cols[self.owner, self.slot] = self.pixel % width
         weights[self.owner, self.slot] = weight.to(self.dtype)
+        self.boxes = _support_boxes(self.owner, self.pixel, n_obs, height, width,
+                                    kernel_radius(self.sigma, self.truncate))
         left = k_h.T[rows] * weights.unsqueeze(-1)  # (O, k, H)
         torch.bmm(left.transpose(1, 2), k_w.T[cols], out=out)
         return out.clamp_min_(0)
@@ -220,6 +226,23 @@ class ObserverMaps:
                 values = compute(name, repeated, gt=own, fix=counts, seed=seed, baseline=baseline)
                 out[name] = values.to(torch.float64).reshape(n_maps, n_obs)
         return {name: out[name] for name in names}
+
+
+def _support_boxes(
+    owner: torch.Tensor, pixel: torch.Tensor, n_obs: int, height: int, width: int, radius: int
+) -> list[tuple[int, int, int, int]]:
+    """(first row, end row, first column, end column) per observer: its fixated pixels'
+    bounding box grown by ``radius`` and clipped to the image (empty without a fixation)."""
+    boxes = [(0, 0, 0, 0)] * n_obs
+    rows, cols = (pixel // width).tolist(), (pixel % width).tolist()
+    extent: dict[int, list[int]] = {}
+    for o, r, c in zip(owner.tolist(), rows, cols):
+        box = extent.setdefault(o, [r, r, c, c])
+        box[0], box[1], box[2], box[3] = min(box[0], r), max(box[1], r), min(box[2], c), max(box[3], c)
+    for o, (r0, r1, c0, c1) in extent.items():
+        boxes[o] = (max(0, r0 - radius), min(height, r1 + radius + 1),
+                    max(0, c0 - radius), min(width, c1 + radius + 1))
+    return boxes
 
 
 def _checked(name: str) -> str:
