@@ -122,6 +122,11 @@ class PreparedImages(torch.utils.data.Dataset):
         )
 
 
+def _select(maps: torch.Tensor, rows: list[int]) -> torch.Tensor:
+    """``maps[rows]``, without the copy when ``rows`` are all of them in order (the usual case)."""
+    return maps if rows == list(range(maps.shape[0])) else maps[rows]
+
+
 def as_list(batch: list) -> list:
     """Collate function of the evaluation loader: images differ in size, keep a list."""
     return batch
@@ -276,7 +281,7 @@ class Scorer:
                 pred = placement.to_original(torch.stack([explained[i].maps[method] for i in have]))
                 rows = [members.index(i) for i in have]
                 values = self._metric_table(
-                    pred, gfdm[rows], None if fix is None else fix[rows],
+                    pred, _select(gfdm, rows), None if fix is None else _select(fix, rows),
                     [items[i].image_id for i in have],
                 )
                 for r, i in enumerate(have):
@@ -290,7 +295,7 @@ class Scorer:
                 prior = centre_bias(height, width, device=device)
                 priors = prior.expand(len(rows), -1, -1)
                 values = self._metric_table(
-                    priors, gfdm[rows], None if fix is None else fix[rows],
+                    priors, _select(gfdm, rows), None if fix is None else _select(fix, rows),
                     [items[i].image_id for i in need_centre],
                 )
                 for r, i in enumerate(need_centre):

@@ -234,6 +234,6 @@ def _reach(values: torch.Tensor, thr: torch.Tensor) -> torch.Tensor:
     <= it, histogrammed per row (one pass; sorting the values would be N log N)."""
     b, k = thr.shape
     above = torch.searchsorted(thr, values, right=True)
-    above += torch.arange(b, device=values.device).unsqueeze(1) * (k + 1)
-    hist = torch.bincount(above.view(-1), minlength=b * (k + 1)).view(b, k + 1)
-    return _suffix_counts(hist)
+    # index_add_ rather than bincount, which first scans the indices for their extremes.
+    hist = torch.zeros(b, k + 1, dtype=torch.int64, device=values.device)
+    return _suffix_counts(hist.scatter_add_(1, above, torch.ones_like(above)))
