@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import argparse
 import csv
+import io
 import json
 import math
 import os
@@ -120,7 +121,7 @@ def _baseline_tree(commit: str, into: Path) -> Path:
     """``src/`` of ``commit`` extracted under ``into``."""
     archive = subprocess.run(["git", "-C", str(REPO), "archive", "--format=tar", commit, "src"],
                              check=True, capture_output=True).stdout
-    with tarfile.open(fileobj=__import__("io").BytesIO(archive)) as tar:
+    with tarfile.open(fileobj=io.BytesIO(archive)) as tar:
         tar.extractall(into, filter="data")
     return into / "src"
 
