@@ -7,7 +7,7 @@ image (allocation churn was half of its time before)."""
 from __future__ import annotations
 
 import math
-from typing import TYPE_CHECKING
+from typing import Any
 
 import torch
 
@@ -15,8 +15,8 @@ from mlfem.metrics._common import is_constant, row_dot, sort_rows
 from mlfem.metrics.distribution import _bring_to_unit_scale
 from mlfem.metrics.location import _judd_curve, _suffix_counts
 
-if TYPE_CHECKING:
-    from mlfem.gaze.observer_maps import ObserverMaps
+# The maps are an mlfem.gaze.ObserverMaps (not imported: that module imports this one).
+ObserverMaps = Any
 
 __all__ = ["ceiling_fast", "cross_fast"]
 

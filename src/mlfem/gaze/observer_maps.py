@@ -29,6 +29,7 @@ from collections.abc import Sequence
 import numpy as np
 import torch
 
+from mlfem.gaze._observer_scores import CHUNK, ceiling_fast, cross_fast
 from mlfem.gaze.blur import _MATRIX_MAX_HW_SUM, _blur_matrix, _check_padding, kernel_radius
 from mlfem.gaze.density import blur_counts, density_from_counts
 from mlfem.gaze.fixations import Fixations
@@ -134,7 +135,6 @@ class ObserverMaps:
         """(O,) float64 sum of squared deviations of each observer's blurred map from its
         mean, and (O,) whether the map is constant (PCC's denominators); computed once."""
         if self._moments is None:
-            from mlfem.gaze._observer_scores import CHUNK
             from mlfem.metrics._common import row_dot
 
             flat = self._flat()
@@ -184,7 +184,6 @@ class ObserverMaps:
         self, metrics: Sequence[str], *, seed: int | None = 0, baseline: torch.Tensor | str = "centre"
     ) -> dict[str, torch.Tensor]:
         """Leave-one-observer-out scores, (O,) float64 per metric (NaN where undefined)."""
-        from mlfem.gaze._observer_scores import ceiling_fast
         from mlfem.metrics.table import compute, resolve
 
         names = [_checked(resolve(m).name) for m in metrics]
@@ -203,7 +202,6 @@ class ObserverMaps:
         """Each of the M maps ``preds`` (M, H, W) against each observer: (M, O) float64 per
         metric (the target is the observer's GFDM for distribution metrics, their fixation
         counts for location metrics; NaN where undefined)."""
-        from mlfem.gaze._observer_scores import cross_fast
         from mlfem.metrics._common import match_size
         from mlfem.metrics.table import compute, resolve
 
