@@ -50,8 +50,9 @@ def test_a_prepared_image_carries_its_fixations_as_one_fixations_record() -> Non
     np.testing.assert_array_equal(fixations.ys, torch.cat(observed)[:, 1].double().numpy())
     # The per-observer targets: each observer's counts and own (collapsed) GFDM, whichever
     # form the fixations come in.
-    counts = fixation_counts([f[:, 0] for f in observed], [f[:, 1] for f in observed], 40, 40, dtype=torch.float32).counts
-    own = density_from_counts((counts > 0).float(), 3.0)
+    # (float64: the same blur as density_from_counts, up to the order of the sums)
+    counts = fixation_counts([f[:, 0] for f in observed], [f[:, 1] for f in observed], 40, 40).counts
+    own = density_from_counts((counts > 0).double(), 3.0)
     for got in (targets_for(fixations, 3.0, collapse=True), observer_targets(observed, 40, 40, 3.0, collapse=True)):
         torch.testing.assert_close(got.counts, counts, rtol=0, atol=0)
-        torch.testing.assert_close(got.own, own, rtol=0, atol=0)
+        torch.testing.assert_close(got.own, own, rtol=1e-12, atol=1e-15)

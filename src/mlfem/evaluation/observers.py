@@ -8,50 +8,44 @@ the ceiling under the paper's protocol without being more human-like. Scoring ev
 the ceiling's way (as :func:`mlfem.gaze.observer_scores` does) makes the ceiling a fair
 yardstick. These scores fill the ``<metric>_obs`` columns of ``results.csv``.
 
-The targets are built once per image (observers' own GFDMs: their fixation counts blurred
-with the dataset's sigma and normalised, duplicates collapsed when the dataset collapses) and
-every method is scored against them in one batched metric call.
+The targets are built once per image, on the evaluation's device (:class:`mlfem.gaze.ObserverMaps`:
+observers' own GFDMs, their fixation counts blurred with the dataset's sigma and normalised,
+duplicates collapsed when the dataset collapses), and every method is scored against them at
+once, without a full-size copy of each map per observer.
 """
 
 from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, NamedTuple
+from typing import TYPE_CHECKING
 
 import torch
 
 if TYPE_CHECKING:
-    from mlfem.gaze import Fixations
+    from mlfem.gaze import Fixations, ObserverMaps
 
-__all__ = ["ObserverTargets", "OBS_SUFFIX", "observer_means", "observer_targets", "targets_for"]
+__all__ = ["OBS_SUFFIX", "observer_means", "observer_targets", "targets_for"]
 
 #: Suffix of the per-observer metric columns (``pcc_obs`` is PCC under this protocol).
 OBS_SUFFIX = "_obs"
 
 
-class ObserverTargets(NamedTuple):
-    """Each observer's own GFDM (O, H, W), summing to 1, and fixation counts (O, H, W)."""
-
-    own: torch.Tensor
-    counts: torch.Tensor
-
-
-def targets_for(fixations: Fixations, sigma: float, collapse: bool = False) -> ObserverTargets:
+def targets_for(
+    fixations: Fixations, sigma: float, collapse: bool = False, *,
+    device: torch.device | str | None = None, out: torch.Tensor | None = None,
+) -> ObserverMaps:
     """Targets of the per-observer protocol for one image, one per observer with a fixation
-    (in the order of their ids)."""
-    from mlfem.gaze import density_from_counts, fixation_counts
+    (in the order of their ids), on ``device``: :class:`mlfem.gaze.ObserverMaps` (its ``own``
+    GFDMs and fixation ``counts``), in float64; ``out`` as there."""
+    from mlfem.gaze import ObserverMaps
 
-    groups = [fixations.observers == o for o in fixations.observer_ids]
-    xs, ys = [fixations.xs[g] for g in groups], [fixations.ys[g] for g in groups]
-    counts = fixation_counts(xs, ys, fixations.height, fixations.width, dtype=torch.float32).counts
-    own = density_from_counts((counts > 0).to(counts.dtype) if collapse else counts, sigma)
-    return ObserverTargets(own, counts)
+    return ObserverMaps(fixations, sigma, collapse=collapse, device=device, out=out)
 
 
 def observer_targets(
     fixations: Sequence[torch.Tensor], height: int, width: int, sigma: float, collapse: bool = False
-) -> ObserverTargets:
+) -> ObserverMaps:
     """:func:`targets_for` of one (N, 2) x/y tensor per observer (observers without a fixation
     left out by the caller) on an image of ``height`` x ``width`` pixels."""
     from mlfem.gaze import Fixations
@@ -61,29 +55,17 @@ def observer_targets(
 
 
 def observer_means(
-    preds: torch.Tensor, targets: ObserverTargets, metrics: Sequence[str], seed: int | None = 0,
+    preds: torch.Tensor, targets: ObserverMaps, metrics: Sequence[str], seed: int | None = 0,
     other_fix: torch.Tensor | None = None,
 ) -> dict[str, list[float]]:
     """For each of the M maps ``preds`` (M, H, W) and each metric, the mean over observers of
     the metric against that observer (NaN scores left out; NaN when none is defined).
     ``other_fix`` (H, W): the other images' fixations, for ``sauc``."""
-    from mlfem.metrics import evaluate
-
-    m, o = preds.shape[0], targets.own.shape[0]
-    repeated = preds.float().repeat_interleave(o, dim=0)  # map i against observers 0..O-1
-    table = evaluate(
-        repeated,
-        gt=targets.own.repeat(m, 1, 1),
-        fix=targets.counts.repeat(m, 1, 1),
-        metrics=metrics,
-        seed=seed,
-        other_fix=other_fix,
-    )
+    scores = targets.cross_scores(preds, metrics, seed=seed, other_fix=other_fix)
     out: dict[str, list[float]] = {}
-    for metric in table.metrics:
-        values = torch.tensor(table.columns[metric], dtype=torch.float64).reshape(m, o)
+    for metric, values in scores.items():
         means = []
-        for row in values:
+        for row in values.to("cpu", torch.float64):
             finite = row[~torch.isnan(row)]
             means.append(float(finite.mean()) if finite.numel() else math.nan)
         out[metric] = means

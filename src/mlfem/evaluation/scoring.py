@@ -33,6 +33,7 @@ from mlfem.evaluation.model import EvaluatedModel, is_correct, predictions
 from mlfem.gaze import Fixations
 
 if TYPE_CHECKING:
+    from mlfem.gaze import ObserverMaps
     from mlfem.models import Placement
 
 __all__ = ["PreparedImage", "PreparedImages", "Scorer", "Skip", "image_seed"]
@@ -125,6 +126,11 @@ class PreparedImages(torch.utils.data.Dataset):
         )
 
 
+def _select(maps: torch.Tensor, rows: list[int]) -> torch.Tensor:
+    """``maps[rows]``, without the copy when ``rows`` are all of them in order (the usual case)."""
+    return maps if rows == list(range(maps.shape[0])) else maps[rows]
+
+
 def as_list(batch: list) -> list:
     """Collate function of the evaluation loader: images differ in size, keep a list."""
     return batch
@@ -181,6 +187,7 @@ class Scorer:
             self.pool = FixationPool.from_dataset(dataset)
         self.observer_protocol = self._observer_protocol_applies(dataset)
         self.no_ceiling = 0  # images with fewer than two observers
+        self._observer_buffer: torch.Tensor | None = None  # reused by each image's targets
 
     def _observer_protocol_applies(self, dataset: Any) -> bool:
         """Asked for, GFDM sigma known, and the first readable sample has at least two
@@ -281,22 +288,24 @@ class Scorer:
         groups: dict[tuple, list[int]] = {}
         for i, item in enumerate(items):
             groups.setdefault((*item.size, item.placement), []).append(i)
+        device = self.runner.device  # the gaze side stays on the model's device
         for (height, width, placement), members in groups.items():
-            gfdm = torch.stack([items[i].gfdm.float() for i in members])
+            gfdm = torch.stack([items[i].gfdm.float() for i in members]).to(device)
             fix = None
             if needs_fix:
                 fixations = [items[i].fixations for i in members]
                 fix = fixation_counts(
-                    [f.xs for f in fixations], [f.ys for f in fixations], height, width, dtype=torch.float32
+                    [f.xs for f in fixations], [f.ys for f in fixations], height, width, dtype=torch.float32,
+                    device=device,
                 ).counts
             for method in methods:
                 have = [i for i in members if method in explained[i].maps]
                 if not have:
                     continue
-                pred = placement.to_original(torch.stack([explained[i].maps[method].cpu() for i in have]))
+                pred = placement.to_original(torch.stack([explained[i].maps[method] for i in have]))
                 rows = [members.index(i) for i in have]
                 values = self._metric_table(
-                    pred, gfdm[rows], None if fix is None else fix[rows],
+                    pred, _select(gfdm, rows), None if fix is None else _select(fix, rows),
                     [items[i].image_id for i in have],
                 )
                 for r, i in enumerate(have):
@@ -307,10 +316,10 @@ class Scorer:
             need_centre = [i for i in members if "centre-bias" in pending[items[i].image_id]]
             if need_centre:
                 rows = [members.index(i) for i in need_centre]
-                prior = centre_bias(height, width)
+                prior = centre_bias(height, width, device=device)
                 priors = prior.expand(len(rows), -1, -1)
                 values = self._metric_table(
-                    priors, gfdm[rows], None if fix is None else fix[rows],
+                    priors, _select(gfdm, rows), None if fix is None else _select(fix, rows),
                     [items[i].image_id for i in need_centre],
                 )
                 for r, i in enumerate(need_centre):
@@ -335,8 +344,11 @@ class Scorer:
             for name in maps:
                 scores[name].update(dict.fromkeys(obs, math.nan))
             return
+        # Built once per image on the device, into the previous image's buffer when it fits.
+        targets = targets_for(item.fixations, self.sigma, self.collapse,  # type: ignore[arg-type]
+                              device=self.runner.device, out=self._observer_buffer)
+        self._observer_buffer = targets.blurred
         if maps:
-            targets = targets_for(item.fixations, self.sigma, self.collapse)  # type: ignore[arg-type]
             names = list(maps)
             preds = torch.stack([maps[n].float() for n in names])
             means = self._observer_means(item.image_id, preds, targets)
@@ -345,7 +357,7 @@ class Scorer:
         if human:
             # The paper's protocol has no human value (it needs an independent group of
             # observers): those columns stay empty; the ceiling fills the _obs columns.
-            scores["human"] = dict.fromkeys(self.metrics) | dict(zip(obs, self._ceiling(item.fixations)))
+            scores["human"] = dict.fromkeys(self.metrics) | dict(zip(obs, self._ceiling(targets)))
 
     def _observer_means(
         self, image_id: str, preds: torch.Tensor, targets: Any
@@ -369,17 +381,15 @@ class Scorer:
         """The sAUC negatives of one image (None when ``sauc`` is not computed)."""
         return None if self.pool is None else self.pool.others(image_id, int(size[0]), int(size[1]))
 
-    def _ceiling(self, fixations: Fixations) -> list[float]:
-        """Leave-one-observer-out human consistency per metric (:func:`mlfem.gaze.human_ceiling`)."""
-        from mlfem.gaze import human_ceiling
-
-        sigma = float(self.sigma)  # type: ignore[arg-type]
-        seed = image_seed(self.config.seed, fixations.name) if fixations.name else self.config.seed
-        others = self._others(fixations.name, fixations.size) if fixations.name else None
-        return [
-            float(human_ceiling(fixations, sigma, metric, collapse=self.collapse, seed=seed, other_fix=others).mean)
-            for metric in self.gaze_metrics
-        ]
+    def _ceiling(self, targets: ObserverMaps) -> list[float]:
+        """Leave-one-observer-out human consistency per metric (as :func:`mlfem.gaze.human_ceiling`)."""
+        seed = image_seed(self.config.seed, targets.name) if targets.name else self.config.seed
+        others = self._others(targets.name, (targets.height, targets.width)) if targets.name else None
+        means = []
+        for values in targets.ceiling_scores(self.gaze_metrics, seed=seed, other_fix=others).values():
+            finite = values[~torch.isnan(values)].cpu()
+            means.append(float(finite.mean()) if finite.numel() else math.nan)
+        return means
 
     def _save_gallery(self, items: list[PreparedImage], explained: list[_Explained]) -> None:
         from mlfem.evaluation.maps import save_gallery_entry

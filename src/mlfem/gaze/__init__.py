@@ -6,7 +6,7 @@
 * :class:`Fixations`: every observer's fixations on one image (0-based pixels).
 * :func:`centre_bias` / :class:`CentreBias`: the centre-bias baseline map.
 * :func:`human_ceiling`: inter-observer consistency; :func:`observer_scores` scores any map
-  under the same protocol.
+  under the same protocol; :class:`ObserverMaps` builds an image's observers once for both.
 * :func:`read_osie`, :func:`read_fixation_csv`: readers for the ``mlfem gfdm`` inputs.
 """
 
@@ -25,10 +25,12 @@ from mlfem.gaze.density import (
 from mlfem.gaze.fixations import Fixations
 from mlfem.gaze.geometry import ViewingGeometry, pixels_per_degree, sigma_from_geometry
 from mlfem.gaze.io import GazeDataError, read_fixation_csv, read_osie
+from mlfem.gaze.observer_maps import ObserverMaps
 from mlfem.gaze.reference import (
     ObserverScores,
     human_ceiling,
     human_ceiling_per_image,
+    human_ceilings,
     observer_scores,
 )
 
@@ -43,6 +45,7 @@ __all__ = [
     "Fixations",
     "GFDMBatch",
     "GazeDataError",
+    "ObserverMaps",
     "ObserverScores",
     "ViewingGeometry",
     "blur_counts",
@@ -57,6 +60,7 @@ __all__ = [
     "gfdm_batch",
     "human_ceiling",
     "human_ceiling_per_image",
+    "human_ceilings",
     "kernel_radius",
     "observer_scores",
     "pixels_per_degree",

@@ -16,11 +16,12 @@ from typing import NamedTuple
 import numpy as np
 import torch
 
-from mlfem.gaze.density import blur_counts, density_from_counts, fixation_counts
 from mlfem.gaze.fixations import Fixations
-from mlfem.metrics.table import compute, resolve
+from mlfem.gaze.observer_maps import ObserverMaps
 
-__all__ = ["ObserverScores", "human_ceiling", "human_ceiling_per_image", "observer_scores"]
+__all__ = [
+    "ObserverScores", "human_ceiling", "human_ceiling_per_image", "human_ceilings", "observer_scores",
+]
 
 #: A metric: a registered name, or a callable ``f(pred, target)`` on (O, H, W) batches.
 MetricArg = str | Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
@@ -35,72 +36,24 @@ class ObserverScores(NamedTuple):
     n_nan: int  # observers whose score is undefined
 
 
-class _ObserverMaps(NamedTuple):
-    observers: np.ndarray
-    counts: torch.Tensor  # (O, H, W) each observer's own fixation counts (duplicates kept)
-    own: torch.Tensor  # (O, H, W) each observer's GFDM (NaN map if no fixation inside)
-    others: torch.Tensor  # (O, H, W) GFDM of everyone else
-
-
-def _per_observer_counts(
-    fixations: Fixations, dtype: torch.dtype, device: torch.device | str | None
-) -> tuple[np.ndarray, torch.Tensor]:
-    observers = fixations.observer_ids
-    groups = [fixations.observers == o for o in observers]
-    counts = fixation_counts(
-        [fixations.xs[g] for g in groups],
-        [fixations.ys[g] for g in groups],
-        fixations.height,
-        fixations.width,
-        dtype=dtype,
-        device=device,
-    ).counts
-    return observers, counts
-
-
 def _observer_maps(
     fixations: Fixations, sigma: float, collapse: bool, padding: str, truncate: float,
     dtype: torch.dtype, device: torch.device | str | None,
-) -> _ObserverMaps:
-    observers, counts = _per_observer_counts(fixations, dtype, device)
-    if observers.size < 2:
+) -> ObserverMaps:
+    maps = ObserverMaps(fixations, sigma, collapse=collapse, padding=padding, truncate=truncate,
+                        dtype=dtype, device=device)
+    if maps.n_observers < 2:
         raise ValueError(
             f"image {fixations.name or '?'}: inter-observer consistency needs at least two "
-            f"observers, got {observers.size}"
+            f"observers, got {maps.n_observers}"
         )
-    if collapse:
-        own = density_from_counts((counts > 0).to(dtype), sigma, padding=padding, truncate=truncate)
-        others_counts = (counts.sum(0, keepdim=True) - counts) > 0
-        others = density_from_counts(
-            others_counts.to(dtype), sigma, padding=padding, truncate=truncate
-        )
-    else:
-        # The blur is linear: blur each observer once and get "everyone else" by subtraction,
-        # O blurs instead of 2 O.
-        blurred = blur_counts(counts, sigma, padding=padding, truncate=truncate).clamp_min(0)
-        rest = (blurred.sum(0, keepdim=True) - blurred).clamp_min(0)
-        own = blurred / blurred.sum(dim=(1, 2), keepdim=True)
-        others = rest / rest.sum(dim=(1, 2), keepdim=True)
-    return _ObserverMaps(observers, counts, own, others)
+    return maps
 
 
-def _score(
-    metric: MetricArg,
-    needs: str,
-    pred: torch.Tensor,
-    maps: _ObserverMaps,
-    seed: int | None,
-    baseline: torch.Tensor | str,
-    other_fix: torch.Tensor | None = None,
-) -> torch.Tensor:
-    if callable(metric):
-        if needs not in ("gt", "fix"):
-            raise ValueError(f"needs must be 'gt' or 'fix', got {needs!r}")
-        return metric(pred, maps.own if needs == "gt" else maps.counts)
-    spec = resolve(metric)
-    if spec.name == "sauc" and other_fix is None:
-        raise ValueError("sauc needs other images' fixations (other_fix=)")
-    return compute(spec.name, pred, gt=maps.own, fix=maps.counts, seed=seed, baseline=baseline, other_fix=other_fix)
+def _callable_target(maps: ObserverMaps, needs: str) -> torch.Tensor:
+    if needs not in ("gt", "fix"):
+        raise ValueError(f"needs must be 'gt' or 'fix', got {needs!r}")
+    return maps.own if needs == "gt" else maps.counts
 
 
 def _summarise(scores: torch.Tensor, observers: np.ndarray) -> ObserverScores:
@@ -128,7 +81,23 @@ def human_ceiling(
     duplicates. Needs at least two observers.
     """
     maps = _observer_maps(fixations, sigma, collapse, padding, truncate, dtype, device)
-    return _summarise(_score(metric, needs, maps.others, maps, seed, baseline, other_fix), maps.observers)
+    if callable(metric):
+        return _summarise(metric(maps.others, _callable_target(maps, needs)), maps.observers)
+    (scores,) = maps.ceiling_scores([metric], seed=seed, baseline=baseline, other_fix=other_fix).values()
+    return _summarise(scores, maps.observers)
+
+
+def human_ceilings(
+    fixations: Fixations, sigma: float, metrics: Sequence[str], *, collapse: bool = False,
+    padding: str = "reflect", truncate: float = 4.0, baseline: torch.Tensor | str = "centre",
+    seed: int | None = 0, dtype: torch.dtype = torch.float64,
+    device: torch.device | str | None = None, other_fix: torch.Tensor | None = None,
+) -> dict[str, ObserverScores]:
+    """:func:`human_ceiling` of one image under several registered metrics at once (the
+    observers' GFDMs are built once), keyed by the metrics' registered names."""
+    maps = _observer_maps(fixations, sigma, collapse, padding, truncate, dtype, device)
+    scores = maps.ceiling_scores(list(metrics), seed=seed, baseline=baseline, other_fix=other_fix)
+    return {name: _summarise(values, maps.observers) for name, values in scores.items()}
 
 
 def observer_scores(
@@ -140,12 +109,16 @@ def observer_scores(
     """Score a fixed (H, W) map against each observer separately (same targets as
     :func:`human_ceiling`), so a method or the centre bias can be put beside the ceiling.
     """
-    maps = _observer_maps(fixations, sigma, collapse, padding, truncate, dtype, device)
-    pred = torch.as_tensor(pred).to(device=maps.own.device)
+    pred = torch.as_tensor(pred)
     if pred.dim() != 2:
         raise ValueError(f"pred must be one (H, W) map, got shape {tuple(pred.shape)}")
-    batch = pred.unsqueeze(0).expand(maps.own.shape[0], -1, -1)
-    return _summarise(_score(metric, needs, batch, maps, seed, baseline), maps.observers)
+    maps = _observer_maps(fixations, sigma, collapse, padding, truncate, dtype, device)
+    pred = pred.to(device=maps.device)
+    if callable(metric):
+        batch = pred.unsqueeze(0).expand(maps.n_observers, -1, -1)
+        return _summarise(metric(batch, _callable_target(maps, needs)), maps.observers)
+    (scores,) = maps.cross_scores(pred[None], [metric], seed=seed, baseline=baseline).values()
+    return _summarise(scores[0], maps.observers)
 
 
 def human_ceiling_per_image(

@@ -49,6 +49,8 @@ def _bring_to_unit_scale(maps: torch.Tensor) -> torch.Tensor:
     Other maps are returned with their values unchanged."""
     peak = maps.amax(dim=(1, 2), keepdim=True)
     extreme = (peak > 0) & ((peak < 1e-100) | (peak > 1e100))
+    if not bool(extreme.any()):  # the usual case: no full-size temporaries
+        return maps
     return torch.where(extreme, maps / torch.where(extreme, peak, torch.ones_like(peak)), maps)
 
 

@@ -137,10 +137,21 @@ def _auc_judd(s: torch.Tensor, c: torch.Tensor) -> torch.Tensor:
     thr[rows, slot] = s[rows, cols]
     weight[rows, slot] = c[rows, cols]
     thr, order = thr.sort(dim=1)
-    weight = weight.gather(1, order)
-    padding = torch.isinf(thr)
     # Pixels (all of them) reaching each threshold, from the sorted map: O(k log n) look-ups.
     reach_all = n - torch.searchsorted(sort_rows(s), thr, right=False)
+    return _judd_curve(thr, weight.gather(1, order), n_fixated, reach_all, n)
+
+
+def _judd_curve(
+    thr: torch.Tensor, weight: torch.Tensor, n_fixated: torch.Tensor, reach_all: torch.Tensor, n: int
+) -> torch.Tensor:
+    """AUC-Judd of (b,) maps from their (b, k) thresholds: the map values at the fixated pixels,
+    sorted ascending and padded with +inf; ``weight`` the fixation counts in the same order
+    (0 for padding); ``n_fixated`` (b,) the fixated pixels per map; ``reach_all`` (b, k) how
+    many of the map's ``n`` pixels are >= each threshold. Shared by :func:`auc_judd` and the
+    per-observer scores (:mod:`mlfem.gaze.observer_maps`), which count ``reach_all`` once per
+    map for all observers."""
+    padding = torch.isinf(thr)
     # Fixated pixels and fixation weight reaching each threshold, from the sorted thresholds.
     first_fix = torch.searchsorted(thr, thr, right=False)
     reach_fix = n_fixated.unsqueeze(1) - first_fix
@@ -149,8 +160,8 @@ def _auc_judd(s: torch.Tensor, c: torch.Tensor) -> torch.Tensor:
     total = below[:, -1:]
     tp = (total - below.gather(1, first_fix)) / total
     # Every pixel fixated: no negatives, FPR undefined -> NaN.
-    negatives = (n - n_fixated).unsqueeze(1).to(s.dtype)
-    fp = (reach_all - reach_fix).clamp_min(0).to(s.dtype) / negatives
+    negatives = (n - n_fixated).unsqueeze(1).to(thr.dtype)
+    fp = (reach_all - reach_fix).clamp_min(0).to(thr.dtype) / negatives
     fp = torch.where(padding, torch.zeros_like(fp), fp)
     tp = torch.where(padding, torch.zeros_like(tp), tp)
     return torch.where(n_fixated > 0, _trapz_asc(tp, fp), float("nan"))
