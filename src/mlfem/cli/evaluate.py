@@ -148,6 +148,13 @@ def run(args: argparse.Namespace) -> int:
     if summary.n_evaluated == 0 and summary.n_done_before == 0:
         print(f"mlfem evaluate: error: {_nothing_usable(summary)}", file=sys.stderr)
         return 1  # failed inputs
+    if summary.status != "complete":  # under torchrun: a rank failed (its rows are kept)
+        print(f"mlfem evaluate: error: {summary.status}; rerun the command to resume", file=sys.stderr)
+        return 1
+    from mlfem.distributed import current_world
+
+    if not current_world().main:
+        return 0  # rank 0 prints the table of the merged file
     from mlfem.reporting.tables import headline_table
 
     print(headline_table(summary.results))
