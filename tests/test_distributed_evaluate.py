@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 
+from mlfem.cli import main
 from mlfem.evaluation.sharding import merge_shards
 
 TESTS = Path(__file__).resolve().parent
@@ -80,7 +81,7 @@ def test_a_failed_rank_is_reported_and_one_process_finishes_the_run(tmp_path, re
     assert not (out / "shards").exists()
 
 
-def test_a_killed_rank_resumes_under_torchrun_to_the_same_file(tmp_path, reference) -> None:
+def test_a_killed_rank_resumes_under_torchrun_to_the_same_file(tmp_path, reference, capsys) -> None:
     out = tmp_path / "run"
     killed = _torchrun(out, fail="1:5:kill")
     assert killed.returncode != 0
@@ -89,6 +90,9 @@ def test_a_killed_rank_resumes_under_torchrun_to_the_same_file(tmp_path, referen
     # The explicit merge after a crash: a partial file, and the images still missing.
     report = merge_shards(out)
     assert not report.complete and report.missing and (out / "shards").is_dir()
+    assert main(["merge-shards", str(out)]) == 1
+    assert f"{len(report.missing)} of 12 image(s) lack rows" in capsys.readouterr().err
+    assert main(["merge-shards", str(tmp_path / "nothing")]) == 2
     resumed = _torchrun(out)
     assert resumed.returncode == 0, resumed.stderr
     assert (out / "results.csv").read_bytes() == reference
