@@ -14,9 +14,10 @@ no-ops in a world of one. Imports nothing above torch, so every layer may use it
 
 from __future__ import annotations
 
+import contextlib
 import datetime
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
@@ -33,6 +34,8 @@ __all__ = [
     "join",
     "leave",
     "on_main_first",
+    "session",
+    "sum_all",
 ]
 
 T = TypeVar("T")
@@ -105,6 +108,19 @@ def join(world: World, device: torch.device) -> bool:
     return True
 
 
+@contextlib.contextmanager
+def session(device: torch.device) -> Iterator[World]:
+    """This process's world, its group started (on ``device``) for the block and ended after
+    it when the block started it."""
+    world = current_world()
+    joined = join(world, device_for(world, device))
+    try:
+        yield world
+    finally:
+        if joined:
+            leave()
+
+
 def leave() -> None:
     """End this process's group (when there is one)."""
     import torch.distributed as dist
@@ -149,15 +165,29 @@ def all_gather(value: T) -> list[T]:
     return out
 
 
-def any_true(flag: bool, device: torch.device | None = None) -> bool:
+def _collective_device() -> torch.device:
+    """Where tensors of collectives live: this process's GPU under nccl, else the CPU."""
+    import torch.distributed as dist
+
+    if dist.get_backend() == "nccl":
+        return torch.device("cuda", torch.cuda.current_device())
+    return torch.device("cpu")
+
+
+def any_true(flag: bool) -> bool:
     """Whether ``flag`` is true on any process (e.g. a stop asked for on one of them)."""
+    return sum_all([1.0 if flag else 0.0])[0] > 0
+
+
+def sum_all(values: list[float]) -> list[float]:
+    """Element-wise sums of ``values`` over every process (one ``all_reduce``, float64)."""
     import torch.distributed as dist
 
     if not _active():
-        return flag
-    tensor = torch.tensor([1.0 if flag else 0.0], device=device)
-    dist.all_reduce(tensor, op=dist.ReduceOp.MAX)
-    return bool(tensor.item() > 0)
+        return [float(v) for v in values]
+    tensor = torch.tensor(values, dtype=torch.float64, device=_collective_device())
+    dist.all_reduce(tensor)
+    return tensor.tolist()
 
 
 def on_main_first(world: World, work: Callable[[], T]) -> T:

@@ -102,18 +102,14 @@ def run_evaluation(
     saying ``"status": "interrupted"``, then propagates. The run holds the folder's lock
     throughout: a second run on the same folder meanwhile raises :class:`EvaluationError`.
     """
-    from mlfem import distributed
+    from mlfem.distributed import session
 
     dataset_from_classifier(config)
-    world = distributed.current_world()  # torchrun's processes share the work (sharding.py)
-    joined = distributed.join(world, device_for(world, resolve_device(config)))
-    try:
+    # Under torchrun the processes share the work (mlfem.evaluation.sharding).
+    with session(resolve_device(config)) as world:
         shards = EvaluationShards(config.out, world)
         with shards.claimed():
             return _evaluate(config, model, dataset, on_batch, shards)
-    finally:
-        if joined:
-            distributed.leave()
 
 
 def _evaluate(
