@@ -74,6 +74,9 @@ def test_a_failed_rank_is_reported_and_one_process_finishes_the_run(tmp_path, re
     assert 1 < len(rows) < len(reference.splitlines())
     assert set(rows) <= set(reference.splitlines())
     assert (out / "shards").is_dir()
+    # Other settings are refused on the shards' rows as on results.csv's.
+    changed = [*ARGS[: ARGS.index("--metrics") + 1], "pcc", *ARGS[ARGS.index("--metrics") + 3 :]]
+    assert main([*changed, "--out", str(out)]) == 2
     # A plain single-process run resumes the sharded folder and merges it.
     resumed = _single(out)
     assert resumed.returncode == 0, resumed.stderr

@@ -14,6 +14,7 @@ no-ops in a world of one. Imports nothing above torch, so every layer may use it
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import datetime
 import os
@@ -95,7 +96,8 @@ def device_for(world: World, device: torch.device) -> torch.device:
 def join(world: World, device: torch.device) -> bool:
     """Start this process's group (nothing in a world of one, or when the caller has one
     already): ``nccl`` on CUDA, ``gloo`` otherwise. The rendezvous comes from torchrun's
-    ``MASTER_ADDR``/``MASTER_PORT``. Returns whether it started one (then :func:`leave` it)."""
+    ``MASTER_ADDR``/``MASTER_PORT``. Returns whether it started one; it is ended when the
+    process exits."""
     import torch.distributed as dist
 
     if not world.distributed or dist.is_initialized():
@@ -105,20 +107,18 @@ def join(world: World, device: torch.device) -> bool:
         dist.init_process_group("nccl", rank=world.rank, world_size=world.size, timeout=TIMEOUT)
     else:
         dist.init_process_group("gloo", rank=world.rank, world_size=world.size, timeout=TIMEOUT)
+    atexit.register(leave)
     return True
 
 
 @contextlib.contextmanager
 def session(device: torch.device) -> Iterator[World]:
-    """This process's world, its group started (on ``device``) for the block and ended after
-    it when the block started it."""
+    """This process's world, its group started (on ``device``) if it is not yet. The group
+    then lasts as long as the process (:func:`join`): a second group under the same torchrun
+    rendezvous would wait for ever, so several commands in one process share the first."""
     world = current_world()
-    joined = join(world, device_for(world, device))
-    try:
-        yield world
-    finally:
-        if joined:
-            leave()
+    join(world, device_for(world, device))
+    yield world
 
 
 def leave() -> None:
