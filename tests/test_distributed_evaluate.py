@@ -60,7 +60,7 @@ def reference(tmp_path_factory) -> bytes:
     return (out / "results.csv").read_bytes()
 
 
-def test_a_failed_rank_is_reported_and_one_process_finishes_the_run(tmp_path, reference) -> None:
+def test_a_failed_rank_is_reported_and_one_process_finishes_the_run(tmp_path, reference, capsys) -> None:
     out = tmp_path / "run"
     failed = _torchrun(out, fail="1:5:raise")  # in rank 1's second batch
     assert failed.returncode != 0
@@ -75,8 +75,9 @@ def test_a_failed_rank_is_reported_and_one_process_finishes_the_run(tmp_path, re
     assert set(rows) <= set(reference.splitlines())
     assert (out / "shards").is_dir()
     # Other settings are refused on the shards' rows as on results.csv's.
-    changed = [*ARGS[: ARGS.index("--metrics") + 1], "pcc", *ARGS[ARGS.index("--metrics") + 3 :]]
+    changed = [*ARGS[: ARGS.index("--metrics") + 1], "pcc", *ARGS[ARGS.index("--metrics") + 2 :]]
     assert main([*changed, "--out", str(out)]) == 2
+    assert "other settings" in capsys.readouterr().err
     # A plain single-process run resumes the sharded folder and merges it.
     resumed = _single(out)
     assert resumed.returncode == 0, resumed.stderr
