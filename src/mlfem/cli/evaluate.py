@@ -19,7 +19,9 @@ For every image of the split and every method, writes one row to OUT/results.csv
 predicted and true labels, correct or wrong, classes present, category, image size), plus
 reference rows (human ceiling, centre bias). OUT/run.json records the settings, versions,
 checkpoint hashes and counts. Rerunning the same command resumes: finished images are skipped.
-Then 'mlfem report OUT' draws the figures.
+Then 'mlfem report OUT' draws the figures. Under 'torchrun --nproc-per-node N -m -- mlfem evaluate'
+the processes share the images and rank 0 merges their rows into the same results.csv
+(docs/scale.md).
 """
 
 

@@ -20,7 +20,9 @@ with any number of processes.
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     parser = add_command(subparsers, "merge-shards", _SUMMARY, _DESCRIPTION)
-    parser.add_argument("directory", type=Path, metavar="DIR", help="output folder of 'mlfem evaluate'")
+    parser.add_argument(
+        "directory", type=Path, metavar="DIR", help="output folder of 'mlfem evaluate'"
+    )
     parser.set_defaults(func=run)
 
 

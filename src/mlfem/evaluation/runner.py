@@ -101,6 +101,8 @@ def run_evaluation(
     A ``KeyboardInterrupt`` leaves every finished batch in ``results.csv`` and ``run.json``
     saying ``"status": "interrupted"``, then propagates. The run holds the folder's lock
     throughout: a second run on the same folder meanwhile raises :class:`EvaluationError`.
+    Under ``torchrun`` each process evaluates its share of the batches and rank 0 merges the
+    rows into the single-process file (:mod:`mlfem.evaluation.sharding`).
     """
     from mlfem.distributed import session
 

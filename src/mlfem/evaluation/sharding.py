@@ -143,7 +143,9 @@ def merge_shards(out: str | Path) -> MergeReport:
     position = {image_id: i for i, image_id in enumerate(ids)}
     rank_in_image = {method: i for i, method in enumerate(order)}
     # Rows of images outside the plan (none in a normal run) keep their place after it.
-    keys = sorted(rows, key=lambda k: (position.get(k[0], len(ids)), rank_in_image.get(k[1], len(order))))
+    keys = sorted(
+        rows, key=lambda k: (position.get(k[0], len(ids)), rank_in_image.get(k[1], len(order)))
+    )
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\n")
     writer.writerow(header)
@@ -158,7 +160,8 @@ def merge_shards(out: str | Path) -> MergeReport:
     ranks = {}
     for record in sorted((out / SHARDS).glob("run-rank*.json")):
         with contextlib.suppress(OSError, ValueError):
-            ranks[int(record.stem.removeprefix("run-rank"))] = json.loads(record.read_text())["status"]
+            rank = int(record.stem.removeprefix("run-rank"))
+            ranks[rank] = json.loads(record.read_text(encoding="utf-8"))["status"]
     report = MergeReport(out / "results.csv", len(keys), len(ids), missing, ranks)
     if report.complete:
         shutil.rmtree(out / SHARDS, ignore_errors=True)
@@ -178,7 +181,9 @@ class EvaluationShards:
     @property
     def results_path(self) -> Path:
         """Where this process appends its rows."""
-        return _shard_results(self.out, self.world.rank) if self.sharded else self.out / "results.csv"
+        if self.sharded:
+            return _shard_results(self.out, self.world.rank)
+        return self.out / "results.csv"
 
     @property
     def record_path(self) -> Path:
@@ -241,8 +246,8 @@ class EvaluationShards:
         return batches[self.world.rank :: self.world.size]
 
     def finish(self, summary: Any, record: Any) -> Any:
-        """After this process's part (done or failed, as ``summary.status`` says): wait for every process, merge on
-        rank 0, and return the run's summary (totals of all processes; ``status`` says which
+        """After this process's part (done or failed, as ``summary.status`` says): wait for
+        every process, merge on rank 0, and return the run's summary (totals of all processes; ``status`` says which
         rank failed and which images lack rows). ``record`` is this process's RunRecord, the
         base of the merged ``run.json``."""
         if not self.sharded:

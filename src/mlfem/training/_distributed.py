@@ -30,7 +30,9 @@ from torch.utils.data import Sampler
 from mlfem.distributed import World
 from mlfem.training._data import EpochBatches
 
-__all__ = ["GlobalBatchNorm", "LocalBatches", "chunk", "local_batches", "synchronize_batch_norm", "wrap"]
+__all__ = [
+    "GlobalBatchNorm", "LocalBatches", "chunk", "local_batches", "synchronize_batch_norm", "wrap",
+]
 
 
 def chunk(n: int, world: World) -> slice:
@@ -61,7 +63,8 @@ class GlobalBatchNorm(nn.modules.batchnorm._BatchNorm):
         dims = [0, *range(2, input.dim())]
         wide = input.double()
         count = wide.new_tensor([input.numel() / channels])
-        totals = _SumOverProcesses.apply(torch.cat([wide.sum(dims), (wide * wide).sum(dims), count]))
+        local = torch.cat([wide.sum(dims), (wide * wide).sum(dims), count])
+        totals = _SumOverProcesses.apply(local)
         n = totals[-1]
         mean = totals[:channels] / n
         var = (totals[channels : 2 * channels] / n - mean * mean).clamp_min(0)
@@ -76,8 +79,9 @@ class GlobalBatchNorm(nn.modules.batchnorm._BatchNorm):
                 momentum = self.momentum if self.momentum is not None \
                     else 1.0 / float(self.num_batches_tracked)
                 unbiased = var.detach() * n / torch.clamp(n - 1, min=1)
-                self.running_mean.mul_(1 - momentum).add_(momentum * mean.detach().to(self.running_mean.dtype))
-                self.running_var.mul_(1 - momentum).add_(momentum * unbiased.to(self.running_var.dtype))
+                kind = self.running_mean.dtype
+                self.running_mean.mul_(1 - momentum).add_(momentum * mean.detach().to(kind))
+                self.running_var.mul_(1 - momentum).add_(momentum * unbiased.to(kind))
         return out
 
 
@@ -108,7 +112,8 @@ def synchronize_batch_norm(model: nn.Module, device: torch.device) -> nn.Module:
     if device.type == "cuda":
         return nn.SyncBatchNorm.convert_sync_batchnorm(model)
     for name, child in list(model.named_children()):
-        if isinstance(child, nn.modules.batchnorm._BatchNorm) and not isinstance(child, GlobalBatchNorm):
+        batch_norm = isinstance(child, nn.modules.batchnorm._BatchNorm)
+        if batch_norm and not isinstance(child, GlobalBatchNorm):
             child.__class__ = GlobalBatchNorm  # same attributes, parameters and buffers
         else:
             synchronize_batch_norm(child, device)

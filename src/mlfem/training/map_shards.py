@@ -86,9 +86,10 @@ def build_cache(world: World, directory: str | Path, key: dict[str, Any], explai
         parts = _parts(start, len(ids), world)
         mine = parts[world.rank]
         if len(mine):
+            progress = options.get("progress", True) and world.main
             MapCache.build(
                 _part_dir(directory, mine), {**key, "part": [mine.start, mine.stop]}, explainer,
-                _Part(dataset, mine), **{**options, "progress": options.get("progress", True) and world.main},
+                _Part(dataset, mine), **{**options, "progress": progress},
             )
         barrier()
         if world.main:
