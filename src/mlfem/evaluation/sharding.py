@@ -257,10 +257,15 @@ class EvaluationShards:
             "skipped": summary.skipped, "elapsed": summary.elapsed,
             "no_ceiling": record.payload.get("no_human_ceiling", 0),
         })
-        report = None
+        report: Any = None
         if self.world.main:
-            report = self._merge(parts, record)
+            try:
+                report = self._merge(parts, record)
+            except Exception as error:  # noqa: BLE001 - every process must hear of it
+                report = EvaluationError(f"merging {self.out / SHARDS} failed: {error}")
         report = broadcast(report)
+        if isinstance(report, Exception):
+            raise report
         status = _world_status(report, parts)
         skipped = [s for p in parts for s in p["skipped"]]
         return replace(
