@@ -21,6 +21,7 @@ _SUBCOMMAND_MODULES: tuple[str, ...] = (
     "gfdm",
     "methods",
     "evaluate",
+    "merge_shards",
     "report",
     "demo",
     "train_classifier",

@@ -19,7 +19,9 @@ For every image of the split and every method, writes one row to OUT/results.csv
 predicted and true labels, correct or wrong, classes present, category, image size), plus
 reference rows (human ceiling, centre bias). OUT/run.json records the settings, versions,
 checkpoint hashes and counts. Rerunning the same command resumes: finished images are skipped.
-Then 'mlfem report OUT' draws the figures.
+Then 'mlfem report OUT' draws the figures. Under 'torchrun --nproc-per-node N -m -- mlfem evaluate'
+the processes share the images and rank 0 merges their rows into the same results.csv
+(docs/scale.md).
 """
 
 
@@ -155,6 +157,13 @@ def run(args: argparse.Namespace) -> int:
     if summary.n_evaluated == 0 and summary.n_done_before == 0:
         print(f"mlfem evaluate: error: {_nothing_usable(summary)}", file=sys.stderr)
         return 1  # failed inputs
+    if summary.status != "complete":  # under torchrun: a rank failed (its rows are kept)
+        print(f"mlfem evaluate: error: {summary.status}; rerun the command to resume", file=sys.stderr)
+        return 1
+    from mlfem.distributed import current_world
+
+    if not current_world().main:
+        return 0  # rank 0 prints the table of the merged file
     from mlfem.reporting.tables import headline_table
 
     print(headline_table(summary.results))

@@ -168,13 +168,16 @@ def run_training(
     from mlfem.models.checkpoint import CheckpointError
     from mlfem.training import TrainingInterrupted
 
+    from mlfem.distributed import current_world
+
     try:
-        return train()
+        result = train()
     except TrainingInterrupted as stopped:
         print(f"mlfem {command}: {stopped}", file=sys.stderr)
         return 130
     except (ValueError, FileExistsError, LayoutError, CheckpointError, *errors) as error:
         raise UsageError(str(error)) from error
+    return result if current_world().main else 0  # under torchrun, rank 0 prints the summary
 
 
 def run_command(args: argparse.Namespace) -> int:

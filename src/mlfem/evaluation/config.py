@@ -302,11 +302,13 @@ def check_resumable(out: Path, settings: dict[str, Any]) -> None:
     from mlfem._run import changed_settings
 
     results = out / "results.csv"
-    if not results.exists():
+    # Rows of torchrun processes (mlfem.evaluation.sharding) count as well.
+    shards = sorted((out / "shards").glob("results-rank*.csv"))
+    if not results.exists() and not shards:
         return
     records = [path for path in (out / FINGERPRINT, out / "run.json") if path.exists()]
     if not records:
-        if _has_rows(results):
+        if any(_has_rows(path) for path in [results, *shards] if path.exists()):
             raise EvaluationError(
                 f"{results} holds rows, but neither {FINGERPRINT} nor run.json says which "
                 "settings made them: use another output folder or --overwrite"

@@ -39,6 +39,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from mlfem.distributed import device_for
 from mlfem.evaluation.config import (
     FINGERPRINT,
     EvaluationConfig,
@@ -58,6 +59,7 @@ from mlfem.evaluation.model import EvaluatedModel
 from mlfem.evaluation.record import RunRecord
 from mlfem.evaluation.results import ResultsWriter
 from mlfem.evaluation.scoring import PreparedImages, Scorer, Skip, as_list
+from mlfem.evaluation.sharding import EvaluationShards
 
 __all__ = [
     "EvaluationConfig",
@@ -99,19 +101,17 @@ def run_evaluation(
     A ``KeyboardInterrupt`` leaves every finished batch in ``results.csv`` and ``run.json``
     saying ``"status": "interrupted"``, then propagates. The run holds the folder's lock
     throughout: a second run on the same folder meanwhile raises :class:`EvaluationError`.
+    Under ``torchrun`` each process evaluates its share of the batches and rank 0 merges the
+    rows into the single-process file (:mod:`mlfem.evaluation.sharding`).
     """
-    from mlfem._run import FolderBusyError, FolderLock
+    from mlfem.distributed import session
 
     dataset_from_classifier(config)
-    lock = FolderLock(config.out, "evaluate")
-    try:
-        lock.acquire()
-    except FolderBusyError as error:
-        raise EvaluationError(str(error)) from None
-    try:
-        return _evaluate(config, model, dataset, on_batch)
-    finally:
-        lock.release()
+    # Under torchrun the processes share the work (mlfem.evaluation.sharding).
+    with session(resolve_device(config)) as world:
+        shards = EvaluationShards(config.out, world)
+        with shards.claimed():
+            return _evaluate(config, model, dataset, on_batch, shards)
 
 
 def _evaluate(
@@ -119,6 +119,7 @@ def _evaluate(
     model: EvaluatedModel | None,
     dataset: Any | None,
     on_batch: Callable[[int], None] | None,
+    shards: EvaluationShards,
 ) -> EvaluationSummary:
     """:func:`run_evaluation` once the folder is claimed."""
     from tqdm import tqdm
@@ -128,12 +129,15 @@ def _evaluate(
     # What the run is: its folder, dataset, model and settings (mlfem.evaluation.config).
     out = config.out
     if config.overwrite:
-        _clear(out)
-    results_path, run_path = out / "results.csv", out / "run.json"
+        if shards.world.main:
+            _clear(out)
+        shards.clear()
+    shards.prepare()
+    results_path, run_path = shards.results_path, shards.record_path
     torch.manual_seed(config.seed)
     np.random.seed(config.seed % (2**32))
 
-    device = resolve_device(config)
+    device = device_for(shards.world, resolve_device(config))
     if dataset is None:
         dataset = open_dataset(config)
     load_warnings: list[str] = []
@@ -155,9 +159,12 @@ def _evaluate(
     except ValueError as error:  # another run's columns, a damaged row
         scorer.close()
         raise EvaluationError(str(error)) from None
-    write_fingerprint(out, settings)  # before the first row
-    pending = _pending(all_ids, config.methods, scorer.references, writer.done)
+    if shards.world.main:
+        write_fingerprint(out, settings)  # before the first row
+    done = shards.done(writer.done, writer.columns)
+    pending = _pending(all_ids, config.methods, scorer.references, done)
     batches = [b for b in _batches(n_images, config.batch_size) if any(pending[all_ids[i]] for i in b)]
+    batches = shards.share(batches, all_ids, config.methods, writer.columns)
     n_done_before = sum(1 for image_id in all_ids if not pending[image_id])
 
     # The run: run.json says it started, each batch's rows join results.csv, run.json says
@@ -185,8 +192,9 @@ def _evaluate(
     evaluated = 0
     skipped: list[dict[str, str]] = []
     status = "interrupted"
+    failure: Exception | None = None
     progress = tqdm(total=sum(len(b) for b in batches), unit="img", desc="evaluate",
-                    disable=not config.progress, file=sys.stderr, dynamic_ncols=True, smoothing=0.1)
+                    disable=not (config.progress and shards.world.main), file=sys.stderr, dynamic_ncols=True, smoothing=0.1)
     # Gradient-free runs (FEM family, occlusion, LIME) skip autograd bookkeeping entirely;
     # gradient methods enable gradients themselves and refuse inference mode.
     context = torch.inference_mode() if scorer.gradient_free else contextlib.nullcontext()
@@ -206,16 +214,23 @@ def _evaluate(
         raise
     except Exception as error:
         status = f"failed: {type(error).__name__}: {error}"
-        raise
+        failure = error
+        if not shards.sharded:
+            raise
     finally:
         progress.close()
         elapsed = time.perf_counter() - start
         rows = record.finish(status, elapsed, evaluated, skipped, scorer.no_ceiling, results_path)
         scorer.close()
-    return EvaluationSummary(
+    summary = EvaluationSummary(
         out, results_path, n_images, n_done_before, evaluated, len(skipped), rows, elapsed, status,
         skipped,
     )
+    # Sharded: every process waits for the others, rank 0 merges (sharding.py).
+    summary = shards.finish(summary, record)
+    if failure is not None:
+        raise failure
+    return summary
 
 
 def _clear(out: Path) -> None:

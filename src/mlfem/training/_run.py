@@ -30,6 +30,7 @@ import torch
 from torch import nn
 
 from mlfem._run import RunFolder
+from mlfem.distributed import any_true, current_world
 from mlfem.training._data import progress_bar
 from mlfem.training._state import TrainingInterrupted, load_training_state, save_training_state
 
@@ -80,6 +81,9 @@ class TrainingRun(RunFolder):
         on_step: StepCallback | None = None,
         bar: tuple[str, str, int] = ("", "loss", 4),
     ) -> None:
+        # Under torchrun every process trains; rank 0 alone writes files and shows progress.
+        self.world = current_world()
+        verbose = verbose and self.world.main
         super().__init__(out, command, STATE_FILE, resume=resume, verbose=verbose, stop=stop)
         self.fixed = tuple(fixed)
         self.epochs = epochs
@@ -118,8 +122,12 @@ class TrainingRun(RunFolder):
 
     @staticmethod
     def device(name: str | None) -> torch.device:
-        """The device a trainer runs on: ``name``, or CUDA when available, else the CPU."""
-        return torch.device(name or ("cuda" if torch.cuda.is_available() else "cpu"))
+        """The device a trainer runs on: ``name``, or CUDA when available, else the CPU;
+        under torchrun, CUDA without an index is the GPU numbered by ``LOCAL_RANK``."""
+        from mlfem.distributed import device_for
+
+        device = torch.device(name or ("cuda" if torch.cuda.is_available() else "cpu"))
+        return device_for(current_world(), device)
 
     def restore(
         self,
@@ -157,6 +165,8 @@ class TrainingRun(RunFolder):
     def save(self, **progress: Any) -> None:
         """Write the state: model, optimizer, RNGs, ``progress`` and the run's settings."""
         assert self.model is not None and self.optimizer is not None, "restore() first"
+        if not self.world.main:
+            return  # every process holds the same state: rank 0 writes it
         save_training_state(
             self.state_path,
             self.model,
@@ -203,10 +213,22 @@ class TrainingRun(RunFolder):
                 bar.update(1)
                 if self.on_step is not None:
                     self.on_step(epoch, at, loss)
-                if self.stop.is_set():
+                if self.stop_asked():
                     self.save(epoch=epoch, step=at, loss_sum=loss_sum, count=count, **state)
                     raise TrainingInterrupted(self.state_path, epoch, at)
         return loss_sum / max(count, 1)
+
+    def stop_asked(self) -> bool:
+        """Whether a stop was asked for (under torchrun: on any process, so that all stop at
+        the same step)."""
+        return any_true(self.stop.is_set())
+
+    def write_json(self, name: str, payload: Any) -> Path:
+        """As :meth:`RunFolder.write_json`, by rank 0 only under torchrun."""
+        path = self.out / name
+        if self.world.main:
+            super().write_json(name, payload)
+        return path
 
     def end_epoch(
         self, epochs_done: int, history: list[dict[str, Any]], summary: str, **state: Any
@@ -220,5 +242,5 @@ class TrainingRun(RunFolder):
     def interrupt_if_stopped(self, epochs_done: int) -> None:
         """Between epochs: raise :class:`TrainingInterrupted` if a stop was asked for
         (the state is already saved by :meth:`end_epoch`)."""
-        if self.stop.is_set():
+        if self.stop_asked():
             raise TrainingInterrupted(self.state_path, epochs_done, 0)

@@ -77,13 +77,20 @@ def normalize_batch(images: Tensor, mean: tuple[float, ...], std: tuple[float, .
     return (images - mean_t) / std_t
 
 
-def augment_batch(images: Tensor, augmentation: Augmentation, generator: torch.Generator) -> Tensor:
+def augment_batch(
+    images: Tensor, augmentation: Augmentation, generator: torch.Generator,
+    rows: slice | None = None, total: int | None = None,
+) -> Tensor:
     """Randomly augmented copy of ``images`` (B, 3, H, W), float in [0, 1].
 
     The random numbers are drawn on the CPU from ``generator`` (same draws on any device).
+    ``images`` may be the ``rows`` of a batch of ``total`` images (one process's share under
+    torchrun): the whole batch's numbers are drawn and those rows used, as one process would.
     """
     batch = images.shape[0]
-    draws = torch.rand(batch, 8, generator=generator, dtype=torch.float64)
+    draws = torch.rand(total or batch, 8, generator=generator, dtype=torch.float64)
+    if rows is not None:
+        draws = draws[rows]
     lo, hi = augmentation.crop_scale
     area = lo + (hi - lo) * draws[:, 0]
     log_lo, log_hi = math.log(augmentation.crop_ratio[0]), math.log(augmentation.crop_ratio[1])

@@ -37,10 +37,12 @@ import torch.nn.functional as F
 from torch import Tensor
 from torch.utils.data import DataLoader
 
+from mlfem.distributed import all_gather, on_main_first, session, sum_all
 from mlfem.models.starting import build_classifier
 from mlfem.models.checkpoint import save_classifier
 from mlfem.models.preprocessing import IMAGENET_MEAN, IMAGENET_STD, Preprocessing
 from mlfem.training._data import DatasetSpec, EpochBatches, ImageBatch
+from mlfem.training._distributed import chunk, local_batches, wrap
 from mlfem.training._run import StepCallback, TrainingRun
 from mlfem.training._state import derived_seed, deterministic_algorithms, ignore_sigint
 from mlfem.training.augment import AUGMENTATIONS, augment_batch, normalize_batch
@@ -75,7 +77,7 @@ def train_classifier(
         FileExistsError: ``out`` already holds a training state and ``resume`` is False.
         TrainingInterrupted: the run was stopped; its state is saved.
     """
-    with deterministic_algorithms(config.deterministic):
+    with deterministic_algorithms(config.deterministic), session(TrainingRun.device(config.device)):
         run = TrainingRun.of(config, "train-classifier", _RESUME_FIXED, progress, stop, on_step)
         return _Trainer(config, run).run()
 
@@ -111,7 +113,9 @@ class _Trainer:
     def run(self) -> ClassifierRun:
         config = self.config
         self.run_folder.claim()
-        self.train_set = self.spec.open("train", gfdm="none")
+        self.world = self.run_folder.world
+        # Rank 0 first: opening a split may write the splits file the others then read.
+        self.train_set = on_main_first(self.world, lambda: self.spec.open("train", gfdm="none"))
         self.val_set = self.spec.open("val", gfdm="none")
         self.class_names = list(self.train_set.class_names)
         self.multi_label = bool(getattr(self.train_set, "multi_label", False))
@@ -151,6 +155,8 @@ class _Trainer:
         progress = self.run_folder.restore(
             self.model, self.optimizer, self.generators, config.settings()
         )
+        # What the steps run: the model itself, or DistributedDataParallel under torchrun.
+        self.step_model = wrap(self.model, self.world, self.device)
         with self.run_folder.stopping():
             return self._train(progress)
 
@@ -177,7 +183,7 @@ class _Trainer:
         """The epoch's number of batches, and its loader from batch ``start`` on."""
         batches = EpochBatches(self._order(epoch), self.config.batch_size, start)
         seed = derived_seed(self.config.seed, "loader", epoch)
-        return batches.total, self._loader(self.train_set, batches, seed)
+        return batches.total, self._loader(self.train_set, local_batches(batches, self.world), seed)
 
     def _order(self, epoch: int) -> list[int]:
         generator = torch.Generator().manual_seed(derived_seed(self.config.seed, "shuffle", epoch))
@@ -196,22 +202,26 @@ class _Trainer:
             worker_init_fn=ignore_sigint if workers else None,
         )
 
-    def _inputs(self, batch: dict[str, Any], train: bool) -> Tensor:
+    def _inputs(
+        self, batch: dict[str, Any], train: bool, rows: slice | None = None, total: int | None = None
+    ) -> Tensor:
         images = batch["image"].to(self.device, non_blocking=True).float() / 255.0
         if train and self.augmentation is not None:
-            images = augment_batch(images, self.augmentation, self.generators["augment"])
+            images = augment_batch(images, self.augmentation, self.generators["augment"], rows, total)
         return normalize_batch(images, self.preprocessing.mean, self.preprocessing.std)
 
-    def _loss(self, logits: Tensor, targets: Tensor) -> Tensor:
+    def _loss(self, logits: Tensor, targets: Tensor, reduction: str = "mean") -> Tensor:
         if self.multi_label:
-            return F.binary_cross_entropy_with_logits(logits, targets)
+            return F.binary_cross_entropy_with_logits(logits, targets, reduction=reduction)
         # Images without a label (possible in user folders) are ignored, not guessed.
         labels = targets.argmax(1)
         labels[targets.sum(1) == 0] = -100
-        return F.cross_entropy(logits, labels, ignore_index=-100)
+        return F.cross_entropy(logits, labels, ignore_index=-100, reduction=reduction)
 
     def _step(self, batch: dict[str, Any]) -> tuple[float, int]:
         """One optimizer step: (the batch's mean loss, its number of images)."""
+        if self.world.distributed:
+            return self._shared_step(batch)
         logits = _logits(self.model(self._inputs(batch, train=True)))
         loss = self._loss(logits, batch["targets"].to(self.device))
         self.optimizer.zero_grad(set_to_none=True)
@@ -219,19 +229,39 @@ class _Trainer:
         self.optimizer.step()
         return float(loss.detach()), len(batch["image_id"])
 
+    def _shared_step(self, batch: dict[str, Any]) -> tuple[float, int]:
+        """:meth:`_step` of this process's share of a global batch (see
+        :mod:`mlfem.training._distributed`): the same step as one process, up to rounding."""
+        targets = batch["targets"].to(self.device)
+        size = len(batch["image_id"])
+        terms = targets.numel() if self.multi_label else int((targets.sum(1) > 0).sum())
+        total, count = (int(v) for v in sum_all([size, terms]))
+        images = self._inputs(batch, train=True, rows=chunk(total, self.world), total=total)
+        loss_sum = self._loss(_logits(self.step_model(images)), targets, reduction="sum")
+        self.optimizer.zero_grad(set_to_none=True)
+        # DistributedDataParallel averages over processes: the world size undoes that.
+        (loss_sum * (self.world.size / count)).backward()
+        self.optimizer.step()
+        return sum_all([float(loss_sum.detach())])[0] / count, total
+
     @torch.no_grad()
     def _validate(self) -> dict[str, float]:
         if len(self.val_set) == 0:
             return {"val_loss": math.nan}
         self.model.eval()
         order = list(range(len(self.val_set)))
+        # Under torchrun each process scores its contiguous share, then all gather them.
+        order = order[chunk(len(order), self.world)]
         batches = EpochBatches(order, self.config.batch_size, drop_single=False)
         loader = self._loader(self.val_set, batches, 0)
-        logits, targets = [], []
+        logits = [torch.zeros(0, len(self.class_names))]
+        targets = [torch.zeros(0, len(self.class_names))]
         for batch in loader:
             logits.append(_logits(self.model(self._inputs(batch, train=False))).float().cpu())
             targets.append(batch["targets"])
-        all_logits, all_targets = torch.cat(logits), torch.cat(targets)
+        shares = all_gather((torch.cat(logits), torch.cat(targets)))
+        all_logits = torch.cat([s[0] for s in shares])
+        all_targets = torch.cat([s[1] for s in shares])
         loss = float(self._loss(all_logits, all_targets))
         return {
             "val_loss": loss,
@@ -255,6 +285,9 @@ class _Trainer:
     # ------------------------------------------------------------------ saving
     def _save_best(self, record: dict[str, float]) -> None:
         from mlfem import __version__
+
+        if not self.world.main:
+            return
 
         save_classifier(
             self.out / CLASSIFIER_FILE,

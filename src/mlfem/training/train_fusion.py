@@ -35,15 +35,18 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
+from mlfem.distributed import broadcast, on_main_first, session, sum_all
 from mlfem.fusion.net import FusionNet, save_fusion_net
 from mlfem.models.checkpoint import read_metadata, sidecar_path, write_json_atomic
 from mlfem.training._data import EpochBatches
+from mlfem.training._distributed import local_batches, wrap
 from mlfem.training._fusion_source import FusionSource, fusion_dataset_spec, load_source
 from mlfem.training._run import StepCallback, TrainingRun
 from mlfem.training._state import derived_seed
 from mlfem.training.fusion_compare import compare_fusions, default_fusions, validate_net
 from mlfem.training.fusion_config import FusionConfig, FusionRun
 from mlfem.training.map_cache import MapCache, cache_key_digest
+from mlfem.training.map_shards import build_cache
 
 __all__ = [
     "NET_FILE",
@@ -74,8 +77,9 @@ def train_fusion(
         TrainingInterrupted: stopped by Ctrl-C or ``stop``; what was computed is saved.
     """
     bar = ("NET ", "mse", 5)
-    run = TrainingRun.of(config, "train-fusion", _RESUME_FIXED, progress, stop, on_step, bar)
-    return _FusionTrainer(config, run).run()
+    with session(TrainingRun.device(config.device)):
+        run = TrainingRun.of(config, "train-fusion", _RESUME_FIXED, progress, stop, on_step, bar)
+        return _FusionTrainer(config, run).run()
 
 
 class _FusionTrainer:
@@ -90,8 +94,11 @@ class _FusionTrainer:
 
         config = self.config
         self.run_folder.claim()
+        self.world = self.run_folder.world
         self.source: FusionSource = load_source(config, self.device)
         self.spec = fusion_dataset_spec(config, self.source, self.out)
+        # Rank 0 first: opening a split may write the splits file the others then read.
+        on_main_first(self.world, lambda: self.spec.open("train"))
         explainer = MLFEM(self.source.model, layers=config.layers, fusion="fem", k=config.k)
         self.layers = explainer.layer_names
         self.rectify = bool(getattr(explainer, "rectify", False))
@@ -131,7 +138,9 @@ class _FusionTrainer:
         root = Path(config.cache) if config.cache is not None else self.out / "cache"
         p = self.source.preprocessing
         self.run_folder.log(f"FEM maps of the {split} split ({len(dataset)} images) -> {root}")
-        return MapCache.build(
+        # Under torchrun each process computes a contiguous part of the maps (map_shards.py).
+        return build_cache(
+            self.world,
             root / f"{split}-{cache_key_digest(key)}",
             key,
             explainer,
@@ -180,6 +189,8 @@ class _FusionTrainer:
         progress = run.restore(
             self.net, self.optimizer, {}, self._settings(), bad_epochs=0, finished=False
         )
+        # What the steps run: the NET itself, or DistributedDataParallel under torchrun.
+        self.step_net = wrap(self.net, self.world, self.device)
         history, best = progress["history"], progress["best"]
         bad_epochs = progress["bad_epochs"]
         # A finished run resumed again trains nothing, and must leave net.json as it is (its
@@ -218,7 +229,7 @@ class _FusionTrainer:
                 run.interrupt_if_stopped(epoch)
         assert best is not None
         self.seconds["training"] = time.perf_counter() - self.train_started
-        comparison = self._compare(rewrite=not already_finished)
+        comparison = broadcast(self._compare(rewrite=not already_finished) if self.world.main else None)
         return FusionRun(self.out / NET_FILE, int(best["epoch"]), best, history, comparison)
 
     def _batches(self, epoch: int, start: int) -> tuple[int, EpochBatches]:
@@ -226,12 +237,21 @@ class _FusionTrainer:
         generator = torch.Generator().manual_seed(derived_seed(self.config.seed, "shuffle", epoch))
         order = torch.randperm(len(self.train_cache.maps), generator=generator).tolist()
         batches = EpochBatches(order, self.config.batch_size, start, drop_single=False)
-        return batches.total, batches
+        return batches.total, local_batches(batches, self.world)
 
     def _step(self, indices: list[int]) -> tuple[float, int]:
         """One optimizer step on cached maps: (the batch's MSE, its number of images)."""
         x = self.train_cache.maps[indices].to(self.device).float()
         y = self.train_cache.gfdm[indices].to(self.device).float()
+        if self.world.distributed:
+            # This process's share of the global batch: the sum over its pixels, scaled so
+            # that DistributedDataParallel's average is the gradient of the global mean.
+            total, count = (int(v) for v in sum_all([len(indices), y.numel()]))
+            loss_sum = F.mse_loss(self.step_net(x), y, reduction="sum")
+            self.optimizer.zero_grad(set_to_none=True)
+            (loss_sum * (self.world.size / count)).backward()
+            self.optimizer.step()
+            return sum_all([float(loss_sum.detach())])[0] / count, total
         loss = F.mse_loss(self.net(x), y)
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
@@ -265,6 +285,9 @@ class _FusionTrainer:
     # ------------------------------------------------------------------ saving
     def _save_net(self, record: dict[str, float]) -> None:
         from mlfem import __version__
+
+        if not self.world.main:
+            return
 
         save_fusion_net(
             self.out / NET_FILE,
