@@ -23,7 +23,7 @@ from typing import Any, NamedTuple
 import torch
 from torch import Tensor, nn
 
-from mlfem.features import ConvFeatureMap, FeatureAdapter
+from mlfem.features import FeatureAdapter, adapter_for, observe_input
 from mlfem.fem import fem_saliency
 from mlfem.hooks import forward_hooks
 from mlfem.layers import AUTO_RECTIFIED, LayerSpec, fixed_batch_size, resolve_layers
@@ -136,7 +136,9 @@ class LayerMapExtractor:
         probe_size: (H, W) of the probe image used by layer discovery when no static rule
             recognises the model.
         rectify: clamp every layer's output at 0 before FEM.
-        adapter: turns a layer's output into (B, C, H, W) feature maps (default: CNN maps).
+        adapter: turns a layer's output into (B, C, H, W) feature maps (default:
+            :func:`mlfem.features.adapter_for`: tokens on the patch grid for a vision
+            transformer, CNN maps otherwise).
     """
 
     def __init__(
@@ -160,7 +162,7 @@ class LayerMapExtractor:
         #: ``layers="auto-rectified"``); see :func:`mlfem.layers.resolve_layers`.
         self.rectify = bool(rectify) or (isinstance(layers, str) and layers.strip() == AUTO_RECTIFIED)
         self.layers: list[LayerSpec] = resolve_layers(model, layers, probe_size, rectify=self.rectify)
-        self.adapter: FeatureAdapter = adapter if adapter is not None else ConvFeatureMap()
+        self.adapter: FeatureAdapter = adapter if adapter is not None else adapter_for(model)
 
     @property
     def layer_names(self) -> list[str]:
@@ -283,6 +285,7 @@ class LayerMapExtractor:
 
         with torch.inference_mode():
             inputs = model_inputs(images, self.model)
+            observe_input(self.adapter, inputs)
             callbacks = {
                 spec.name: self._layer_callback(index, spec, out_dtype, seen, on_map)
                 for index, spec in enumerate(self.layers)

@@ -11,7 +11,10 @@ rules below pick, per architecture family:
   applies that ReLU functionally, so the map is rectified here);
 * MobileNetV2/V3, EfficientNet: every inverted-residual / MBConv block, then the
   final 1x1 convolution block (the last layer with a non-linearity);
-* ConvNeXt (torchvision and timm): every ConvNeXt block.
+* ConvNeXt (torchvision and timm): every ConvNeXt block;
+* vision transformers (timm ViT, DeiT, EVA, BEiT, Swin; torchvision ViT and Swin, see
+  :mod:`mlfem.transformers`): every transformer block (``layers="auto-mlp"``: the
+  non-linearity of every block's MLP instead).
 
 Any other model is probed with one forward pass: the activation modules (ReLU,
 GELU, SiLU, ...) producing 4-D maps are candidates, and the last one of each
@@ -33,15 +36,16 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-__all__ = ["AUTO_RECTIFIED", "LayerSpec", "find_layers", "fixed_batch_size", "resolve_layers"]
+from mlfem._classes import ORIGINAL_CLASS_ATTRIBUTE, class_name  # noqa: F401 - re-exported
+from mlfem.transformers import mlp_activations, transformer_blocks
 
-# Set on modules rebuilt from a torch.export program (mlfem.models.exported) or replayed
-# from TorchScript (mlfem.models.torchscript), whose classes are all generic: the class
-# each module had originally. On exported programs also: the shape of the example input
-# the program was exported with (a valid probe input), and the input's static dimensions
-# (int where fixed, None where dynamic), since a program exported with static shapes
-# accepts no other.
-ORIGINAL_CLASS_ATTRIBUTE = "_mlfem_original_class"
+__all__ = ["AUTO_MLP", "AUTO_RECTIFIED", "LayerSpec", "find_layers", "fixed_batch_size", "resolve_layers"]
+
+# ORIGINAL_CLASS_ATTRIBUTE (mlfem._classes): set on modules rebuilt from a torch.export
+# program or replayed from TorchScript. On exported programs also: the shape of the example
+# input the program was exported with (a valid probe input), and the input's static
+# dimensions (int where fixed, None where dynamic), since a program exported with static
+# shapes accepts no other.
 EXAMPLE_INPUT_SHAPE_ATTRIBUTE = "_mlfem_example_input_shape"
 STATIC_INPUT_SHAPE_ATTRIBUTE = "_mlfem_static_input_shape"
 
@@ -107,7 +111,7 @@ def find_layers(model: nn.Module, probe_size: tuple[int, int] = (224, 224)) -> l
     Raises:
         ValueError: the model produces no 4-D feature map; the message lists candidates.
     """
-    for rule in (_residual_blocks, _vgg_stages, _densenet_blocks):
+    for rule in _STATIC_RULES:
         layers = rule(model)
         if layers:
             return layers
@@ -116,6 +120,8 @@ def find_layers(model: nn.Module, probe_size: tuple[int, int] = (224, 224)) -> l
 
 #: ``layers`` value meaning "the automatic layers, rectified" (for the command line).
 AUTO_RECTIFIED = "auto-rectified"
+#: ``layers`` value meaning "the MLP hidden activations of every transformer block".
+AUTO_MLP = "auto-mlp"
 
 
 def resolve_layers(
@@ -141,6 +147,14 @@ def resolve_layers(
     """
     if isinstance(layers, str) and layers.strip() == AUTO_RECTIFIED:
         layers, rectify = "auto", True
+    if isinstance(layers, str) and layers.strip() == AUTO_MLP:
+        blocks = transformer_blocks(model)
+        if not blocks:
+            raise ValueError(
+                f"layers={AUTO_MLP!r} reads the MLP activations of a vision transformer's blocks; "
+                f"{type(model).__name__} is not a transformer mlfem recognises (use 'auto')"
+            )
+        layers = mlp_activations(model, blocks)
     specs = _resolve(model, layers, probe_size)
     if rectify:
         specs = [LayerSpec(spec.name, relu=True) for spec in specs]
@@ -177,11 +191,17 @@ def _resolve(
 
 
 def _static_layers(model: nn.Module) -> list[LayerSpec]:
-    for rule in (_residual_blocks, _vgg_stages, _densenet_blocks):
+    for rule in _STATIC_RULES:
         layers = rule(model)
         if layers:
             return layers
     return []
+
+
+def _transformer_blocks(model: nn.Module) -> list[LayerSpec]:
+    """Every block of a vision transformer (mlfem.transformers), whose outputs are tokens
+    or channels-last maps that mlfem.features.TokenFeatureMap puts on the patch grid."""
+    return [LayerSpec(name) for name in transformer_blocks(model)]
 
 
 def _residual_blocks(model: nn.Module) -> list[LayerSpec]:
@@ -231,9 +251,7 @@ def _is_activation(module: nn.Module) -> bool:
     return isinstance(module, _ACTIVATION_TYPES) or _class_name(module) in _ACTIVATION_CLASS_NAMES
 
 
-def _class_name(module: nn.Module) -> str:
-    """The module's class name, or the one it had before export or TorchScript."""
-    return getattr(module, ORIGINAL_CLASS_ATTRIBUTE, None) or type(module).__name__
+_class_name = class_name
 
 
 def _vgg_stages(model: nn.Module) -> list[LayerSpec]:
@@ -262,6 +280,9 @@ def _densenet_blocks(model: nn.Module) -> list[LayerSpec]:
     if "features.norm5" in modules:
         layers.append(LayerSpec("features.norm5", relu=True))
     return layers
+
+
+_STATIC_RULES = (_transformer_blocks, _residual_blocks, _vgg_stages, _densenet_blocks)
 
 
 def _probe_stage_ends(model: nn.Module, probe_size: tuple[int, int]) -> list[LayerSpec]:
