@@ -29,7 +29,10 @@ from torch import nn
 
 from mlfem._classes import class_name
 
-__all__ = ["TokenLayout", "is_transformer", "mlp_activations", "token_layout", "transformer_blocks"]
+__all__ = [
+    "TokenLayout", "gradient_layer", "is_transformer", "mlp_activations", "token_layout",
+    "transformer_blocks",
+]
 
 # Block classes whose outputs are tokens (B, N, C).
 _TOKEN_BLOCKS = frozenset({"Block", "EvaBlock", "ResPostBlock", "ParallelScalingBlock", "EncoderBlock"})
@@ -119,6 +122,19 @@ def mlp_activations(model: nn.Module, blocks: list[str]) -> list[str]:
             raise ValueError(f"block {block!r} has no MLP activation that mlfem recognises")
         names.append(acts[0])
     return names
+
+
+def gradient_layer(model: nn.Module) -> str | None:
+    """The block whose output a gradient method (Grad-CAM, LayerCAM, CS-FEM) reads by default
+    on a transformer, None for other models. With a class token, the prediction reads only
+    that token of the last block's output, so the patch tokens there get no gradient: the
+    last block's *input* (the block before it) is read instead, as pytorch-grad-cam advises
+    (its ``blocks[-1].norm1``, before the norm). Without prefix tokens: the last block."""
+    blocks = transformer_blocks(model)
+    if not blocks:
+        return None
+    prefix = token_layout(model).prefix_tokens
+    return blocks[-2] if len(blocks) > 1 and prefix != 0 else blocks[-1]
 
 
 def token_layout(model: nn.Module) -> TokenLayout:
