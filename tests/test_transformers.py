@@ -197,3 +197,17 @@ def test_explain_cli_with_a_timm_vit(tmp_path: Path, capsys: pytest.CaptureFixtu
     assert code == 0 and "random weights" in capsys.readouterr().err
     saliency = np.load(out / "x.npy")
     assert saliency.shape == (50, 70) and (out / "x_layers.png").is_file()
+
+
+def test_mlp_readings_reach_mlfem_and_fem() -> None:
+    from mlfem.explainers.registry import create_explainer
+
+    model = tiny_vit()
+    rectified = create_explainer("mlfem", model, layers="auto-mlp-rectified")
+    assert rectified.layer_names == ["blocks.0.mlp.act", "blocks.1.mlp.act"] and rectified.rectify
+    assert all(spec.relu for spec in rectified.layers)
+    assert not create_explainer("mlfem", model, layers="auto-mlp").rectify
+    fem = create_explainer("fem", model, layers="auto-mlp-rectified")
+    assert fem.layer_name == "blocks.1.mlp.act" and fem.rectify
+    images = torch.randn(1, 3, 32, 32)
+    assert rectified(images).shape == fem(images).shape == (1, 32, 32)

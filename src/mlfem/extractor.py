@@ -26,7 +26,7 @@ from torch import Tensor, nn
 from mlfem.features import FeatureAdapter, adapter_for, observe_input
 from mlfem.fem import fem_saliency
 from mlfem.hooks import forward_hooks
-from mlfem.layers import AUTO_RECTIFIED, LayerSpec, fixed_batch_size, resolve_layers
+from mlfem.layers import LayerSpec, auto_reading, fixed_batch_size, resolve_layers
 from mlfem.normalize import minmax_normalize_, resize_maps
 
 __all__ = [
@@ -130,7 +130,9 @@ class LayerMapExtractor:
     Args:
         model: the network, in eval mode.
         layers: ``"auto"`` (the blocks :func:`mlfem.layers.find_layers` discovers),
-            ``"auto-rectified"`` (the same, rectified), or module names (a list or a
+            ``"auto-rectified"`` (the same, rectified), ``"auto-mlp"`` /
+            ``"auto-mlp-rectified"`` (a vision transformer's MLP activations, as they are or
+            rectified: :func:`mlfem.layers.resolve_layers`), or module names (a list or a
             comma-separated string).
         k: FEM threshold in standard deviations.
         probe_size: (H, W) of the probe image used by layer discovery when no static rule
@@ -160,7 +162,8 @@ class LayerMapExtractor:
         self.k = k
         #: Whether every layer's output is clamped at 0 before FEM (``rectify=True`` or
         #: ``layers="auto-rectified"``); see :func:`mlfem.layers.resolve_layers`.
-        self.rectify = bool(rectify) or (isinstance(layers, str) and layers.strip() == AUTO_RECTIFIED)
+        reading = auto_reading(layers)
+        self.rectify = bool(rectify) or (reading is not None and reading[1])
         self.layers: list[LayerSpec] = resolve_layers(model, layers, probe_size, rectify=self.rectify)
         self.adapter: FeatureAdapter = adapter if adapter is not None else adapter_for(model)
 

@@ -39,7 +39,7 @@ from torch import nn
 from mlfem._classes import ORIGINAL_CLASS_ATTRIBUTE, class_name  # noqa: F401 - re-exported
 from mlfem.transformers import mlp_activations, transformer_blocks
 
-__all__ = ["AUTO_MLP", "AUTO_RECTIFIED", "LayerSpec", "find_layers", "fixed_batch_size", "resolve_layers"]
+__all__ = ["AUTO_MLP", "AUTO_MLP_RECTIFIED", "AUTO_RECTIFIED", "LayerSpec", "auto_reading", "find_layers", "fixed_batch_size", "resolve_layers"]
 
 # ORIGINAL_CLASS_ATTRIBUTE (mlfem._classes): set on modules rebuilt from a torch.export
 # program or replayed from TorchScript. On exported programs also: the shape of the example
@@ -122,6 +122,17 @@ def find_layers(model: nn.Module, probe_size: tuple[int, int] = (224, 224)) -> l
 AUTO_RECTIFIED = "auto-rectified"
 #: ``layers`` value meaning "the MLP hidden activations of every transformer block".
 AUTO_MLP = "auto-mlp"
+#: ``layers`` value meaning "the MLP hidden activations, rectified".
+AUTO_MLP_RECTIFIED = "auto-mlp-rectified"
+
+
+def auto_reading(layers: object) -> tuple[str, bool] | None:
+    """For an automatic ``layers`` value, which automatic layers (``"auto"`` or ``"auto-mlp"``)
+    and whether they are rectified; None for explicit module names."""
+    if not isinstance(layers, str):
+        return None
+    return {"auto": ("auto", False), AUTO_RECTIFIED: ("auto", True), AUTO_MLP: (AUTO_MLP, False),
+            AUTO_MLP_RECTIFIED: (AUTO_MLP, True)}.get(layers.strip())
 
 
 def resolve_layers(
@@ -135,7 +146,8 @@ def resolve_layers(
 
     Args:
         layers: ``"auto"`` (or None) for :func:`find_layers`; ``"auto-rectified"`` for
-            the same layers with ``rectify=True``; a comma-separated string or a
+            the same layers with ``rectify=True``; ``"auto-mlp"`` (``"auto-mlp-rectified"``)
+            for the non-linearity of every transformer block's MLP (rectified); a comma-separated string or a
             sequence of module names (as in ``model.named_modules()``) to override it.
             Explicit names keep the order given; fusion treats it as forward order.
         rectify: clamp every layer's output at 0 before FEM (``LayerSpec.relu``), for
@@ -145,9 +157,10 @@ def resolve_layers(
     Raises:
         ValueError: an unknown module name; the message lists candidate layers.
     """
-    if isinstance(layers, str) and layers.strip() == AUTO_RECTIFIED:
-        layers, rectify = "auto", True
-    if isinstance(layers, str) and layers.strip() == AUTO_MLP:
+    reading = auto_reading(layers)
+    if reading is not None:
+        layers, rectify = reading[0], rectify or reading[1]
+    if layers == AUTO_MLP:
         blocks = transformer_blocks(model)
         if not blocks:
             raise ValueError(
