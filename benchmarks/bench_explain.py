@@ -18,7 +18,6 @@ a ratio to the forward pass's, measured in a fresh process per method.
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -28,10 +27,12 @@ import torch.nn.functional as F
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import (  # noqa: E402
+    add_run_arguments,
+    forward_pass,
     interleaved_ratios,
     machine_description,
     measure_in_subprocess,
-    peak_memory_bytes,
+    print_child_peak,
     setup_resnet50,
 )
 
@@ -43,12 +44,7 @@ def build(method: str, model: torch.nn.Module, images: torch.Tensor) -> Callable
     from mlfem import FEM, MLFEM
 
     if method == "forward":
-
-        def forward() -> object:
-            with torch.inference_mode():
-                return model(images)
-
-        return forward
+        return forward_pass(model, images)
     if method == "mlfem":
         explainer = MLFEM(model, fusion="add")
         return lambda: explainer(images)
@@ -117,21 +113,12 @@ def setup(args: argparse.Namespace) -> tuple[torch.nn.Module, torch.Tensor, torc
 
 def child(args: argparse.Namespace) -> None:
     model, images, device = setup(args)
-    function = build(args.method, model, images)
-    peak = peak_memory_bytes(function, device) if function is not None else None
-    print(json.dumps({"peak": peak}))
+    print_child_peak(build(args.method, model, images), device)
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--device", default="cpu")
-    parser.add_argument("--batch", type=int, default=8)
-    parser.add_argument("--size", type=int, default=224)
-    parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument("--repeats", type=int, default=7, help="timed rounds (median)")
-    parser.add_argument("--methods", default=",".join(METHODS))
-    parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
-    parser.add_argument("--method", help=argparse.SUPPRESS)
+    add_run_arguments(parser, METHODS)
     args = parser.parse_args()
     if args.child:
         child(args)

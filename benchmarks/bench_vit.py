@@ -21,7 +21,6 @@ per method. Figures taken on a busy machine are noisy: compare ratios from one q
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -30,10 +29,12 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import (  # noqa: E402
+    add_run_arguments,
+    forward_pass,
     interleaved_ratios,
     machine_description,
     measure_in_subprocess,
-    peak_memory_bytes,
+    print_child_peak,
 )
 
 MODELS = {"vit": "vit_small_patch16_224", "swin": "swin_tiny_patch4_window7_224"}
@@ -58,12 +59,7 @@ def build(method: str, model: torch.nn.Module, images: torch.Tensor) -> Callable
     from mlfem.transformers import gradient_layer, token_layout
 
     if method == "forward":
-
-        def forward() -> object:
-            with torch.inference_mode():
-                return model(images)
-
-        return forward
+        return forward_pass(model, images)
     if method in ("mlfem", "mlfem-mlp"):
         explainer = MLFEM(model, layers="auto" if method == "mlfem" else "auto-mlp", fusion="add")
         return lambda: explainer(images)
@@ -97,23 +93,14 @@ def build(method: str, model: torch.nn.Module, images: torch.Tensor) -> Callable
 
 def child(args: argparse.Namespace) -> None:
     model, images, device = setup(args)
-    function = build(args.method, model, images)
-    peak = peak_memory_bytes(function, device) if function is not None else None
-    print(json.dumps({"peak": peak}))
+    print_child_peak(build(args.method, model, images), device)
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model", choices=tuple(MODELS), default="vit")
-    parser.add_argument("--device", default="cpu")
-    parser.add_argument("--batch", type=int, default=8)
-    parser.add_argument("--size", type=int, default=224)
-    parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument("--repeats", type=int, default=7, help="timed rounds (median)")
-    parser.add_argument("--methods", default=",".join(METHODS))
+    add_run_arguments(parser, METHODS)
     parser.add_argument("--no-memory", action="store_true", help="time only (no fresh process per method)")
-    parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
-    parser.add_argument("--method", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
         child(args)
