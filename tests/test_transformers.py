@@ -211,3 +211,24 @@ def test_mlp_readings_reach_mlfem_and_fem() -> None:
     assert fem.layer_name == "blocks.1.mlp.act" and fem.rectify
     images = torch.randn(1, 3, 32, 32)
     assert rectified(images).shape == fem(images).shape == (1, 32, 32)
+
+
+def test_transformer_blocks_are_read_rectified_by_default() -> None:
+    from mlfem.explainers.registry import create_explainer
+
+    model = tiny_vit()
+    images = torch.randn(1, 3, 32, 32)
+    default = LayerMapExtractor(model)
+    assert default.rectify and all(spec.relu for spec in default.layers)
+    assert torch.equal(default.layer_maps(images).maps,
+                       LayerMapExtractor(model, layers="auto-rectified").layer_maps(images).maps)
+    signed = LayerMapExtractor(model, layers="auto-signed")
+    assert not signed.rectify and not any(spec.relu for spec in signed.layers)
+    named = LayerMapExtractor(model, layers="blocks.0,blocks.1")  # named blocks: as they are
+    assert torch.equal(named.layer_maps(images).maps, signed.layer_maps(images).maps)
+    assert create_explainer("fem", model).rectify
+    assert not create_explainer("fem", model, layers="auto-signed").rectify
+    # CNNs keep their reading: nothing rectified unless the network does it.
+    from tiny_models import TinyCNN
+
+    assert not LayerMapExtractor(TinyCNN()).rectify

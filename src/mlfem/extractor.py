@@ -163,8 +163,11 @@ class LayerMapExtractor:
         #: Whether every layer's output is clamped at 0 before FEM (``rectify=True`` or
         #: ``layers="auto-rectified"``); see :func:`mlfem.layers.resolve_layers`.
         reading = auto_reading(layers)
-        self.rectify = bool(rectify) or (reading is not None and reading[1])
+        self.rectify = bool(rectify) or (reading is not None and reading[1] is True)
         self.layers: list[LayerSpec] = resolve_layers(model, layers, probe_size, rectify=self.rectify)
+        # A transformer's automatic layers are rectified by default (mlfem.layers): say so.
+        if reading is not None and reading[1] is None and self.layers and all(s.relu for s in self.layers):
+            self.rectify = True
         self.adapter: FeatureAdapter = adapter if adapter is not None else adapter_for(model)
 
     @property

@@ -13,8 +13,8 @@ rules below pick, per architecture family:
   final 1x1 convolution block (the last layer with a non-linearity);
 * ConvNeXt (torchvision and timm): every ConvNeXt block;
 * vision transformers (timm ViT, DeiT, EVA, BEiT, Swin; torchvision ViT and Swin, see
-  :mod:`mlfem.transformers`): every transformer block (``layers="auto-mlp"``: the
-  non-linearity of every block's MLP instead).
+  :mod:`mlfem.transformers`): every transformer block, rectified (``layers="auto-signed"``:
+  as they are; ``layers="auto-mlp"``: the non-linearity of every block's MLP instead).
 
 Any other model is probed with one forward pass: the activation modules (ReLU,
 GELU, SiLU, ...) producing 4-D maps are candidates, and the last one of each
@@ -39,7 +39,10 @@ from torch import nn
 from mlfem._classes import ORIGINAL_CLASS_ATTRIBUTE, class_name  # noqa: F401 - re-exported
 from mlfem.transformers import mlp_activations, transformer_blocks
 
-__all__ = ["AUTO_MLP", "AUTO_MLP_RECTIFIED", "AUTO_RECTIFIED", "LayerSpec", "auto_reading", "find_layers", "fixed_batch_size", "resolve_layers"]
+__all__ = [
+    "AUTO_MLP", "AUTO_MLP_RECTIFIED", "AUTO_RECTIFIED", "AUTO_SIGNED", "LayerSpec", "auto_reading",
+    "find_layers", "fixed_batch_size", "resolve_layers",
+]
 
 # ORIGINAL_CLASS_ATTRIBUTE (mlfem._classes): set on modules rebuilt from a torch.export
 # program or replayed from TorchScript. On exported programs also: the shape of the example
@@ -124,15 +127,19 @@ AUTO_RECTIFIED = "auto-rectified"
 AUTO_MLP = "auto-mlp"
 #: ``layers`` value meaning "the MLP hidden activations, rectified".
 AUTO_MLP_RECTIFIED = "auto-mlp-rectified"
+#: ``layers`` value meaning "the automatic layers exactly as the modules output them" (a
+#: transformer's block outputs unrectified, which ``auto`` rectifies; docs/methods.md).
+AUTO_SIGNED = "auto-signed"
 
 
-def auto_reading(layers: object) -> tuple[str, bool] | None:
+def auto_reading(layers: object) -> tuple[str, bool | None] | None:
     """For an automatic ``layers`` value, which automatic layers (``"auto"`` or ``"auto-mlp"``)
-    and whether they are rectified; None for explicit module names."""
+    and whether they are rectified: True (all), False (none: ``auto-signed``) or None (as
+    discovery says); None for explicit module names."""
     if not isinstance(layers, str):
         return None
-    return {"auto": ("auto", False), AUTO_RECTIFIED: ("auto", True), AUTO_MLP: (AUTO_MLP, False),
-            AUTO_MLP_RECTIFIED: (AUTO_MLP, True)}.get(layers.strip())
+    return {"auto": ("auto", None), AUTO_RECTIFIED: ("auto", True), AUTO_SIGNED: ("auto", False),
+            AUTO_MLP: (AUTO_MLP, None), AUTO_MLP_RECTIFIED: (AUTO_MLP, True)}.get(layers.strip())
 
 
 def resolve_layers(
@@ -147,7 +154,8 @@ def resolve_layers(
     Args:
         layers: ``"auto"`` (or None) for :func:`find_layers`; ``"auto-rectified"`` for
             the same layers with ``rectify=True``; ``"auto-mlp"`` (``"auto-mlp-rectified"``)
-            for the non-linearity of every transformer block's MLP (rectified); a comma-separated string or a
+            for the non-linearity of every transformer block's MLP (rectified); ``"auto-signed"``
+            for the automatic layers with no rectification at all; a comma-separated string or a
             sequence of module names (as in ``model.named_modules()``) to override it.
             Explicit names keep the order given; fusion treats it as forward order.
         rectify: clamp every layer's output at 0 before FEM (``LayerSpec.relu``), for
@@ -159,7 +167,7 @@ def resolve_layers(
     """
     reading = auto_reading(layers)
     if reading is not None:
-        layers, rectify = reading[0], rectify or reading[1]
+        layers, rectify = reading[0], rectify or bool(reading[1])
     if layers == AUTO_MLP:
         blocks = transformer_blocks(model)
         if not blocks:
@@ -171,6 +179,8 @@ def resolve_layers(
     specs = _resolve(model, layers, probe_size)
     if rectify:
         specs = [LayerSpec(spec.name, relu=True) for spec in specs]
+    elif reading is not None and reading[1] is False:
+        specs = [LayerSpec(spec.name) for spec in specs]
     return specs
 
 
@@ -198,13 +208,15 @@ def _resolve(
     unknown = [name for name in names if name not in modules or name == ""]
     if unknown:
         raise ValueError(_unknown_layer_message(model, unknown, modules))
-    # Keep the rectification flag that auto-discovery would give the same module.
-    auto_flags = {spec.name: spec.relu for spec in _static_layers(model)}
+    # Keep the rectification flag that auto-discovery would give the same module where the
+    # network rectifies it functionally (DenseNet); a transformer's rectification is a reading
+    # that "auto" chooses, and named blocks are read as they are.
+    auto_flags = {spec.name: spec.relu for spec in _static_layers(model, _CNN_RULES)}
     return [LayerSpec(name, auto_flags.get(name, False)) for name in names]
 
 
-def _static_layers(model: nn.Module) -> list[LayerSpec]:
-    for rule in _STATIC_RULES:
+def _static_layers(model: nn.Module, rules: tuple = ()) -> list[LayerSpec]:
+    for rule in rules or _STATIC_RULES:
         layers = rule(model)
         if layers:
             return layers
@@ -213,8 +225,12 @@ def _static_layers(model: nn.Module) -> list[LayerSpec]:
 
 def _transformer_blocks(model: nn.Module) -> list[LayerSpec]:
     """Every block of a vision transformer (mlfem.transformers), whose outputs are tokens
-    or channels-last maps that mlfem.features.TokenFeatureMap puts on the patch grid."""
-    return [LayerSpec(name) for name in transformer_blocks(model)]
+    or channels-last maps that mlfem.features.TokenFeatureMap puts on the patch grid.
+
+    Rectified: a block outputs the signed residual stream, and on a ViT trained on the
+    synthetic benchmark FEM on the rectified outputs beat the outputs as they are, the MLP
+    activations and attention rollout (docs/methods.md, benchmarks/vit_features.py)."""
+    return [LayerSpec(name, relu=True) for name in transformer_blocks(model)]
 
 
 def _residual_blocks(model: nn.Module) -> list[LayerSpec]:
@@ -295,7 +311,8 @@ def _densenet_blocks(model: nn.Module) -> list[LayerSpec]:
     return layers
 
 
-_STATIC_RULES = (_transformer_blocks, _residual_blocks, _vgg_stages, _densenet_blocks)
+_CNN_RULES = (_residual_blocks, _vgg_stages, _densenet_blocks)
+_STATIC_RULES = (_transformer_blocks, *_CNN_RULES)
 
 
 def _probe_stage_ends(model: nn.Module, probe_size: tuple[int, int]) -> list[LayerSpec]:
