@@ -15,7 +15,7 @@ from torch import nn
 from torch.nn.modules import module as nn_module
 
 from mlfem.explainers.registry import available_methods, create_explainer, method_info
-from tiny_models import PooledHeadCNN, TinyCNN, all_hooks
+from tiny_models import TRANSFORMER_ONLY, PooledHeadCNN, TinyCNN, all_hooks
 from _cuda import requires_cuda
 
 BASELINES = (
@@ -35,7 +35,6 @@ BASELINES = (
 GRADIENT_METHODS = tuple(name for name in BASELINES if name not in ("occlusion", "lime", "csfem"))
 # Methods that need a trained file (mlfem-net) are built in their own tests, and methods
 # defined for vision transformers only (rollout) in theirs (tests/test_rollout.py).
-TRANSFORMER_ONLY = ("rollout",)
 ALL_METHODS = tuple(
     info.name for info in available_methods() if not info.requires and info.name not in TRANSFORMER_ONLY
 )

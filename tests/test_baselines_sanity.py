@@ -27,6 +27,7 @@ from scipy.stats import binom
 from torch import nn
 
 from mlfem.explainers.registry import available_methods, create_explainer
+from tiny_models import TRANSFORMER_ONLY
 
 SIZE = 48
 SQUARE = 8
@@ -118,8 +119,10 @@ def minimum_hits() -> int:
     return next(h for h in range(TEST_IMAGES + 1) if binom.sf(h - 1, TEST_IMAGES, CHANCE) < 1e-3)
 
 
-# Methods that need a trained file (mlfem-net) cannot be built here.
-@pytest.mark.parametrize("method", [info.name for info in available_methods() if not info.requires])
+# Methods that need a trained file (mlfem-net) cannot be built here, nor those defined for
+# vision transformers only (tests/test_rollout.py).
+@pytest.mark.parametrize("method", [info.name for info in available_methods()
+                                    if not info.requires and info.name not in TRANSFORMER_ONLY])
 def test_maps_peak_on_the_square(trained, method: str) -> None:
     model, images, labels, masks = trained
     previous = torch.get_num_threads()

@@ -5,6 +5,10 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+#: Registered methods defined for vision transformers only, tested on them
+#: (tests/test_rollout.py) rather than on the CNNs of the common contract.
+TRANSFORMER_ONLY = ("rollout",)
+
 
 class TinyCNN(nn.Module):
     """Two conv stages and a linear head: the smallest model with several 4-D layers."""
