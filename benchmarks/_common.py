@@ -13,6 +13,7 @@ it is the rise of ``torch.cuda.max_memory_allocated``.
 
 from __future__ import annotations
 
+import argparse
 import json
 import os
 import statistics
@@ -117,6 +118,36 @@ def setup_resnet50(
     model = torchvision.models.resnet50().eval().to(where)
     images = torch.randn(batch, 3, size, size, device=where)
     return model, images, where
+
+
+def add_run_arguments(parser: argparse.ArgumentParser, methods: tuple[str, ...]) -> None:
+    """The options of a timing benchmark: where and how much it runs, which methods, and the
+    hidden ``--child --method M`` of its peak-memory subprocesses."""
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--batch", type=int, default=8)
+    parser.add_argument("--size", type=int, default=224)
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--repeats", type=int, default=7, help="timed rounds (median)")
+    parser.add_argument("--methods", default=",".join(methods))
+    parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--method", help=argparse.SUPPRESS)
+
+
+def forward_pass(model: torch.nn.Module, images: torch.Tensor) -> Callable[[], object]:
+    """The baseline every benchmark compares with: one forward pass under inference mode."""
+
+    def forward() -> object:
+        with torch.inference_mode():
+            return model(images)
+
+    return forward
+
+
+def print_child_peak(function: Callable[[], object] | None, device: torch.device) -> None:
+    """A ``--child`` process's answer: ``function``'s peak memory rise as one JSON line
+    (null when the method does not run here)."""
+    peak = peak_memory_bytes(function, device) if function is not None else None
+    print(json.dumps({"peak": peak}))
 
 
 def _read_status_kib(field: str) -> int:

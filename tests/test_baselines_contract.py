@@ -15,7 +15,7 @@ from torch import nn
 from torch.nn.modules import module as nn_module
 
 from mlfem.explainers.registry import available_methods, create_explainer, method_info
-from tiny_models import PooledHeadCNN, TinyCNN, all_hooks
+from tiny_models import TRANSFORMER_ONLY, PooledHeadCNN, TinyCNN, all_hooks
 from _cuda import requires_cuda
 
 BASELINES = (
@@ -33,8 +33,11 @@ BASELINES = (
     "csfem",
 )
 GRADIENT_METHODS = tuple(name for name in BASELINES if name not in ("occlusion", "lime", "csfem"))
-# Methods that need a trained file (mlfem-net) are built in their own tests.
-ALL_METHODS = tuple(info.name for info in available_methods() if not info.requires)
+# Methods that need a trained file (mlfem-net) are built in their own tests, and methods
+# defined for vision transformers only (rollout) in theirs (tests/test_rollout.py).
+ALL_METHODS = tuple(
+    info.name for info in available_methods() if not info.requires and info.name not in TRANSFORMER_ONLY
+)
 # Cheap settings: enough to exercise every code path, not to give good maps.
 CHEAP = {
     "steps": 3,

@@ -5,6 +5,10 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+#: Registered methods defined for vision transformers only, tested on them
+#: (tests/test_rollout.py) rather than on the CNNs of the common contract.
+TRANSFORMER_ONLY = ("rollout",)
+
 
 class TinyCNN(nn.Module):
     """Two conv stages and a linear head: the smallest model with several 4-D layers."""
@@ -51,3 +55,26 @@ def all_hooks(model: nn.Module) -> int:
         total += len(module._forward_hooks) + len(module._forward_pre_hooks)
         total += len(module._backward_hooks) + len(getattr(module, "_backward_pre_hooks", {}))
     return total
+
+
+def tiny_vit(**options: object) -> nn.Module:
+    """A two-block timm ViT (patch 8, 32 channels) with random weights, in eval mode; any
+    input whose sides are multiples of 8 (``dynamic_img_size``)."""
+    import timm
+
+    settings = dict(img_size=32, patch_size=8, embed_dim=32, depth=2, num_heads=2, num_classes=3,
+                    dynamic_img_size=True)
+    settings.update(options)
+    torch.manual_seed(0)
+    return timm.models.vision_transformer.VisionTransformer(**settings).eval()
+
+
+def tiny_timm_swin() -> nn.Module:
+    """A two-stage timm Swin (patch 4, window 4) for 32x32 inputs, random weights."""
+    import timm
+
+    torch.manual_seed(0)
+    return timm.models.swin_transformer.SwinTransformer(
+        img_size=32, patch_size=4, window_size=4, embed_dim=16, depths=(1, 1), num_heads=(1, 2),
+        num_classes=3,
+    ).eval()

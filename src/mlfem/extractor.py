@@ -23,10 +23,10 @@ from typing import Any, NamedTuple
 import torch
 from torch import Tensor, nn
 
-from mlfem.features import ConvFeatureMap, FeatureAdapter
+from mlfem.features import FeatureAdapter, adapter_for, observe_input
 from mlfem.fem import fem_saliency
 from mlfem.hooks import forward_hooks
-from mlfem.layers import AUTO_RECTIFIED, LayerSpec, fixed_batch_size, resolve_layers
+from mlfem.layers import LayerSpec, auto_reading, fixed_batch_size, resolve_layers
 from mlfem.normalize import minmax_normalize_, resize_maps
 
 __all__ = [
@@ -130,13 +130,17 @@ class LayerMapExtractor:
     Args:
         model: the network, in eval mode.
         layers: ``"auto"`` (the blocks :func:`mlfem.layers.find_layers` discovers),
-            ``"auto-rectified"`` (the same, rectified), or module names (a list or a
+            ``"auto-rectified"`` (the same, rectified), ``"auto-mlp"`` /
+            ``"auto-mlp-rectified"`` (a vision transformer's MLP activations, as they are or
+            rectified: :func:`mlfem.layers.resolve_layers`), or module names (a list or a
             comma-separated string).
         k: FEM threshold in standard deviations.
         probe_size: (H, W) of the probe image used by layer discovery when no static rule
             recognises the model.
         rectify: clamp every layer's output at 0 before FEM.
-        adapter: turns a layer's output into (B, C, H, W) feature maps (default: CNN maps).
+        adapter: turns a layer's output into (B, C, H, W) feature maps (default:
+            :func:`mlfem.features.adapter_for`: tokens on the patch grid for a vision
+            transformer, CNN maps otherwise).
     """
 
     def __init__(
@@ -158,9 +162,13 @@ class LayerMapExtractor:
         self.k = k
         #: Whether every layer's output is clamped at 0 before FEM (``rectify=True`` or
         #: ``layers="auto-rectified"``); see :func:`mlfem.layers.resolve_layers`.
-        self.rectify = bool(rectify) or (isinstance(layers, str) and layers.strip() == AUTO_RECTIFIED)
+        reading = auto_reading(layers)
+        self.rectify = bool(rectify) or (reading is not None and reading[1] is True)
         self.layers: list[LayerSpec] = resolve_layers(model, layers, probe_size, rectify=self.rectify)
-        self.adapter: FeatureAdapter = adapter if adapter is not None else ConvFeatureMap()
+        # A transformer's automatic layers are rectified by default (mlfem.layers): say so.
+        if reading is not None and reading[1] is None and self.layers and all(s.relu for s in self.layers):
+            self.rectify = True
+        self.adapter: FeatureAdapter = adapter if adapter is not None else adapter_for(model)
 
     @property
     def layer_names(self) -> list[str]:
@@ -283,6 +291,7 @@ class LayerMapExtractor:
 
         with torch.inference_mode():
             inputs = model_inputs(images, self.model)
+            observe_input(self.adapter, inputs)
             callbacks = {
                 spec.name: self._layer_callback(index, spec, out_dtype, seen, on_map)
                 for index, spec in enumerate(self.layers)

@@ -11,7 +11,10 @@ rules below pick, per architecture family:
   applies that ReLU functionally, so the map is rectified here);
 * MobileNetV2/V3, EfficientNet: every inverted-residual / MBConv block, then the
   final 1x1 convolution block (the last layer with a non-linearity);
-* ConvNeXt (torchvision and timm): every ConvNeXt block.
+* ConvNeXt (torchvision and timm): every ConvNeXt block;
+* vision transformers (timm ViT, DeiT, EVA, BEiT, Swin; torchvision ViT and Swin, see
+  :mod:`mlfem.transformers`): every transformer block, rectified (``layers="auto-signed"``:
+  as they are; ``layers="auto-mlp"``: the non-linearity of every block's MLP instead).
 
 Any other model is probed with one forward pass: the activation modules (ReLU,
 GELU, SiLU, ...) producing 4-D maps are candidates, and the last one of each
@@ -33,15 +36,19 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-__all__ = ["AUTO_RECTIFIED", "LayerSpec", "find_layers", "fixed_batch_size", "resolve_layers"]
+from mlfem._classes import ORIGINAL_CLASS_ATTRIBUTE, class_name  # noqa: F401 - re-exported
+from mlfem.transformers import mlp_activations, transformer_blocks
 
-# Set on modules rebuilt from a torch.export program (mlfem.models.exported) or replayed
-# from TorchScript (mlfem.models.torchscript), whose classes are all generic: the class
-# each module had originally. On exported programs also: the shape of the example input
-# the program was exported with (a valid probe input), and the input's static dimensions
-# (int where fixed, None where dynamic), since a program exported with static shapes
-# accepts no other.
-ORIGINAL_CLASS_ATTRIBUTE = "_mlfem_original_class"
+__all__ = [
+    "AUTO_MLP", "AUTO_MLP_RECTIFIED", "AUTO_RECTIFIED", "AUTO_SIGNED", "LayerSpec", "auto_reading",
+    "find_layers", "fixed_batch_size", "resolve_layers",
+]
+
+# ORIGINAL_CLASS_ATTRIBUTE (mlfem._classes): set on modules rebuilt from a torch.export
+# program or replayed from TorchScript. On exported programs also: the shape of the example
+# input the program was exported with (a valid probe input), and the input's static
+# dimensions (int where fixed, None where dynamic), since a program exported with static
+# shapes accepts no other.
 EXAMPLE_INPUT_SHAPE_ATTRIBUTE = "_mlfem_example_input_shape"
 STATIC_INPUT_SHAPE_ATTRIBUTE = "_mlfem_static_input_shape"
 
@@ -107,7 +114,7 @@ def find_layers(model: nn.Module, probe_size: tuple[int, int] = (224, 224)) -> l
     Raises:
         ValueError: the model produces no 4-D feature map; the message lists candidates.
     """
-    for rule in (_residual_blocks, _vgg_stages, _densenet_blocks):
+    for rule in _STATIC_RULES:
         layers = rule(model)
         if layers:
             return layers
@@ -116,6 +123,23 @@ def find_layers(model: nn.Module, probe_size: tuple[int, int] = (224, 224)) -> l
 
 #: ``layers`` value meaning "the automatic layers, rectified" (for the command line).
 AUTO_RECTIFIED = "auto-rectified"
+#: ``layers`` value meaning "the MLP hidden activations of every transformer block".
+AUTO_MLP = "auto-mlp"
+#: ``layers`` value meaning "the MLP hidden activations, rectified".
+AUTO_MLP_RECTIFIED = "auto-mlp-rectified"
+#: ``layers`` value meaning "the automatic layers exactly as the modules output them" (a
+#: transformer's block outputs unrectified, which ``auto`` rectifies; docs/methods.md).
+AUTO_SIGNED = "auto-signed"
+
+
+def auto_reading(layers: object) -> tuple[str, bool | None] | None:
+    """For an automatic ``layers`` value, which automatic layers (``"auto"`` or ``"auto-mlp"``)
+    and whether they are rectified: True (all), False (none: ``auto-signed``) or None (as
+    discovery says); None for explicit module names."""
+    if not isinstance(layers, str):
+        return None
+    return {"auto": ("auto", None), AUTO_RECTIFIED: ("auto", True), AUTO_SIGNED: ("auto", False),
+            AUTO_MLP: (AUTO_MLP, None), AUTO_MLP_RECTIFIED: (AUTO_MLP, True)}.get(layers.strip())
 
 
 def resolve_layers(
@@ -129,7 +153,9 @@ def resolve_layers(
 
     Args:
         layers: ``"auto"`` (or None) for :func:`find_layers`; ``"auto-rectified"`` for
-            the same layers with ``rectify=True``; a comma-separated string or a
+            the same layers with ``rectify=True``; ``"auto-mlp"`` (``"auto-mlp-rectified"``)
+            for the non-linearity of every transformer block's MLP (rectified); ``"auto-signed"``
+            for the automatic layers with no rectification at all; a comma-separated string or a
             sequence of module names (as in ``model.named_modules()``) to override it.
             Explicit names keep the order given; fusion treats it as forward order.
         rectify: clamp every layer's output at 0 before FEM (``LayerSpec.relu``), for
@@ -139,11 +165,22 @@ def resolve_layers(
     Raises:
         ValueError: an unknown module name; the message lists candidate layers.
     """
-    if isinstance(layers, str) and layers.strip() == AUTO_RECTIFIED:
-        layers, rectify = "auto", True
+    reading = auto_reading(layers)
+    if reading is not None:
+        layers, rectify = reading[0], rectify or bool(reading[1])
+    if layers == AUTO_MLP:
+        blocks = transformer_blocks(model)
+        if not blocks:
+            raise ValueError(
+                f"layers={AUTO_MLP!r} reads the MLP activations of a vision transformer's blocks; "
+                f"{type(model).__name__} is not a transformer mlfem recognises (use 'auto')"
+            )
+        layers = mlp_activations(model, blocks)
     specs = _resolve(model, layers, probe_size)
     if rectify:
         specs = [LayerSpec(spec.name, relu=True) for spec in specs]
+    elif reading is not None and reading[1] is False:
+        specs = [LayerSpec(spec.name) for spec in specs]
     return specs
 
 
@@ -171,17 +208,29 @@ def _resolve(
     unknown = [name for name in names if name not in modules or name == ""]
     if unknown:
         raise ValueError(_unknown_layer_message(model, unknown, modules))
-    # Keep the rectification flag that auto-discovery would give the same module.
-    auto_flags = {spec.name: spec.relu for spec in _static_layers(model)}
+    # Keep the rectification flag that auto-discovery would give the same module where the
+    # network rectifies it functionally (DenseNet); a transformer's rectification is a reading
+    # that "auto" chooses, and named blocks are read as they are.
+    auto_flags = {spec.name: spec.relu for spec in _static_layers(model, _CNN_RULES)}
     return [LayerSpec(name, auto_flags.get(name, False)) for name in names]
 
 
-def _static_layers(model: nn.Module) -> list[LayerSpec]:
-    for rule in (_residual_blocks, _vgg_stages, _densenet_blocks):
+def _static_layers(model: nn.Module, rules: tuple = ()) -> list[LayerSpec]:
+    for rule in rules or _STATIC_RULES:
         layers = rule(model)
         if layers:
             return layers
     return []
+
+
+def _transformer_blocks(model: nn.Module) -> list[LayerSpec]:
+    """Every block of a vision transformer (mlfem.transformers), whose outputs are tokens
+    or channels-last maps that mlfem.features.TokenFeatureMap puts on the patch grid.
+
+    Rectified: a block outputs the signed residual stream, and on a ViT trained on the
+    synthetic benchmark FEM on the rectified outputs beat the outputs as they are, the MLP
+    activations and attention rollout (docs/methods.md, benchmarks/vit_features.py)."""
+    return [LayerSpec(name, relu=True) for name in transformer_blocks(model)]
 
 
 def _residual_blocks(model: nn.Module) -> list[LayerSpec]:
@@ -231,9 +280,7 @@ def _is_activation(module: nn.Module) -> bool:
     return isinstance(module, _ACTIVATION_TYPES) or _class_name(module) in _ACTIVATION_CLASS_NAMES
 
 
-def _class_name(module: nn.Module) -> str:
-    """The module's class name, or the one it had before export or TorchScript."""
-    return getattr(module, ORIGINAL_CLASS_ATTRIBUTE, None) or type(module).__name__
+_class_name = class_name
 
 
 def _vgg_stages(model: nn.Module) -> list[LayerSpec]:
@@ -262,6 +309,10 @@ def _densenet_blocks(model: nn.Module) -> list[LayerSpec]:
     if "features.norm5" in modules:
         layers.append(LayerSpec("features.norm5", relu=True))
     return layers
+
+
+_CNN_RULES = (_residual_blocks, _vgg_stages, _densenet_blocks)
+_STATIC_RULES = (_transformer_blocks, *_CNN_RULES)
 
 
 def _probe_stage_ends(model: nn.Module, probe_size: tuple[int, int]) -> list[LayerSpec]:

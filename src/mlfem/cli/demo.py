@@ -35,6 +35,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--synthetic", action="store_true",
                         help="the synthetic benchmark: generated images, simulated observers, own classifier and NET")
     parser.add_argument("--quick", action="store_true", help="small version (fewer images, methods and metrics)")
+    parser.add_argument("--vit", action="store_true",
+                        help="with --synthetic: train a small vision transformer (timm ViT, patch 8, "
+                        "4 blocks) instead of the small CNN, and add attention rollout")
     parser.add_argument("--seed", type=int, default=0, help="seed of the data, the training and the evaluation")
     parser.add_argument("--workers", type=int, default=None, help="DataLoader workers (default: cores - 1, at most 4)")
     parser.add_argument("--device", default=None, help="cpu, cuda... (default: cuda if available)")
@@ -52,10 +55,14 @@ def run(args: argparse.Namespace) -> int:
         raise UsageError(f"--workers must be >= 0, got {args.workers}")
     out = args.out or (DEFAULT_OUT.with_name(DEFAULT_OUT.name + "-synthetic") if args.synthetic else DEFAULT_OUT)
     writable_folder(out, "--out")
+    if args.vit and not args.synthetic:
+        raise UsageError("--vit applies to --synthetic (the real-image demo explains the "
+                         "pretrained EfficientNet-Lite0 installed with mlfem)")
     demo = run_synthetic_demo if args.synthetic else run_real_demo
+    extra = {"model": "vit"} if args.vit else {}
     try:
         result = demo(out, quick=args.quick, seed=args.seed, workers=workers,
-                      device=args.device, progress=not args.no_progress)
+                      device=args.device, progress=not args.no_progress, **extra)
     except (EvaluationError, FileExistsError) as error:
         raise UsageError(str(error)) from error
     print(result.table)

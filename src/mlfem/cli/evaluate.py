@@ -54,7 +54,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     parser.add_argument("--net", default=None, help="trained NET fusion checkpoint for mlfem-net ('mlfem train-fusion')")
     parser.add_argument("--layers", default="auto", help="MLFEM layers: 'auto', 'auto-rectified' (auto, signed "
-                        "block outputs clamped at 0; docs/real-network.md) or comma-separated module names")
+                        "block outputs clamped at 0; docs/real-network.md), 'auto-mlp'/'auto-mlp-rectified' "
+                        "(a vision transformer's MLP activations; docs/methods.md) or comma-separated module names")
     parser.add_argument("--alpha", type=float, default=0.5, help="MLFEM add/top weight of the accumulated map")
     parser.add_argument("--k", type=float, default=2.0, help="FEM threshold in standard deviations")
     parser.add_argument("--normalize", choices=("end", "interleaved"), default="end", help="fusion normalisation")

@@ -48,7 +48,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--alpha", type=float, default=0.5, help="weight of the accumulated map in add/top")
     parser.add_argument("--k", type=float, default=2.0, help="FEM threshold in standard deviations (default 2)")
     parser.add_argument("--layers", default="auto", help="'auto', 'auto-rectified' (auto, signed "
-                        "block outputs clamped at 0; docs/real-network.md) or comma-separated module names")
+                        "block outputs clamped at 0; docs/real-network.md), 'auto-mlp'/'auto-mlp-rectified' "
+                        "(a vision transformer's MLP activations; docs/methods.md) or comma-separated module names")
     parser.add_argument("--normalize", choices=("end", "interleaved"), default="end", help="fusion normalisation")
     parser.add_argument(
         "--fit",

@@ -67,21 +67,27 @@ def split_fractions(text: str) -> tuple[float, float, float]:
 
 def dataset_options(args: argparse.Namespace, dataset: str | None) -> dict[str, Any]:
     """``open_dataset`` options from -O KEY=VALUE and the synthetic shortcuts."""
-    options: dict[str, Any] = {}
-    for item in args.dataset_option:
-        key, sep, value = item.partition("=")
-        if not sep or not key:
-            raise UsageError(f"-O expects KEY=VALUE, got {item!r}")
-        try:
-            options[key] = json.loads(value)
-        except ValueError:
-            options[key] = value  # a plain string such as xy
+    options = key_values(args.dataset_option, "-O")
     shortcuts = {"n": args.n, "seed": args.data_seed, "mode": args.mode}
     given = {key: value for key, value in shortcuts.items() if value is not None}
     if given and dataset not in (None, "synthetic"):
         flags = ", ".join("--data-seed" if k == "seed" else f"--{k}" for k in given)
         raise UsageError(f"{flags} apply to --dataset synthetic only")
     options.update(given)
+    return options
+
+
+def key_values(items: list[str], flag: str) -> dict[str, Any]:
+    """``KEY=VALUE`` options (the value read as JSON, else kept as a string)."""
+    options: dict[str, Any] = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise UsageError(f"{flag} expects KEY=VALUE, got {item!r}")
+        try:
+            options[key] = json.loads(value)
+        except ValueError:
+            options[key] = value  # a plain string such as xy
     return options
 
 
@@ -94,6 +100,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                        help="small-cnn (fast on CPU), a torchvision classifier "
                        "name (resnet50), timm:<name>, or efficientnet_lite0 "
                        "(ImageNet weights installed with mlfem)")
+    model.add_argument("-M", "--model-option", action="append", default=[], metavar="KEY=VALUE",
+                       help="keyword argument of a timm:<name> architecture built from "
+                       "scratch, e.g. -M patch_size=8 -M depth=4 (repeatable)")
     model.add_argument("--weights", default=None,
                        help="starting weights: imagenet (installed for "
                        "efficientnet_lite0, downloaded otherwise) or a "
@@ -184,11 +193,13 @@ def run_command(args: argparse.Namespace) -> int:
     from mlfem.training import ClassifierConfig, ClassifierRun, train_classifier
 
     options = dataset_options(args, args.dataset)
+    model_options = key_values(args.model_option, "-M")
     image_size = args.image_size or (128 if args.model == "small-cnn" else 224)
 
     def train() -> ClassifierRun:
         config = config_from_args(
-            ClassifierConfig, args, dataset_options=options, image_size=image_size
+            ClassifierConfig, args, dataset_options=options, image_size=image_size,
+            model_options=model_options,
         )
         writable_folder(args.out, "--out")  # before the data are read
         return train_classifier(config, progress=not args.quiet)

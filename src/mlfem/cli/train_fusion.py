@@ -46,7 +46,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     add_dataset_arguments(parser, required=False)
     net = parser.add_argument_group("maps and NET")
     net.add_argument("--layers", default="auto",
-                     help="'auto', 'auto-rectified' (outputs clamped at 0 before FEM) "
+                     help="'auto', 'auto-rectified' (outputs clamped at 0 before FEM), "
+                     "'auto-mlp'/'auto-mlp-rectified' (a transformer's MLP activations) "
                      "or comma-separated module names; the NET is tied to them")
     net.add_argument("--k", type=float, default=2.0,
                      help="FEM threshold in standard deviations (default 2)")

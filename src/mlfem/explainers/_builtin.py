@@ -14,7 +14,7 @@ from torch import nn
 from mlfem.explainers.fem import FEM
 from mlfem.explainers.mlfem import MLFEM
 from mlfem.explainers.registry import register_method
-from mlfem.layers import AUTO_RECTIFIED
+from mlfem.layers import AUTO_MLP, auto_reading, find_layers, resolve_layers
 
 
 def _fem(
@@ -27,11 +27,16 @@ def _fem(
 ) -> FEM:
     # layers="auto-rectified" (the command line's spelling of rectify) reaches FEM too, and
     # FEM reads the last of explicit layers (the deepest of the MLFEM layers it goes with).
-    rectify = bool(rectify) or (isinstance(layers, str) and layers.strip() == AUTO_RECTIFIED)
+    reading = auto_reading(layers)
+    rectify = bool(rectify) or (reading is not None and reading[1] is True)
+    if layer is None and reading is not None and reading[0] == AUTO_MLP:
+        layer = resolve_layers(model, AUTO_MLP)[-1].name  # the last block's MLP activation
     if layer is None and layers is not None:
         names = _explicit_names(layers)
         if names:
             layer = names[-1]
+    if layer is None and reading is not None and reading[1] is False:
+        layer = find_layers(model)[-1].name  # auto-signed: a name given is read as it is
     return FEM(model, layer=layer, k=k, rectify=rectify)
 
 
@@ -39,7 +44,7 @@ def _explicit_names(layers: Any) -> list[str]:
     """Module names of an explicit ``layers`` option ([] for ``auto``/``auto-rectified``)."""
     if isinstance(layers, str):
         names = [part.strip() for part in layers.split(",") if part.strip()]
-        return [] if names in (["auto"], [AUTO_RECTIFIED]) else names
+        return [] if len(names) == 1 and auto_reading(names[0]) is not None else names
     return [str(name) for name in layers]
 
 

@@ -40,7 +40,9 @@ from torch import Tensor, nn
 
 from mlfem.explainers._gradient import GradientExplainer, capture_outputs
 from mlfem.explainers.registry import register_explainer
+from mlfem.features import ConvFeatureMap, adapter_for, observe_input
 from mlfem.layers import LayerSpec, find_layers, resolve_layers
+from mlfem.transformers import gradient_layer, is_transformer
 from mlfem.normalize import minmax_normalize, resize_maps
 
 __all__ = ["GradCAM", "GradCAMPlusPlus", "LayerCAM", "MultiLayerCAM"]
@@ -50,7 +52,9 @@ class _CAMExplainer(GradientExplainer):
     """Shared machinery: record activations, back-propagate the target logit, weight.
 
     Args:
-        model: a CNN classifier returning logits (B, K), in eval mode.
+        model: a CNN classifier or vision transformer returning logits (B, K), in eval
+            mode; a transformer's tokens are read on its patch grid
+            (:class:`mlfem.features.TokenFeatureMap`, activations and gradients alike).
         layers: module names to read; ``None`` picks the last block found by
             :func:`mlfem.layers.find_layers`.
         max_batch_size: explain at most this many images per forward/backward pass.
@@ -65,9 +69,14 @@ class _CAMExplainer(GradientExplainer):
     ) -> None:
         super().__init__(model, max_batch_size=max_batch_size)
         if layers is None:
-            self.layers: list[LayerSpec] = [find_layers(model, probe_size)[-1]]
+            # A transformer's default is the block its class token's gradient reaches.
+            self.layers: list[LayerSpec] = (
+                [LayerSpec(gradient_layer(model))] if is_transformer(model)
+                else [find_layers(model, probe_size)[-1]]
+            )
         else:
             self.layers = resolve_layers(model, layers, probe_size)
+        self.adapter = adapter_for(model)
 
     @property
     def layer_names(self) -> list[str]:
@@ -89,7 +98,7 @@ class _CAMExplainer(GradientExplainer):
                 f"{type(self.model).__name__}; choose modules that the model's forward calls"
             )
         for name in names:
-            if captured[name].ndim != 4:
+            if isinstance(self.adapter, ConvFeatureMap) and captured[name].ndim != 4:
                 raise ValueError(
                     f"layer {name!r} produced a tensor of shape {tuple(captured[name].shape)}; "
                     "CAM methods need a 4-D (B, C, H, W) feature map"
@@ -100,11 +109,12 @@ class _CAMExplainer(GradientExplainer):
         activations = [captured[name] for name in names]
         gradients = torch.autograd.grad(score, activations)
         size = tuple(inputs.shape[-2:])
+        observe_input(self.adapter, inputs)
         maps = []
         for spec, activation, gradient in zip(self.layers, activations, gradients):
-            activation = activation.detach()
-            if spec.relu:  # the network rectifies this output functionally before using it
-                activation = activation.clamp(min=0)
+            # spec.relu: the network rectifies this output functionally before using it.
+            activation = self.adapter(activation.detach(), spec.name, spec.relu)
+            gradient = self.adapter(gradient, spec.name, False)
             dtype = torch.promote_types(activation.dtype, torch.float32)
             raw = self._cam(activation.to(dtype), gradient.detach().to(dtype))
             maps.append(minmax_normalize(resize_maps(raw, size)))
@@ -130,7 +140,9 @@ class GradCAM(_CAMExplainer):
     Args:
         model: a CNN classifier returning logits (B, K), in eval mode.
         layer: module name; by default the last block of :func:`mlfem.layers.find_layers`
-            (``layer4.2`` for a ResNet-50), the paper's "last convolutional layer".
+            (``layer4.2`` for a ResNet-50), the paper's "last convolutional layer"; on a
+            transformer with a class token the last block's input
+            (:func:`mlfem.transformers.gradient_layer`).
         max_batch_size: explain at most this many images per pass.
     """
 

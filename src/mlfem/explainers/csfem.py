@@ -37,7 +37,9 @@ from torch import Tensor, nn
 
 from mlfem.explainers._gradient import TargetExplainer, capture_outputs
 from mlfem.explainers.registry import register_explainer
+from mlfem.features import ConvFeatureMap, adapter_for, observe_input
 from mlfem.layers import LayerSpec, find_layers, resolve_layers
+from mlfem.transformers import gradient_layer, is_transformer
 from mlfem.normalize import minmax_normalize, resize_maps
 
 __all__ = ["CSFEM"]
@@ -51,7 +53,8 @@ class CSFEM(TargetExplainer):
 
     Args:
         model: a CNN classifier returning logits (B, K), in eval mode.
-        layer: module name; by default the last block of :func:`mlfem.layers.find_layers`.
+        layer: module name; by default the last block of :func:`mlfem.layers.find_layers`
+            (a transformer's: :func:`mlfem.transformers.gradient_layer`).
         k: FEM threshold in standard deviations (``>=``), 2 as in the paper.
         weights: where the class weights come from. ``"auto"`` checks on the first
             call whether the logits equal ``classifier(mean_hw A)`` (a pooled linear
@@ -89,9 +92,13 @@ class CSFEM(TargetExplainer):
         self.k = k
         self.weights = weights
         if layer is None:
-            self.layer: LayerSpec = find_layers(model)[-1]
+            # A transformer's default is the block its class token's gradient reaches.
+            self.layer: LayerSpec = (
+                LayerSpec(gradient_layer(model)) if is_transformer(model) else find_layers(model)[-1]
+            )
         else:
             self.layer = resolve_layers(model, [layer])[0]
+        self.adapter = adapter_for(model)
         self.classifier_name = classifier if classifier is not None else self._last_linear_name(model)
         if weights == "classifier" and self.classifier_name is None:
             raise ValueError(f"weights='classifier' but {type(model).__name__} has no nn.Linear layer")
@@ -125,6 +132,7 @@ class CSFEM(TargetExplainer):
 
     def _explain_batch(self, inputs: Tensor, targets: Tensor | None) -> Tensor:
         size = (inputs.shape[-2], inputs.shape[-1])
+        observe_input(self.adapter, inputs)
         if self._mode != "gradient":
             with torch.no_grad():
                 activations, logits = self._forward(inputs, targets)
@@ -145,22 +153,22 @@ class CSFEM(TargetExplainer):
                 targets = logits.detach().argmax(dim=1)
             score = logits.gather(1, targets.view(-1, 1)).sum()
             (gradient,) = torch.autograd.grad(score, raw)
-        activations = raw.detach().clamp(min=0) if self.layer.relu else raw.detach()
+        activations = self.adapter(raw.detach(), self.layer.name, self.layer.relu)
+        gradient = self.adapter(gradient, self.layer.name, False)
         return self._map(activations, gradient.mean(dim=(2, 3)).to(activations.dtype), size)
 
     def _forward(self, inputs: Tensor, targets: Tensor | None) -> tuple[Tensor, Tensor]:
         with capture_outputs(self.model, [self.layer.name]) as captured:
             logits = self._model_forward(inputs, targets)
         raw = self._captured(captured)
-        activations = raw.clamp(min=0) if self.layer.relu else raw
-        return activations, logits
+        return self.adapter(raw, self.layer.name, self.layer.relu), logits
 
     def _captured(self, captured: dict[str, Tensor]) -> Tensor:
         name = self.layer.name
         if name not in captured:
             raise RuntimeError(f"layer {name!r} did not run during the forward pass of {type(self.model).__name__}")
         output = captured[name]
-        if output.ndim != 4:
+        if isinstance(self.adapter, ConvFeatureMap) and output.ndim != 4:
             raise ValueError(f"layer {name!r} produced a tensor of shape {tuple(output.shape)}; CS-FEM needs (B, C, H, W)")
         return output
 

@@ -6,6 +6,7 @@ from torch import Tensor, nn
 
 from mlfem.explainers._layer_fem import LayerFEMExplainer
 from mlfem.layers import find_layers
+from mlfem.transformers import is_transformer
 
 __all__ = ["FEM"]
 
@@ -31,7 +32,11 @@ class FEM(LayerFEMExplainer):
         self, model: nn.Module, layer: str | None = None, k: float = 2.0, rectify: bool = False
     ) -> None:
         if layer is None:
-            layer = find_layers(model)[-1].name
+            deepest = find_layers(model)[-1]
+            layer = deepest.name
+            # A transformer's blocks are read rectified by default (mlfem.layers); a named
+            # layer is read as it is.
+            rectify = rectify or (deepest.relu and is_transformer(model))
         elif not isinstance(layer, str):
             raise TypeError(f"layer must be a module name (str) or None, got {type(layer).__name__}")
         super().__init__(model, [layer], k=k, rectify=rectify)

@@ -28,6 +28,7 @@ from torch import Tensor, nn
 __all__ = [
     "SMALL_CNN",
     "SmallCNN",
+    "create_timm_model",
     "find_head",
     "fresh_timm_model",
     "fresh_torchvision_model",
@@ -126,7 +127,7 @@ def rebuild_classifier(spec: dict[str, Any]) -> nn.Module:
     if library == "torchvision":
         model = fresh_torchvision_model(name)
     elif library == "timm":
-        model = fresh_timm_model(f"timm:{name}", name)
+        model = fresh_timm_model(f"timm:{name}", name, spec.get("options"))
     else:
         raise ValueError(f"unknown architecture {library}:{name}")
     replace_head(model, num_classes, spec.get("head"))
@@ -142,15 +143,40 @@ def timm_name(architecture: str) -> str | None:
     return OFFLINE_TIMM_NAMES.get(architecture)
 
 
-def fresh_timm_model(spec: str, name: str) -> nn.Module:
-    """timm's ``name`` with random weights (``spec``: how the user named it, for errors)."""
+def fresh_timm_model(spec: str, name: str, options: dict[str, Any] | None = None) -> nn.Module:
+    """timm's ``name`` with random weights (``spec``: how the user named it, for errors;
+    ``options``: keyword arguments of the architecture, e.g. a small ViT's ``depth``)."""
     try:
         import timm
     except ImportError as error:  # pragma: no cover - timm is a dependency
         raise ValueError(f"{spec}: timm is not installed") from error
     if not timm.is_model(name):
         raise ValueError(f"{spec!r}: {name!r} is not a timm architecture (see timm.list_models())")
-    return timm.create_model(name, pretrained=False)
+    try:
+        return create_timm_model(name, pretrained=False, **(options or {}))
+    except TypeError as error:
+        raise ValueError(f"{spec!r}: timm's {name} does not take the options {options}: {error}") from error
+
+
+# timm families whose patch embedding and position embedding follow the input size when
+# built with dynamic_img_size=True (same weights; at the native size the same outputs), and
+# those that also pad an input to a multiple of the patch size (dynamic_img_pad).
+_DYNAMIC_SIZE_FAMILIES = frozenset({"vision_transformer", "deit", "eva", "swin_transformer", "swin_transformer_v2"})
+_DYNAMIC_PAD_FAMILIES = frozenset({"vision_transformer", "deit", "eva"})
+
+
+def create_timm_model(name: str, pretrained: bool = False, **options: Any) -> nn.Module:
+    """``timm.create_model``, with ``dynamic_img_size=True`` for the vision transformers
+    that support it (and ``dynamic_img_pad=True`` for ViT, DeiT and EVA), so that they
+    explain inputs of any size and aspect ratio."""
+    import timm
+
+    family = timm.models.model_entrypoint(name).__module__.rpartition(".")[2]
+    if family in _DYNAMIC_SIZE_FAMILIES:
+        options.setdefault("dynamic_img_size", True)
+    if family in _DYNAMIC_PAD_FAMILIES:
+        options.setdefault("dynamic_img_pad", True)
+    return timm.create_model(name, pretrained=pretrained, **options)
 
 
 def fresh_torchvision_model(name: str) -> nn.Module:

@@ -31,6 +31,7 @@ import torch
 from torch import nn
 
 from mlfem.models._loaded import LoadedModel, ModelLoadError
+from mlfem.models.architectures import create_timm_model
 from mlfem.models.exported import static_input_shape, unflatten_program
 from mlfem.models.preprocessing import Preprocessing
 from mlfem.models.pretrained import LITE0_PREPROCESSING, OFFLINE_TIMM_NAMES, imagenet_class_names
@@ -184,7 +185,7 @@ def _load_timm(name: str, weights: str | None) -> LoadedModel:
         return _load_installed_timm(name)
     if weights == "imagenet":
         try:
-            model = timm.create_model(name, pretrained=True)
+            model = create_timm_model(name, pretrained=True)
         except Exception as error:  # noqa: BLE001
             raise ModelLoadError(
                 f"--weights imagenet: could not download the pretrained weights of timm:{name} "
@@ -193,7 +194,7 @@ def _load_timm(name: str, weights: str | None) -> LoadedModel:
             ) from error
         trained = True
     else:
-        model = timm.create_model(name, pretrained=False)
+        model = create_timm_model(name, pretrained=False)
         trained = weights is not None
         if weights is not None:
             _apply_state_dict(model, weights, description)

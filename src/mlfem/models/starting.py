@@ -26,7 +26,8 @@ __all__ = ["build_classifier"]
 
 
 def build_classifier(
-    architecture: str, num_classes: int, weights: str | None = None
+    architecture: str, num_classes: int, weights: str | None = None,
+    options: dict[str, Any] | None = None,
 ) -> tuple[nn.Module, dict[str, Any]]:
     """A fresh classifier for ``num_classes`` classes, and its architecture spec.
 
@@ -38,7 +39,14 @@ def build_classifier(
             ``"imagenet"`` (installed for ``efficientnet_lite0``; torchvision's or timm's
             download otherwise) or a local state_dict file for the original architecture
             (e.g. ImageNet weights saved as ``.pth``/``.safetensors``).
+        options: keyword arguments of a timm architecture built from scratch (``depth``,
+            ``img_size``, ``patch_size`` of a small ViT), recorded in the spec.
     """
+    if options and (timm_name(architecture) is None or weights is not None):
+        raise ValueError(
+            "model options apply to a timm architecture (timm:<name>) built without starting "
+            f"weights; got {architecture!r} with weights {weights!r}"
+        )
     if architecture == SMALL_CNN:
         if weights is not None:
             raise ValueError(f"{SMALL_CNN} has no pretrained weights; omit weights")
@@ -54,7 +62,8 @@ def build_classifier(
     library, name = ("timm", timm) if timm is not None else ("torchvision", architecture)
     normalization = None
     if weights is None:
-        model = fresh_timm_model(architecture, timm) if timm is not None else fresh_torchvision_model(architecture)
+        model = (fresh_timm_model(architecture, timm, options) if timm is not None
+                 else fresh_torchvision_model(architecture))
     else:
         # The loader checks the name (with suggestions) and reads the starting weights.
         model, normalization = _pretrained(architecture, weights)
@@ -67,6 +76,8 @@ def build_classifier(
     }
     if normalization is not None:
         spec["normalization"] = normalization
+    if options:
+        spec["options"] = dict(options)
     return model, spec
 
 

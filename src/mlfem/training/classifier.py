@@ -56,7 +56,8 @@ CLASSIFIER_FILE = "classifier.safetensors"
 # Settings that must not change when a run is resumed (epochs may grow; workers, device
 # and progress display are free).
 _RESUME_FIXED = (
-    "dataset", "root", "dataset_options", "model", "weights", "batch_size", "lr", "weight_decay",
+    "dataset", "root", "dataset_options", "model", "model_options", "weights", "batch_size", "lr",
+    "weight_decay",
     "image_size", "augment", "seed", "splits", "split_seed", "split_fractions",
 )
 
@@ -134,7 +135,7 @@ class _Trainer:
 
         torch.manual_seed(config.seed)
         model, self.architecture = build_classifier(
-            config.model, len(self.class_names), config.weights
+            config.model, len(self.class_names), config.weights, config.model_options
         )
         normalization = self.architecture.get("normalization")
         if normalization:

@@ -24,6 +24,9 @@ class ClassifierConfig:
             ``mode``; its ``size`` defaults to ``image_size``).
         model: ``"small-cnn"``, a torchvision classification model name, ``"timm:<name>"``
             or ``"efficientnet_lite0"`` (see :func:`~mlfem.training.build_classifier`).
+        model_options: keyword arguments of a timm architecture built from scratch (a
+            small ViT: ``{"img_size": 64, "patch_size": 8, "depth": 4}``), recorded in the
+            checkpoint, which rebuilds the same model.
         weights: starting weights: None, ``"imagenet"`` or a state_dict file of the
             original architecture; the input normalisation follows pretrained weights.
         image_size: the model input is ``image_size`` x ``image_size`` (whole image resized).
@@ -38,6 +41,7 @@ class ClassifierConfig:
     root: str | Path | None = None
     dataset_options: dict[str, Any] = field(default_factory=dict)
     model: str = "small-cnn"
+    model_options: dict[str, Any] = field(default_factory=dict)
     weights: str | None = None
     epochs: int = 10
     batch_size: int = 32
