@@ -105,7 +105,12 @@ class MethodRunner:
         return self.extractor.layer_names if self.extractor is not None else []
 
     def gradient_methods(self) -> list[str]:
-        return [m for m in self.methods if method_info(m).uses_gradients]
+        """The methods that back-propagate, or may on this model (CS-FEM does when the head is
+        not linear on pooled features: ``may_need_gradients``); the run leaves autograd on for them."""
+        return [
+            m for m in self.methods
+            if method_info(m).uses_gradients or getattr(self.explainers[m], "may_need_gradients", False)
+        ]
 
     def run(
         self, images: Tensor, methods: Collection[str] | None = None, targets: Tensor | None = None

@@ -114,6 +114,12 @@ class CSFEM(TargetExplainer):
         """``"classifier"`` or ``"gradient"`` once known (``None`` before the first call in auto mode)."""
         return self._mode
 
+    @property
+    def may_need_gradients(self) -> bool:
+        """Whether a call may back-propagate (and so cannot run under inference mode): true
+        unless the weights are known to come from the linear classifier."""
+        return self._mode != "classifier"
+
     @staticmethod
     def _last_linear_name(model: nn.Module) -> str | None:
         names = [name for name, module in model.named_modules() if isinstance(module, nn.Linear)]
