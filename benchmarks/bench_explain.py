@@ -31,6 +31,8 @@ import torch.nn.functional as F
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import (  # noqa: E402
+    add_run_arguments,
+    forward_pass,
     interleaved_rounds,
     load_text,
     machine_description,
@@ -49,12 +51,7 @@ def build(method: str, model: torch.nn.Module, images: torch.Tensor) -> Callable
     from mlfem import FEM, MLFEM
 
     if method == "forward":
-
-        def forward() -> object:
-            with torch.inference_mode():
-                return model(images)
-
-        return forward
+        return forward_pass(model, images)
     if method == "mlfem" or method.startswith("mlfem-"):
         fusion = "add" if method == "mlfem" else method.removeprefix("mlfem-")
         explainer = MLFEM(model, fusion=fusion)
@@ -131,14 +128,7 @@ def child(args: argparse.Namespace) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--device", default="cpu")
-    parser.add_argument("--batch", type=int, default=8)
-    parser.add_argument("--size", type=int, default=224)
-    parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument("--repeats", type=int, default=7, help="timed rounds (median)")
-    parser.add_argument("--methods", default=",".join(METHODS))
-    parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
-    parser.add_argument("--method", help=argparse.SUPPRESS)
+    add_run_arguments(parser, METHODS)
     args = parser.parse_args()
     if args.child:
         child(args)
