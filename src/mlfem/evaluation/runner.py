@@ -6,8 +6,9 @@ A run has three parts, one module each; this one is the loop that ties them toge
 * :mod:`mlfem.evaluation.config`: :class:`EvaluationConfig`, and what it names resolved
   (dataset, model, checkpoint files, GFDM settings), the leakage check and the check that an
   output folder holds a run with the same settings (so it can be resumed);
-* :mod:`mlfem.evaluation.scoring`: each image read into a ``PreparedImage`` in a DataLoader
-  worker, then the methods (one shared forward pass for the FEM family, see
+* :mod:`mlfem.evaluation.prepared`: each image read into a ``PreparedImage`` in a DataLoader
+  worker;
+* :mod:`mlfem.evaluation.scoring`: the methods (one shared forward pass for the FEM family, see
   :mod:`mlfem.evaluation.methods`), the metrics and the reference rows, batched per image size;
 * :mod:`mlfem.evaluation.record`: ``run.json``.
 
@@ -58,7 +59,8 @@ from mlfem.evaluation.config import (
 from mlfem.evaluation.model import EvaluatedModel
 from mlfem.evaluation.record import RunRecord
 from mlfem.evaluation.results import ResultsWriter
-from mlfem.evaluation.scoring import PreparedImages, Scorer, Skip, as_list
+from mlfem.evaluation.prepared import PreparedImages, Skip, as_list
+from mlfem.evaluation.scoring import Scorer
 from mlfem.evaluation.sharding import EvaluationShards
 
 __all__ = [
