@@ -124,7 +124,7 @@ def test_dataloader_with_two_workers(tmp_path: Path) -> None:
 def test_registry_names_sigmas_and_root_errors(tmp_path: Path, monkeypatch) -> None:
     assert set(available_datasets()) == {
         "salicon", "cat2000", "mexculture", "mit1003", "osie", "osie-sample", "folder", "synthetic",
-        "synthetic-video"}
+        "synthetic-video", "video-folder"}
     assert [default_sigma(n) for n in ("salicon", "osie", "mit1003", "cat2000")] == [
         19.0, 24.0, 24.0, 48.0]
     assert default_sigma("MexCulture142") is None and default_sigma("folder") is None

@@ -28,6 +28,7 @@ from test_datasets_folder import ROWS, make_folder
 from test_datasets_mexculture import make_mex
 from test_datasets_mit1003 import POINTS, make_mit
 from test_datasets_salicon import make_json_salicon
+from test_datasets_video import make_video_folder
 
 # One way to open each registered dataset on the tiny fixtures of its own tests.
 BUILDERS: dict[str, Callable[[Path], object]] = {
@@ -43,6 +44,8 @@ BUILDERS: dict[str, Callable[[Path], object]] = {
     "synthetic": lambda tmp: open_dataset("synthetic", n=2, seed=1, size=40, mode="multi"),
     "synthetic-video": lambda tmp: open_dataset("synthetic-video", n=2, seed=1, size=40,
                                                 frames=4, temporal_sigma=1.0),
+    "video-folder": lambda tmp: open_dataset("video-folder", make_video_folder(tmp),
+                                             clip_length=4, sigma=2.0, fps=10),
 }
 
 

@@ -5,12 +5,67 @@ with the fixations outside the frame counted (and dropped), and the per-frame GF
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
+from pathlib import Path
 
 import numpy as np
 import torch
 
-__all__ = ["build_video_gfdm", "clean_video_gaze"]
+from .folder import _read_csv
+
+__all__ = ["build_video_gfdm", "clean_video_gaze", "read_fixation_rows"]
+
+
+def read_fixation_rows(
+    path: Path, fps: float | None, time_unit: str = "s"
+) -> tuple[np.ndarray, int, int, str]:
+    """A ``video-folder`` fixation CSV (header ``observer,t,x,y[,duration]``) as ``(M, 4)``
+    rows ``(observer index, video frame, x, y)``, one per frame a fixation is on, with the
+    number of observers, of malformed rows left out, and the first one's reason.
+
+    ``t`` is in seconds (``time_unit="s"``) or a frame index (``"frame"``); ``duration`` in ms.
+    Raises ``ValueError`` for a missing header, an unknown frame rate that is needed, or a file
+    without one usable row.
+    """
+    from mlfem.gaze.video import expand_fixations
+
+    header, lines = _read_csv(path, ("observer", "t", "x", "y"))
+    col = {name: header.index(name) for name in header}
+    with_duration = "duration" in col
+    if fps is None and (time_unit == "s" or with_duration):
+        raise ValueError("frame rate unknown (a folder of frames): pass fps=")
+    observers: dict[str, int] = {}
+    kept: list[tuple[int, float, float, float, float]] = []
+    n_bad, first_bad = 0, ""
+    for line, row in enumerate(lines, start=2):
+        if not any(cell.strip() for cell in row):
+            continue
+        try:
+            if len(row) < len(header):
+                raise ValueError(f"{len(row)} fields, header has {len(header)}")
+            t, x, y = (float(row[col[c]]) for c in ("t", "x", "y"))
+            duration = float(row[col["duration"]]) if with_duration else 0.0
+            if not all(math.isfinite(v) for v in (t, x, y, duration)) or duration < 0:
+                raise ValueError("a value is not finite, or the duration is negative")
+        except ValueError as error:
+            n_bad += 1
+            first_bad = first_bad or f"line {line}: {error}"
+            continue
+        observer = observers.setdefault(row[col["observer"]].strip(), len(observers))
+        kept.append((observer, t, x, y, duration))
+    if not kept:
+        raise ValueError(f"no usable fixation row ({n_bad} malformed)")
+    table = np.asarray(kept, dtype=np.float64)
+    rate = fps if fps is not None else 1.0  # frame times without durations: the rate cancels
+    seconds = table[:, 1] if time_unit == "s" else table[:, 1] / rate
+    parts = []
+    for observer in range(len(observers)):
+        mine = table[:, 0] == observer
+        frames = expand_fixations(seconds[mine], table[mine, 2], table[mine, 3], rate,
+                                  table[mine, 4] if with_duration else None)
+        parts.append(np.concatenate([np.full((len(frames), 1), observer), frames], axis=1))
+    return np.concatenate(parts), len(observers), n_bad, first_bad
 
 
 def clean_video_gaze(
