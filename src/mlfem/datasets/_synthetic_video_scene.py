@@ -139,8 +139,10 @@ def draw_clip(rng: np.random.Generator, cfg: SyntheticVideoConfig) -> Clip:
     static = _place_static(rng, cfg, path, radius)
     for item in static:  # decoys: textured shapes that do not move; distractors: solid blobs
         if item.kind >= 0:
+            # The target's texture period (about half the radius): no single-frame cue
+            # tells the target from a decoy.
             _paint_texture(rng, background, _shape_mask(rng, item, width, height), item.kind,
-                           cfg.scale / 2)
+                           max(0.5, item.r / 8))
         else:
             _paint_solid(rng, background, _distractor_mask(rng, item, width, height))
     patch, patch_mask = _target_patch(rng, cfg, shape, radius)
