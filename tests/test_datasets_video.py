@@ -230,6 +230,24 @@ def test_video_folder_stride_step_time_unit_and_temporal_sigma(tmp_path) -> None
     assert smooth.temporal_sigma == 1.0 and smooth.summary()["temporal_sigma"] == 1.0
 
 
+def test_a_corrupt_frame_fails_on_reading_or_is_skipped_with_full_verification(tmp_path) -> None:
+    from mlfem.datasets import SampleError
+
+    root = make_video_folder(tmp_path)
+    (root / "frames" / "b" / "000005.png").write_bytes(b"\x89PNG\r\n\x1a\n broken")
+    with pytest.warns(UserWarning):
+        header = open_dataset("video-folder", root, clip_length=8, sigma=2.0, fps=10)
+    assert header.image_ids[-1] == "b#0000"
+    with pytest.raises(SampleError, match="b#0000"):
+        header[2]
+    with pytest.warns(UserWarning):
+        full = open_dataset("video-folder", root, clip_length=8, sigma=2.0, fps=10,
+                            verify="full")
+    assert full.image_ids == ["a#0000", "a#0001"]
+    assert "000005.png" in {i.image_id: i.reason for i in full.skipped}["b"]
+    torch.testing.assert_close(full[1].gfdm, header[1].gfdm)  # decoding every frame: same clips
+
+
 def test_video_folder_splits_by_video_and_checks_its_arguments(tmp_path) -> None:
     root = make_video_folder(tmp_path)
     with pytest.warns(UserWarning):
