@@ -204,3 +204,31 @@ def test_an_explainers_clip_maps_are_scored_per_frame() -> None:
         assert out["frames_scored"] == int(s.extras["has_gaze"].sum()) > 0
         assert all(math.isfinite(out[m]) for m in ("pcc", "sim", "nss", "auc_judd"))
         assert -1 <= out["pcc"] <= 1 and 0 <= out["sim"] <= 1 and 0 <= out["auc_judd"] <= 1
+
+
+def test_the_clip_human_ceiling_leaves_each_observer_out_in_turn() -> None:
+    from mlfem.gaze.video_reference import clip_human_ceiling
+
+    observers = [
+        torch.tensor([[0, 3, 4], [1, 4, 4], [2, 5, 5]], dtype=torch.float64),
+        torch.tensor([[0, 4, 5], [1, 5, 4], [2, 6, 6]], dtype=torch.float64),
+        torch.tensor([[0, 10, 8], [2, 11, 9]], dtype=torch.float64),  # no gaze on frame 1
+    ]
+    out = clip_human_ceiling(observers, 3, H, W, 1.5, ("cc", "nss"))
+    expected = {"pcc": [], "nss": []}
+    for o, own in enumerate(observers):
+        others = torch.cat([r for j, r in enumerate(observers) if j != o])
+        pred = video_gfdm(others, 3, H, W, 1.5, dtype=torch.float64).maps
+        target = video_gfdm(own, 3, H, W, 1.5, dtype=torch.float64).maps
+        counts = frame_fixation_counts(own, 3, H, W)
+        frames = [k for k in range(3) if counts[k].sum() > 0]
+        expected["pcc"].append(sum(float(pcc(pred[k], target[k])) for k in frames) / len(frames))
+        expected["nss"].append(sum(float(nss(pred[k], counts[k])) for k in frames) / len(frames))
+    assert out["observers"] == 3 and out["observers_nan_pcc"] == 0
+    for name in ("pcc", "nss"):
+        assert out["per_observer"][name] == pytest.approx(expected[name], rel=1e-12)
+        assert out[name] == pytest.approx(sum(expected[name]) / 3, rel=1e-12)
+    # The two observers who looked at the same place agree more with the rest than the third.
+    assert min(out["per_observer"]["pcc"][:2]) > out["per_observer"]["pcc"][2]
+    with pytest.raises(ValueError, match="two observers"):
+        clip_human_ceiling(observers[:1] + [torch.zeros((0, 3))], 3, H, W, 1.5)
