@@ -230,5 +230,8 @@ def test_the_clip_human_ceiling_leaves_each_observer_out_in_turn() -> None:
         assert out[name] == pytest.approx(sum(expected[name]) / 3, rel=1e-12)
     # The two observers who looked at the same place agree more with the rest than the third.
     assert min(out["per_observer"]["pcc"][:2]) > out["per_observer"]["pcc"][2]
+    assert mean_over_clips([out, out]) == {"clips": 2, "pcc": pytest.approx(out["pcc"]),
+                                           "clips_nan_pcc": 0, "nss": pytest.approx(out["nss"]),
+                                           "clips_nan_nss": 0}
     with pytest.raises(ValueError, match="two observers"):
         clip_human_ceiling(observers[:1] + [torch.zeros((0, 3))], 3, H, W, 1.5)

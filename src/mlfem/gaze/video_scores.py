@@ -135,17 +135,18 @@ def mean_over_clips(scores: Sequence[Mapping[str, Any]],
                     metrics: Sequence[str] | None = None) -> dict[str, Any]:
     """Average :func:`score_clip` results over clips: each clip with a defined value counts
     once (whatever its number of frames); clips where a metric is NaN are left out and counted
-    in ``clips_nan_<metric>``. ``frames`` and ``frames_scored`` are summed."""
+    in ``clips_nan_<metric>``. ``frames`` and ``frames_scored`` are summed when every clip has
+    them. Works on :func:`~mlfem.gaze.video_reference.clip_human_ceiling` results too."""
     if not scores:
         raise ValueError("no clip scores to average")
     if metrics is None:
-        skip = {"frames", "frames_scored", "resized", "per_frame"}
-        metrics = [k for k in scores[0] if k not in skip and not k.startswith("frames_nan_")]
-    out: dict[str, Any] = {
-        "clips": len(scores),
-        "frames": sum(int(s["frames"]) for s in scores),
-        "frames_scored": sum(int(s["frames_scored"]) for s in scores),
-    }
+        skip = {"frames", "frames_scored", "resized", "per_frame", "observers", "per_observer"}
+        metrics = [k for k in scores[0]
+                   if k not in skip and not k.startswith(("frames_nan_", "observers_nan_"))]
+    out: dict[str, Any] = {"clips": len(scores)}
+    for count in ("frames", "frames_scored"):  # absent from e.g. clip_human_ceiling's results
+        if all(count in s for s in scores):
+            out[count] = sum(int(s[count]) for s in scores)
     for name in metrics:
         defined = [float(s[name]) for s in scores if not math.isnan(float(s[name]))]
         out[name] = sum(defined) / len(defined) if defined else math.nan
