@@ -269,3 +269,21 @@ def test_video_folder_splits_by_video_and_checks_its_arguments(tmp_path) -> None
     with pytest.warns(UserWarning):
         no_rate = open_dataset("video-folder", root, clip_length=4, sigma=2.0)
     assert "fps=" in {i.image_id: i.reason for i in no_rate.skipped}["b"]
+
+
+def test_video_datasets_batch_with_collate_and_pickle(tmp_path) -> None:
+    import pickle
+
+    from torch.utils.data import DataLoader
+
+    from mlfem.datasets import collate
+
+    syn = open_dataset("synthetic-video", n=3, seed=0, frames=4, size=32)
+    batch = next(iter(DataLoader(syn, batch_size=3, collate_fn=collate)))
+    assert [tuple(image.shape) for image in batch["image"]] == [(3, 4, 32, 32)] * 3
+    assert torch.equal(torch.stack(batch["gfdm"])[1], syn[1].gfdm)
+    with pytest.warns(UserWarning):
+        folder = open_dataset("video-folder", make_video_folder(tmp_path), clip_length=4,
+                              sigma=2.0, fps=10)
+    again = pickle.loads(pickle.dumps(folder))  # paths and small arrays: worker processes work
+    assert again.image_ids == folder.image_ids and torch.equal(again[3].image, folder[3].image)
