@@ -5,14 +5,15 @@ from __future__ import annotations
 
 import subprocess
 import sys
+from itertools import pairwise
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
+from _video_files import moving_square_frames, square_centre, write_video
 from PIL import Image
 
-from _video_files import moving_square_frames, square_centre, write_video
 from mlfem.video import (
     VideoPreprocessing,
     VideoReadError,
@@ -88,7 +89,7 @@ def test_count_clips_agrees_with_the_sampler(count: int, length: int, stride: in
     for clip in clips:
         real = clip.frame_indices[: clip.valid]
         assert all(0 <= i < count for i in real)
-        assert all(b - a == stride for a, b in zip(real, real[1:]))
+        assert all(b - a == stride for a, b in pairwise(real))
 
 
 def test_sampling_streams_frames() -> None:
