@@ -159,6 +159,7 @@ def test_a_bad_video_in_a_folder_is_reported_and_skipped(
         (["--model", TINY, "--method", "nope"], "unknown method 'nope'"),
         (["--model", TINY, "--fusion", "net:bundled"], "a trained NET fuses image maps"),
         ([], "videos need a video model"),
+        (["--model", "tiny_models:TinyCNN"], "cannot explain clips: images have shape"),  # a 2-D CNN
     ],
 )
 def test_bad_arguments_exit_2(
@@ -168,6 +169,32 @@ def test_bad_arguments_exit_2(
     assert main(["explain", str(clip_file), "--out", str(out), *arguments]) == 2
     assert message in capsys.readouterr().err
     assert not out.exists() or not list(out.glob("*.npy"))
+
+
+def test_a_video_that_breaks_midway_keeps_its_clips_and_says_so(
+    tmp_path: Path, clip_file: Path, capsys: pytest.CaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from mlfem.video import reader
+
+    decode = reader.iter_frames
+
+    def breaking(path):
+        for index, frame in enumerate(decode(path)):
+            if index == 9:
+                raise reader.VideoReadError(f"{path}: decoding failed at frame 9 (corrupt packet)")
+            yield frame
+
+    monkeypatch.setattr(reader, "iter_frames", breaking)
+    out = tmp_path / "out"
+    code = main(["explain", str(clip_file), "--model", TINY, "--clip-length", "4", "--batch-size", "1",
+                 "--out", str(out)])
+    assert code == 1
+    err = capsys.readouterr().err
+    assert "clip.mp4: decoding failed at frame 9 (corrupt packet) (2 clip(s) written before the error)" in err
+    assert sorted(p.name for p in out.glob("*.npy")) == ["clip_clip000.npy", "clip_clip001.npy"]
+    summary = summary_of(out)
+    assert summary["clips"] == 2 and summary["frames"] == 9 and "frame 9" in summary["error"]
+    assert [r["maps"] for r in summary["clip_records"]] == ["clip_clip000.npy", "clip_clip001.npy"]
 
 
 def test_images_and_videos_do_not_mix(tmp_path: Path, clip_file: Path, capsys: pytest.CaptureFixture) -> None:

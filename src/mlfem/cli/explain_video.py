@@ -240,7 +240,6 @@ def _batched(items: Iterable[Any], size: int) -> Iterator[list[Any]]:
 
 def _explain_video(job: _Job, path: Path, stem: str, tqdm) -> dict[str, Any]:
     """Explain one video clip by clip, write its outputs and summary; returns the summary."""
-    from mlfem._atomic import replacing
     from mlfem.video.reader import (
         VideoReadError,
         count_clips,
@@ -254,32 +253,42 @@ def _explain_video(job: _Job, path: Path, stem: str, tqdm) -> dict[str, Any]:
     tally = [0]
     clips = sample_clips(_counted(iter_frames(path), tally), job.clip_length, job.clip_stride, job.clip_step)
     records: list[dict[str, Any]] = []
+    summary: dict[str, Any] = {
+        "video": str(path),
+        "frames": 0,
+        "fps": info.fps,
+        "height": info.height,
+        "width": info.width,
+        "clips": 0,
+        **job.settings,
+        "overlay_format": job.video_format,
+        "overlay_fps": _overlay_fps(info.fps, job.clip_stride),
+        "container": info.as_dict(),
+        "error": None,
+        "clip_records": records,
+    }
     try:
         with tqdm(total=expected, unit="clip", desc=stem, file=sys.stderr) as progress:
             for batch in _batched(clips, job.batch_size):
                 records.extend(_explain_clips(job, batch, stem, info.fps))
                 progress.update(len(batch))
     except VideoReadError as error:
-        if records:  # name what was kept of a video that broke midway
-            raise VideoReadError(f"{error} ({len(records)} clip(s) written before the error)") from error
-        raise
-    summary = {
-        "video": str(path),
-        "frames": tally[0],
-        "fps": info.fps,
-        "height": info.height,
-        "width": info.width,
-        "clips": len(records),
-        **job.settings,
-        "overlay_format": job.video_format,
-        "overlay_fps": _overlay_fps(info.fps, job.clip_stride),
-        "container": info.as_dict(),
-        "clip_records": records,
-    }
-    target = job.out / f"{stem}_summary.json"
-    with replacing(target) as tmp:
-        tmp.write_text(json.dumps(summary, indent=2) + "\n", encoding="utf-8")
+        if not records:
+            raise
+        # A video that broke midway: its summary lists the clips written, and says why it stops.
+        summary.update(frames=tally[0], clips=len(records), error=str(error))
+        _write_summary(job.out / f"{stem}_summary.json", summary)
+        raise VideoReadError(f"{error} ({len(records)} clip(s) written before the error)") from error
+    summary.update(frames=tally[0], clips=len(records))
+    _write_summary(job.out / f"{stem}_summary.json", summary)
     return summary
+
+
+def _write_summary(path: Path, summary: dict[str, Any]) -> None:
+    from mlfem._atomic import replacing
+
+    with replacing(path) as tmp:
+        tmp.write_text(json.dumps(summary, indent=2) + "\n", encoding="utf-8")
 
 
 def _overlay_fps(fps: float, stride: int) -> float:
@@ -295,7 +304,12 @@ def _explain_clips(job: _Job, clips: list, stem: str, fps: float) -> list[dict[s
 
     prepared = [job.preprocessing(clip.frames) for clip in clips]
     inputs = torch.stack([tensor for tensor, _ in prepared]).to(device=job.device, dtype=job.dtype)
-    fused, per_layer, logits = job.explainer.explain_layers(inputs)
+    try:
+        fused, per_layer, logits = job.explainer.explain_layers(inputs)
+    except ValueError as error:
+        # The explainers check their input against the model (a 2-D CNN given clips): the
+        # model argument is wrong for videos, whichever video is read.
+        raise UsageError(f"--model {job.settings['model']} cannot explain clips: {error}") from error
     if fused.ndim != 4:
         raise RuntimeError(
             f"method {job.settings['method']} returned maps of shape {tuple(fused.shape)} for clips "
