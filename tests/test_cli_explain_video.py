@@ -15,6 +15,7 @@ from tiny_models import TinyCNN3D
 
 from mlfem import MLFEM
 from mlfem.cli import main
+from mlfem.cli.explain_video import VIDEO_METHODS
 from mlfem.video import VideoPreprocessing, iter_frames, read_clips
 
 TINY = "tiny_models:TinyCNN3D"
@@ -213,3 +214,15 @@ def test_missing_pyav_is_a_clear_error(
     monkeypatch.setitem(sys.modules, "av", None)
     assert main(["explain", str(clip_file), "--model", TINY, "--out", str(tmp_path / "o")]) == 2
     assert "pip install 'mlfem[video]'" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("method", sorted(VIDEO_METHODS))
+def test_every_video_method_explains_clips(method: str) -> None:
+    """The allow-list holds: each method gives one map per frame of a clip, in [0, 1]."""
+    from mlfem.explainers.registry import create_explainer
+
+    clips = torch.randn(2, 3, 4, 16, 16)
+    with create_explainer(method, TinyCNN3D().eval()) as explainer:
+        maps = explainer.explain_layers(clips).maps
+    assert maps.shape == (2, 4, 16, 16)
+    assert maps.min() >= 0.0 and maps.max() <= 1.0 and torch.isfinite(maps).all()
