@@ -127,16 +127,6 @@ def _check_method(args: argparse.Namespace) -> None:
         raise UsageError(f"--fusion {args.fusion}: a trained NET fuses image maps; on videos use add, max, top or fem")
 
 
-def _set_per_frame(explainer, method: str) -> None:
-    """Per-frame statistics on an explainer whose registry factory did not pass ``per_frame`` on
-    (the FEM family's factories take the options they know and drop the others): its layer-map
-    extractor reads the flag at every call. A method without one cannot honour the option."""
-    extractor = getattr(explainer, "extractor", None)
-    if extractor is None or not hasattr(extractor, "per_frame"):
-        raise UsageError(f"--per-frame-stats: method {method} computes no FEM statistics per frame")
-    extractor.per_frame = True
-
-
 def run_video(args: argparse.Namespace, videos: list[Path]) -> int:
     """Explain ``videos``; returns the exit code (1 when a video failed)."""
     import torch
@@ -163,7 +153,7 @@ def run_video(args: argparse.Namespace, videos: list[Path]) -> int:
     extra = {"per_frame": True} if args.per_frame_stats else {}
     explainer = build_explainer(args, loaded.model, **extra)
     if args.per_frame_stats and not getattr(explainer, "per_frame", False):
-        _set_per_frame(explainer, args.method)
+        raise UsageError(f"--per-frame-stats: method {args.method} computes no FEM statistics per frame")
     if args.method not in VIDEO_METHODS and not getattr(explainer, "supports_clips", False):
         raise UsageError(f"--method {args.method} does not explain videos; use one of {', '.join(sorted(VIDEO_METHODS))}")
     preprocessing = video_preprocessing_for(args.model).with_fit(args.fit or "crop")
