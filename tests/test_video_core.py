@@ -232,3 +232,10 @@ def test_registry_passes_per_frame_on(method: str) -> None:
     model = TinyCNN3D().eval()
     assert create_explainer(method, model, per_frame=True).per_frame is True
     assert create_explainer(method, model).per_frame is False
+
+
+def test_kinetics_weights_are_for_video_models_only() -> None:
+    from mlfem.models import ModelLoadError, load_model
+
+    with pytest.raises(ModelLoadError, match="not a torchvision video model"):
+        load_model("resnet18", "kinetics")
