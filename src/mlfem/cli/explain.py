@@ -44,7 +44,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument(
         "--weights",
         default=None,
-        help="'imagenet' (the installed file for efficientnet_lite0, otherwise a download; for a video model its Kinetics-400 weights, also called 'kinetics'), or a local "
+        help="'imagenet' (the installed file for efficientnet_lite0, otherwise a download; for a "
+        "video model its Kinetics-400 weights, also called 'kinetics'), or a local "
         "state_dict (.pth read with weights_only=True, .safetensors)",
     )
     parser.add_argument("--method", default="mlfem", help="explanation method (see 'mlfem methods'); default mlfem")
