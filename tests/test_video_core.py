@@ -223,3 +223,19 @@ def test_a_2d_layer_of_a_clip_network_is_refused_by_name() -> None:
     with pytest.raises(ValueError, match=r"'image.1'.*same kind as the input"):
         MLFEM(model, layers=["volume.1", "image.1"])(_clips())
     assert all_hooks(model) == 0
+
+
+@pytest.mark.parametrize("method", ["fem", "mlfem", "mlfem-max"])
+def test_registry_passes_per_frame_on(method: str) -> None:
+    from mlfem.explainers.registry import create_explainer
+
+    model = TinyCNN3D().eval()
+    assert create_explainer(method, model, per_frame=True).per_frame is True
+    assert create_explainer(method, model).per_frame is False
+
+
+def test_kinetics_weights_are_for_video_models_only() -> None:
+    from mlfem.models import ModelLoadError, load_model
+
+    with pytest.raises(ModelLoadError, match="not a torchvision video model"):
+        load_model("resnet18", "kinetics")

@@ -1,10 +1,13 @@
-"""``mlfem explain``: explanation maps for images or folders of images."""
+"""``mlfem explain``: explanation maps for images, videos, or folders of either.
+
+Videos (:data:`mlfem.video.VIDEO_SUFFIXES`) take the route of :mod:`mlfem.cli.explain_video`;
+this module parses the arguments, loads the model and explains images.
+"""
 
 from __future__ import annotations
 
 import argparse
 import sys
-import warnings
 from pathlib import Path
 
 from mlfem.cli import UsageError, add_command
@@ -20,12 +23,18 @@ OUT/<stem>_overlay.png (heat map over the image) and, for multi-layer FEM method
 OUT/<stem>_layers.png (every layer's FEM map, as in the paper's Fig. 1). Without --model,
 explains the ImageNet-pretrained EfficientNet-Lite0 installed with mlfem. When the model's
 classes are known, OUT/predictions.csv holds each image's top-5 classes.
+
+Videos (.mp4 .avi .mov .mkv .webm, or folders of them) are explained clip by clip with a video
+model (--model r3d_18): per clip OUT/<stem>_clipNNN.npy ((T, H, W) float32 maps at the frames'
+size), OUT/<stem>_clipNNN_overlay.mp4 (or .gif/.webp) and, for multi-layer methods,
+OUT/<stem>_clipNNN_layers.png (every layer's map on one frame); per video OUT/<stem>_summary.json
+(see docs/video.md).
 """
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     parser = add_command(subparsers, "explain", _SUMMARY, _DESCRIPTION)
-    parser.add_argument("inputs", nargs="+", metavar="IMAGE_OR_DIR", help="image files or folders")
+    parser.add_argument("inputs", nargs="+", metavar="INPUT", help="image or video files, or folders of them")
     parser.add_argument(
         "--model",
         default=None,
@@ -35,7 +44,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument(
         "--weights",
         default=None,
-        help="'imagenet' (the installed file for efficientnet_lite0, otherwise a download), or a local "
+        help="'imagenet' (the installed file for efficientnet_lite0, otherwise a download; for a "
+        "video model its Kinetics-400 weights, also called 'kinetics'), or a local "
         "state_dict (.pth read with weights_only=True, .safetensors)",
     )
     parser.add_argument("--method", default="mlfem", help="explanation method (see 'mlfem methods'); default mlfem")
@@ -54,13 +64,18 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument(
         "--fit",
         choices=("whole", "crop", "none"),
-        default="whole",
-        help="how images meet the model input: whole image resized (default), centre crop, or native size",
+        default=None,
+        help="how inputs meet the model input: whole image resized (default for images), resize and "
+        "centre crop (default for videos, as the video weights expect), or native size (images only)",
     )
-    parser.add_argument("--batch-size", type=int, default=8, help="images per forward pass (default 8)")
+    parser.add_argument("--batch-size", type=int, default=None,
+                        help="images (default 8) or video clips (default 2) per forward pass")
     parser.add_argument("--device", default=None, help="cpu, cuda, cuda:1... (default: cuda if available)")
     parser.add_argument("--dtype", choices=DTYPES, default="float32", help="model precision")
     parser.add_argument("--out", required=True, type=Path, help="output folder (created if needed)")
+    from mlfem.cli.explain_video import add_video_arguments
+
+    add_video_arguments(parser)
     parser.set_defaults(func=run)
 
 
@@ -68,23 +83,29 @@ def run(args: argparse.Namespace) -> int:
     import torch
     from tqdm import tqdm
 
-    from mlfem.explainers.registry import create_explainer
+    from mlfem.cli._explaining import build_explainer, load_model_for, output_names, parse_device
+    from mlfem.cli.explain_video import find_video_inputs, run_video
     from mlfem.images import find_images
-    from mlfem.models import ModelLoadError, load_model
 
-    if args.batch_size < 1:
+    if args.batch_size is not None and args.batch_size < 1:
         raise UsageError(f"--batch-size must be at least 1, got {args.batch_size}")
     if not 0.0 <= args.alpha <= 1.0:
         raise UsageError(f"--alpha must lie in [0, 1], got {args.alpha}")
+    videos = find_video_inputs(args.inputs)  # UsageError for missing inputs, or images mixed in
+    if videos:
+        return run_video(args, videos)
     try:
         paths = find_images(args.inputs)
     except FileNotFoundError as error:
         raise UsageError(str(error)) from error
     if not paths:
         raise UsageError(f"no image files found in {', '.join(args.inputs)}")
-    device = torch.device(args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise UsageError(f"--device {args.device}: CUDA is not available on this machine")
+    from mlfem.cli.explain_video import refuse_video_options
+
+    refuse_video_options(args)
+    args.batch_size = args.batch_size or 8
+    args.fit = args.fit or "whole"
+    device = parse_device(args.device)
     writable_folder(args.out, "--out")  # before the model is loaded
     dtype = getattr(torch, args.dtype)
     if args.model is None:
@@ -93,24 +114,10 @@ def run(args: argparse.Namespace) -> int:
 
         args.model = DEFAULT_MODEL
         args.weights = args.weights or "imagenet"
-
-    try:
-        with warnings.catch_warnings(record=True) as caught:
-            warnings.simplefilter("always")
-            loaded = load_model(args.model, args.weights, device=device, dtype=dtype)
-    except ModelLoadError as error:
-        raise UsageError(str(error)) from error
-    for warning in caught:  # e.g. "random weights": the user must see it, whatever the filters
-        print(f"warning: {warning.message}", file=sys.stderr)
-    options = {"layers": args.layers, "alpha": args.alpha, "k": args.k, "normalize": args.normalize}
-    if args.fusion is not None:
-        options["fusion"] = args.fusion
-    try:
-        explainer = create_explainer(args.method, loaded.model, **options)
-    except (ValueError, TypeError) as error:
-        raise UsageError(str(error)) from error
+    loaded = load_model_for(args, device, dtype)
+    explainer = build_explainer(args, loaded.model)
     preprocessing = loaded.preprocessing.with_fit(args.fit)
-    names = _output_names(paths)
+    names = output_names(paths)
 
     print(f"mlfem explain: {loaded.description}, method {args.method}, {len(paths)} image(s) on {device}",
           file=sys.stderr)
@@ -234,21 +241,3 @@ def _write_outputs(out, stem, image, placement, fused, per_layer, index, explain
             fused=resize_maps(torch.from_numpy(saliency), size).numpy(),
             title=stem,
         )
-
-
-def _output_names(paths: list[Path]) -> dict[Path, str]:
-    """Output stem per input; inputs sharing a stem get their parent folder's name added."""
-    by_stem: dict[str, list[Path]] = {}
-    for path in paths:
-        by_stem.setdefault(path.stem, []).append(path)
-    names: dict[Path, str] = {}
-    for stem, group in by_stem.items():
-        if len(group) == 1:
-            names[group[0]] = stem
-            continue
-        for number, path in enumerate(group):
-            names[path] = f"{path.parent.name}_{stem}" if path.parent.name else f"{stem}_{number}"
-        if len(set(names[p] for p in group)) < len(group):
-            for number, path in enumerate(group):
-                names[path] = f"{stem}_{number}"
-    return names

@@ -23,6 +23,7 @@ def _fem(
     k: float = 2.0,
     rectify: bool = False,
     layers: Any = None,
+    per_frame: bool = False,
     **_: Any,
 ) -> FEM:
     # layers="auto-rectified" (the command line's spelling of rectify) reaches FEM too, and
@@ -37,7 +38,7 @@ def _fem(
             layer = names[-1]
     if layer is None and reading is not None and reading[1] is False:
         layer = find_layers(model)[-1].name  # auto-signed: a name given is read as it is
-    return FEM(model, layer=layer, k=k, rectify=rectify)
+    return FEM(model, layer=layer, k=k, rectify=rectify, per_frame=per_frame)
 
 
 def _explicit_names(layers: Any) -> list[str]:
@@ -57,11 +58,12 @@ def _mlfem_with(default_fusion: str):
         k: float = 2.0,
         normalize: str = "end",
         rectify: bool = False,
+        per_frame: bool = False,
         **_: Any,
     ) -> MLFEM:
         return MLFEM(
             model, layers=layers, fusion=fusion or default_fusion, alpha=alpha, k=k,
-            normalize=normalize, rectify=rectify,
+            normalize=normalize, rectify=rectify, per_frame=per_frame,
         )
 
     return factory
@@ -75,9 +77,10 @@ def _mlfem_net(model: nn.Module, net: str | None = None, **options: Any) -> MLFE
     return _mlfem_with("add")(model, fusion=f"net:{net}", **options)
 
 
-# The options each factory uses (the others, given to every method, are ignored).
-_FEM_OPTIONS = ("layer", "k", "rectify", "layers")
-_MLFEM_OPTIONS = ("layers", "fusion", "alpha", "k", "normalize", "rectify")
+# The options each factory uses (the others, given to every method, are ignored). per_frame:
+# FEM's statistics per frame of a clip (docs/design-decisions.md §6); no effect on images.
+_FEM_OPTIONS = ("layer", "k", "rectify", "layers", "per_frame")
+_MLFEM_OPTIONS = ("layers", "fusion", "alpha", "k", "normalize", "rectify", "per_frame")
 _NET_OPTIONS = ("net", "layers", "alpha", "k", "normalize", "rectify")
 
 

@@ -140,7 +140,13 @@ def _load_torchvision(name: str, weights: str | None) -> LoadedModel:
             "timm:<name>, a TorchScript file, or package.module:factory."
         )
     description = f"torchvision {name}"
-    if weights == "imagenet":
+    # A video model's pretrained weights are Kinetics-400's: "kinetics" names them, and
+    # "imagenet" (the word every other model uses for "pretrained") loads them too.
+    if weights == "kinetics" and name not in torchvision.models.list_models(module=torchvision.models.video):
+        raise ModelLoadError(
+            f"--weights kinetics: {name} is not a torchvision video model; pass --weights imagenet"
+        )
+    if weights in ("imagenet", "kinetics"):
         enum = torchvision.models.get_model_weights(name).DEFAULT
         try:
             model = torchvision.models.get_model(name, weights=enum)
