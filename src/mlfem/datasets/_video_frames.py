@@ -1,15 +1,12 @@
-"""Frames of the ``video-folder`` dataset: a video file read with PyAV, or a folder of images.
-
-A minimal reader of its own (the frame count and rate at indexing, the frames of one clip at
-``__getitem__``), kept small so that it can give way to :mod:`mlfem.video`'s reader. PyAV is
-imported only when a video file is opened.
+"""Frames of the ``video-folder`` dataset: a video file, read with :mod:`mlfem.video`'s PyAV
+reader, or a folder of images: the frame count and rate at indexing, the frames of one clip at
+``__getitem__``. PyAV is imported only when a video file is opened.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 
@@ -17,6 +14,7 @@ from . import _io
 
 __all__ = ["FRAME_SUFFIXES", "VIDEO_SUFFIXES", "FrameSource", "probe_source", "read_frames"]
 
+#: The suffixes :mod:`mlfem.video` reads (kept here so that listing a folder imports no PyAV).
 VIDEO_SUFFIXES = (".mp4", ".avi", ".mov", ".mkv", ".webm")
 FRAME_SUFFIXES = (".png", ".jpg", ".jpeg")
 
@@ -35,39 +33,6 @@ class FrameSource:
     @property
     def is_file(self) -> bool:
         return not self.frame_files
-
-
-def _av() -> Any:
-    try:
-        import av
-    except ImportError as error:  # pragma: no cover - av is a dependency of the dev group
-        raise ImportError("reading video files needs PyAV: pip install 'mlfem[video]'") from error
-    return av
-
-
-def _open(path: Path) -> Any:
-    av = _av()
-    try:
-        container = av.open(str(path), mode="r")
-    except (av.error.FFmpegError, OSError, ValueError) as error:
-        raise ValueError(f"not a readable video ({error})") from None
-    if not container.streams.video:
-        container.close()
-        raise ValueError("the file holds no video stream")
-    return container
-
-
-def _decode(container: Any, last: int) -> Any:
-    """Decoded frames of the first video stream, in order, up to index ``last``."""
-    av = _av()
-    stream = container.streams.video[0]
-    try:
-        for index, frame in enumerate(container.decode(stream)):
-            if index > last:
-                return
-            yield index, frame
-    except (av.error.FFmpegError, ValueError) as error:
-        raise ValueError(f"decoding failed ({error})") from None
 
 
 def probe_source(path: Path, *, count: bool = False) -> FrameSource:
@@ -91,19 +56,14 @@ def probe_source(path: Path, *, count: bool = False) -> FrameSource:
             except (OSError, ValueError) as error:
                 raise ValueError(f"frame {frame.name}: {error}") from None
         return FrameSource(path, len(files), None, height, width, files)
-    container = _open(path)
-    try:
-        stream = container.streams.video[0]
-        rate = stream.average_rate or stream.guessed_rate
-        fps = float(rate) if rate else None
-        height, width = int(stream.codec_context.height), int(stream.codec_context.width)
-        n_frames = int(stream.frames or 0)
-        if count or n_frames <= 0:
-            n_frames = sum(1 for _ in _decode(container, last=1 << 62))
-    finally:
-        container.close()
-    if n_frames <= 0:
-        raise ValueError("no frame could be decoded")
+    from mlfem.video.reader import iter_frames, probe_video
+
+    info = probe_video(path)  # VideoReadError is a ValueError naming the file
+    n_frames = info.frames
+    if count or not info.frames_exact or n_frames <= 0:  # an estimate is not good enough
+        n_frames = sum(1 for _ in iter_frames(path))
+    fps = info.fps if info.fps > 0 else None
+    height, width = info.height, info.width
     return FrameSource(path, n_frames, fps, height, width)
 
 
@@ -124,17 +84,23 @@ def read_frames(source: FrameSource, indices: list[int]) -> np.ndarray:
                                  f"{source.width}x{source.height}")
             out[k] = image.permute(1, 2, 0).numpy()
         return out
+    from mlfem.video.reader import iter_frames
+
     wanted = {index: k for k, index in enumerate(indices)}
-    found = 0
-    container = _open(source.path)
+    last, found = max(indices), 0
+    frames = iter_frames(source.path)
     try:
-        for index, frame in _decode(container, last=max(indices)):
+        for index, frame in enumerate(frames):
+            if index > last:
+                break
             if index in wanted:
-                out[wanted[index]] = frame.to_ndarray(format="rgb24", width=source.width,
-                                                      height=source.height)
+                if frame.shape[:2] != (source.height, source.width):
+                    raise ValueError(f"frame {index} is {frame.shape[1]}x{frame.shape[0]}, the "
+                                     f"header says {source.width}x{source.height}")
+                out[wanted[index]] = frame
                 found += 1
     finally:
-        container.close()
+        frames.close()  # closes the container now, not when the generator is collected
     if found != len(indices):
         raise ValueError(f"the video ended after fewer frames than the {source.n_frames} "
                          f"its header announced")

@@ -10,11 +10,11 @@ static - a textured background with clutter lines and blobs (the image benchmark
 textured shapes and up to ``max_distractors`` solid blobs - and one *target*, a textured shape of
 a random class (its texture moves with it), runs in a straight line, with a small sinusoidal
 wobble across its path, covering ``travel`` (30-55 %) of the frame's side over the clip. Every
-frame gets fresh pixel noise (``noise``, a fraction of 255). **The label is the direction the target moves in**: ``right``, ``left``,
-``down`` or ``up``. A single frame does not tell it (the decoys look like the target and
-nothing marks the start), so a network has to find the one moving object and its motion;
-``moving_distractors`` adds drifting solid blobs for a harder variant (the label is then the
-textured mover's direction).
+frame gets fresh pixel noise (``noise``, a fraction of 255). **The label is the direction the
+target moves in**: ``right``, ``left``, ``down`` or ``up``. A single frame does not tell it
+(the decoys look like the target, texture included, and nothing marks the start), so a network
+has to find the one moving object and its motion; ``moving_distractors`` adds drifting solid
+blobs for a harder variant (the label is then the textured mover's direction).
 
 Simulated observers give one gaze sample per frame (rows ``(t, x, y)``, ``t`` the frame index):
 each starts near the frame's centre (centre bias), saccades to the target after a reaction lag

@@ -26,9 +26,9 @@ clip's frame index, ``gfdm`` ``(T, H, W)`` (frames without gaze all zeros,
 ``temporal_sigma``, fixations just outside a clip weigh on its edge frames, as in the whole
 video. Splits are drawn over videos, not clips, so no video is in two splits.
 
-Bad input: a video that cannot be opened or decoded, a fixation file that is missing (with
-GFDMs from fixations), has no usable header or no usable row is **skipped** and listed in
-``skipped``; a malformed row (missing field, not a number, negative duration) is left out and
+Videos are read with :mod:`mlfem.video`'s PyAV reader. Bad input: a video that cannot be
+opened or decoded, a fixation file that is missing (with GFDMs from fixations), has no usable
+header or no usable row is **skipped** and listed in ``skipped``; a malformed row (missing field, not a number, negative duration) is left out and
 **counted** (``n_bad_rows``, ``bad_rows``: file, count, first reason), the video is kept.
 There is no default sigma: pass ``sigma=`` in pixels (about one degree of visual angle).
 """
