@@ -123,7 +123,8 @@ def test_dataloader_with_two_workers(tmp_path: Path) -> None:
 # --------------------------------------------------------------------------- registry
 def test_registry_names_sigmas_and_root_errors(tmp_path: Path, monkeypatch) -> None:
     assert set(available_datasets()) == {
-        "salicon", "cat2000", "mexculture", "mit1003", "osie", "osie-sample", "folder", "synthetic"}
+        "salicon", "cat2000", "mexculture", "mit1003", "osie", "osie-sample", "folder", "synthetic",
+        "synthetic-video", "video-folder"}
     assert [default_sigma(n) for n in ("salicon", "osie", "mit1003", "cat2000")] == [
         19.0, 24.0, 24.0, 48.0]
     assert default_sigma("MexCulture142") is None and default_sigma("folder") is None

@@ -28,6 +28,7 @@ from test_datasets_folder import ROWS, make_folder
 from test_datasets_mexculture import make_mex
 from test_datasets_mit1003 import POINTS, make_mit
 from test_datasets_salicon import make_json_salicon
+from test_datasets_video import make_video_folder
 
 # One way to open each registered dataset on the tiny fixtures of its own tests.
 BUILDERS: dict[str, Callable[[Path], object]] = {
@@ -41,6 +42,10 @@ BUILDERS: dict[str, Callable[[Path], object]] = {
     "folder": lambda tmp: open_dataset(
         "folder", make_folder(tmp, ROWS), sigma=1.5, weight_by_duration=True),
     "synthetic": lambda tmp: open_dataset("synthetic", n=2, seed=1, size=40, mode="multi"),
+    "synthetic-video": lambda tmp: open_dataset("synthetic-video", n=2, seed=1, size=40,
+                                                frames=4, temporal_sigma=1.0),
+    "video-folder": lambda tmp: open_dataset("video-folder", make_video_folder(tmp),
+                                             clip_length=4, sigma=2.0, fps=10),
 }
 
 
@@ -70,7 +75,14 @@ def test_every_registered_dataset_follows_the_protocol(tmp_path: Path, name: str
     sample = ds[0]
     assert all(0 <= k < ds.num_classes for k in sample.labels)
     assert (sample.gfdm is None) == (settings.source == "none")
-    if settings.from_fixations:  # the declared settings rebuild the sample's GFDM exactly
+    if settings.from_fixations and sample.image.ndim == 4:  # a clip: per-frame GFDMs
+        from mlfem.datasets._video_gaze import build_video_gfdm
+
+        frames, height, width = sample.image.shape[1:]
+        rebuilt, _ = build_video_gfdm(sample.fixations, frames, height, width, settings.sigma,
+                                      ds.temporal_sigma)
+        torch.testing.assert_close(sample.gfdm, rebuilt, rtol=0, atol=0)
+    elif settings.from_fixations:  # the declared settings rebuild the sample's GFDM exactly
         height, width = sample.image.shape[1:]
         weights = torch.cat(sample.durations) if settings.weight_by_duration else None
         rebuilt = build_gfdm(torch.cat(sample.fixations), height, width, settings.sigma,

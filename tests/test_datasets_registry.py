@@ -36,7 +36,8 @@ def test_datasets_register_by_decorator_with_their_aliases(monkeypatch) -> None:
 
     assert DATASETS["mit1003"] is MIT1003 and DATASETS["osiesample"] is OSIESample
     assert available_datasets() == ["salicon", "cat2000", "mexculture", "mit1003", "osie",
-                                    "osie-sample", "folder", "synthetic"]
+                                    "osie-sample", "folder", "synthetic", "synthetic-video",
+                                    "video-folder"]
     # A scratch copy of the tables, so the test's registrations do not outlive it.
     monkeypatch.setattr(registry, "DATASETS", dict(DATASETS))
     monkeypatch.setattr(registry, "_ALIASES", dict(registry._ALIASES))

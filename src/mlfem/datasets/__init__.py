@@ -33,6 +33,8 @@ from .osie import OSIE  # isort: skip
 from .osie_sample import OSIESample, bundled_osie_root  # isort: skip
 from .folder import Folder  # isort: skip
 from .synthetic import SyntheticGaze  # isort: skip
+from .synthetic_video import SyntheticVideo  # isort: skip
+from .video_folder import VideoFolder  # isort: skip
 from .collate import Collate, collate, resize_sample
 from .protocol import DatasetBase, GazeDatasetProtocol, GFDMSettings
 from .registry import DATASETS, canonical_name, image_id_space, register_dataset
@@ -63,6 +65,8 @@ __all__ = [
     "SkippedItem",
     "Splits",
     "SyntheticGaze",
+    "SyntheticVideo",
+    "VideoFolder",
     "available_datasets",
     "bundled_osie_root",
     "canonical_name",
@@ -100,7 +104,8 @@ def open_dataset(name: str, root: str | Path | None = None, **options: Any) -> D
     Args:
         name: One of :func:`available_datasets` (``"salicon"``, ``"cat2000"``,
             ``"mexculture"``, ``"mit1003"``, ``"osie"``, ``"osie-sample"`` (12 real images
-            shipped with mlfem), ``"folder"``, ``"synthetic"``).
+            shipped with mlfem), ``"folder"``, ``"synthetic"``; video clips:
+            ``"synthetic-video"``, ``"video-folder"``).
         root: The dataset's root folder.  ``None`` uses the class's ``default_root()`` (the
             installed copy for ``"osie-sample"``), else ``$MLFEM_DATA/<name>``; a dataset
             with ``takes_root = False`` (the synthetic benchmark) takes none.
