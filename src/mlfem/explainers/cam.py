@@ -46,6 +46,7 @@ from torch import Tensor, nn
 
 from mlfem.explainers._gradient import GradientExplainer, capture_outputs
 from mlfem.explainers.registry import register_explainer
+from mlfem.extractor import check_images
 from mlfem.features import ConvFeatureMap, adapter_for, observe_input
 from mlfem.layers import LayerSpec, find_layers, resolve_layers
 from mlfem.transformers import gradient_layer, is_transformer
@@ -83,6 +84,11 @@ class _CAMExplainer(GradientExplainer):
         else:
             self.layers = resolve_layers(model, layers, probe_size)
         self.adapter = adapter_for(model)
+
+    @staticmethod
+    def check_images(images: Tensor, argument: str = "images") -> None:
+        """As :meth:`Explainer.check_images`, clips (B, C, T, H, W) of a 3-D CNN included."""
+        check_images(images, argument, clips=True)
 
     @property
     def layer_names(self) -> list[str]:
