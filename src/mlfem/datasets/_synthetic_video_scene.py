@@ -35,8 +35,10 @@ _UNIT = {"right": (1.0, 0.0), "left": (-1.0, 0.0), "down": (0.0, 1.0), "up": (0.
 class SyntheticVideoConfig:
     """Parameters of the synthetic video benchmark (see :mod:`mlfem.datasets.synthetic_video`).
 
-    Pixel quantities (``speed``, ``noise``, ``gaze_noise``) are at the 64 px reference size and
-    scale with the frame size; times are in frames.
+    ``travel`` is how far the target moves over the whole clip, as a fraction of the frame's
+    smaller side (so the motion is as visible at any size and clip length); the pixel
+    quantities ``wobble`` and ``gaze_noise`` are at the 64 px reference size and scale with the
+    frame size; ``noise`` is a fraction of 255; times are in frames.
     """
 
     n: int = 500
@@ -48,7 +50,7 @@ class SyntheticVideoConfig:
     max_distractors: int = 2
     moving_distractors: int = 0
     clutter: int = 10
-    speed: tuple[float, float] = (0.8, 1.6)
+    travel: tuple[float, float] = (0.3, 0.55)
     wobble: float = 1.0
     noise: float = 0.03
     n_observers: int = 8
@@ -70,8 +72,8 @@ class SyntheticVideoConfig:
             raise ValueError("frames must be at least 32x32 pixels")
         if self.n_decoys < 0 or self.max_distractors < 0 or self.moving_distractors < 0:
             raise ValueError("n_decoys, max_distractors and moving_distractors must be >= 0")
-        if not 0 < self.speed[0] <= self.speed[1]:
-            raise ValueError(f"speed must be (low, high) with 0 < low <= high, got {self.speed}")
+        if not 0 < self.travel[0] <= self.travel[1]:
+            raise ValueError(f"travel must be (low, high) with 0 < low <= high, got {self.travel}")
         if self.n_observers < 1:
             raise ValueError("n_observers must be >= 1")
         for name in ("reaction_lag", "pursuit_lag"):
@@ -137,8 +139,10 @@ def draw_clip(rng: np.random.Generator, cfg: SyntheticVideoConfig) -> Clip:
     static = _place_static(rng, cfg, path, radius)
     for item in static:  # decoys: textured shapes that do not move; distractors: solid blobs
         if item.kind >= 0:
+            # The target's texture period (about half the radius): no single-frame cue
+            # tells the target from a decoy.
             _paint_texture(rng, background, _shape_mask(rng, item, width, height), item.kind,
-                           cfg.scale / 2)
+                           max(0.5, item.r / 8))
         else:
             _paint_solid(rng, background, _distractor_mask(rng, item, width, height))
     patch, patch_mask = _target_patch(rng, cfg, shape, radius)
@@ -162,7 +166,9 @@ def _path(rng: np.random.Generator, cfg: SyntheticVideoConfig, label: int,
     """(T, 2) target centres: a straight run in the label's direction, with a small sinusoidal
     wobble across it, kept inside the frame."""
     frames, s = cfg.frames, cfg.scale
-    speed = rng.uniform(*cfg.speed) * s
+    margin = radius + 1 + cfg.wobble * s
+    room = min(cfg.width, cfg.height) - 1 - 2 * margin  # the longest run that fits
+    speed = min(rng.uniform(*cfg.travel) * min(cfg.height, cfg.width), room) / (frames - 1)
     ux, uy = _UNIT[DIRECTIONS[label]]
     amplitude = rng.uniform(0.0, cfg.wobble) * s
     period = rng.uniform(6.0, 14.0)
@@ -170,7 +176,6 @@ def _path(rng: np.random.Generator, cfg: SyntheticVideoConfig, label: int,
     k = np.arange(frames, dtype=np.float64)
     along = speed * k
     across = amplitude * np.sin(2 * math.pi * k / period + phase)
-    margin = radius + 1 + cfg.wobble * s
     travel = along[-1]
     # Start so that the whole run stays inside the frame along the motion axis.
     lo_x, hi_x = margin, cfg.width - 1 - margin
@@ -220,14 +225,16 @@ def _place_static(rng: np.random.Generator, cfg: SyntheticVideoConfig, path: np.
 
 def _target_patch(rng: np.random.Generator, cfg: SyntheticVideoConfig, shape: int,
                   radius: float) -> tuple[np.ndarray, np.ndarray]:
-    """The target's textured appearance on a square patch; the texture moves with it."""
+    """The target's textured appearance on a square patch; the texture moves with it. Its
+    period is about half the radius: finer stripes moving a few pixels a frame would alias
+    (a stripe pattern shifted by half its period just flips), blurring the motion cue."""
     half = int(math.ceil(radius)) + 1
     n = 2 * half + 1
     item = _Item(shape, float(half), float(half), radius)
     mask = _shape_mask(rng, item, n, n)
     bright = _random_colour(rng, (0.5, 1.0), (0.8, 1.0))
     dark = bright * rng.uniform(0.1, 0.3)
-    pattern = _texture(shape, n, n, cfg.scale / 2)
+    pattern = _texture(shape, n, n, max(0.5, radius / 8))  # period round(radius / 2) px
     patch = (np.where(pattern[..., None], bright, dark) * 255).astype(np.uint8)
     return patch, mask
 
@@ -243,7 +250,9 @@ def _moving_distractor(rng: np.random.Generator, cfg: SyntheticVideoConfig) -> t
     _paint_solid(rng, blob, mask)
     start = np.array([rng.uniform(r, cfg.width - r), rng.uniform(r, cfg.height - r)])
     angle = rng.uniform(0, 2 * math.pi)
-    velocity = rng.uniform(*cfg.speed) * cfg.scale * np.array([math.cos(angle), math.sin(angle)])
+    side = min(cfg.height, cfg.width)
+    speed = rng.uniform(*cfg.travel) * side / (cfg.frames - 1)
+    velocity = speed * np.array([math.cos(angle), math.sin(angle)])
     return blob, mask, start, velocity
 
 

@@ -75,6 +75,7 @@ def probe_source(path: Path, *, count: bool = False) -> FrameSource:
 
     For a file, the container's frame count is used when it gives one; otherwise (or with
     ``count=True``, which also proves every frame decodes) the frames are decoded and counted.
+    For a folder, ``count=True`` checks every frame file's header and size.
     Raises ``ValueError`` saying what is wrong (the caller names the file).
     """
     if path.is_dir():
@@ -83,6 +84,12 @@ def probe_source(path: Path, *, count: bool = False) -> FrameSource:
         if not files:
             raise ValueError(f"no frames ({', '.join(FRAME_SUFFIXES)}) in the folder")
         height, width = _io.check_image(files[0])
+        for frame in files[1:] if count else ():  # count=True: check every frame's file
+            try:
+                if _io.check_image(frame) != (height, width):
+                    raise ValueError(f"its size differs from the first frame's {width}x{height}")
+            except (OSError, ValueError) as error:
+                raise ValueError(f"frame {frame.name}: {error}") from None
         return FrameSource(path, len(files), None, height, width, files)
     container = _open(path)
     try:

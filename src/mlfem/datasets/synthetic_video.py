@@ -9,8 +9,8 @@ A clip has ``frames`` frames (default 16) of ``size`` pixels (default 64x64). Th
 static - a textured background with clutter lines and blobs (the image benchmark's), ``n_decoys``
 textured shapes and up to ``max_distractors`` solid blobs - and one *target*, a textured shape of
 a random class (its texture moves with it), runs in a straight line, with a small sinusoidal
-wobble across its path, at ``speed`` px/frame. Every frame gets fresh pixel noise (``noise``,
-a fraction of 255). **The label is the direction the target moves in**: ``right``, ``left``,
+wobble across its path, covering ``travel`` (30-55 %) of the frame's side over the clip. Every
+frame gets fresh pixel noise (``noise``, a fraction of 255). **The label is the direction the target moves in**: ``right``, ``left``,
 ``down`` or ``up``. A single frame does not tell it (the decoys look like the target and
 nothing marks the start), so a network has to find the one moving object and its motion;
 ``moving_distractors`` adds drifting solid blobs for a harder variant (the label is then the

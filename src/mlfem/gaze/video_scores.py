@@ -26,15 +26,16 @@ from mlfem.metrics import evaluate, resolve
 __all__ = ["mean_over_clips", "score_clip"]
 
 
-def _count_maps(fixations: object, frames: int, size: tuple[int, int]) -> torch.Tensor:
+def _count_maps(fixations: object, frames: int, size: tuple[int, int],
+                device: torch.device) -> torch.Tensor:
     """(T, H, W) fixation counts from count maps, (N, 3) ``(t, x, y)`` rows, or a list of
     per-observer rows (``Sample.fixations`` of a video dataset)."""
     if torch.is_tensor(fixations) and fixations.ndim == 3:
         if tuple(fixations.shape) != (frames, *size):
             raise ValueError(f"fixation count maps are {tuple(fixations.shape)}, expected "
                              f"{(frames, *size)} (T, H, W)")
-        return fixations.to(torch.float64)
-    return frame_fixation_counts(fixations, frames, size[0], size[1])
+        return fixations.to(device=device, dtype=torch.float64)
+    return frame_fixation_counts(fixations, frames, size[0], size[1], device=device)
 
 
 def _per_frame(value: object, valid: torch.Tensor, frames: int) -> object:
@@ -93,7 +94,9 @@ def score_clip(
         raise ValueError(f"gfdm must be (T, H, W) with T = {frames} like the saliency maps, "
                          f"got shape {tuple(gfdm.shape)}")
     size = tuple(gfdm.shape[-2:]) if gfdm is not None else tuple(saliency.shape[-2:])
-    counts = _count_maps(fixations, frames, size) if "fix" in needs else None
+    # The references share one device (the GFDMs', else the maps'): evaluate() wants them so.
+    device = gfdm.device if gfdm is not None else saliency.device
+    counts = _count_maps(fixations, frames, size, device) if "fix" in needs else None
 
     valid = torch.ones(frames, dtype=torch.bool)
     if "gt" in needs:
@@ -132,17 +135,18 @@ def mean_over_clips(scores: Sequence[Mapping[str, Any]],
                     metrics: Sequence[str] | None = None) -> dict[str, Any]:
     """Average :func:`score_clip` results over clips: each clip with a defined value counts
     once (whatever its number of frames); clips where a metric is NaN are left out and counted
-    in ``clips_nan_<metric>``. ``frames`` and ``frames_scored`` are summed."""
+    in ``clips_nan_<metric>``. ``frames`` and ``frames_scored`` are summed when every clip has
+    them. Works on :func:`~mlfem.gaze.video_reference.clip_human_ceiling` results too."""
     if not scores:
         raise ValueError("no clip scores to average")
     if metrics is None:
-        skip = {"frames", "frames_scored", "resized", "per_frame"}
-        metrics = [k for k in scores[0] if k not in skip and not k.startswith("frames_nan_")]
-    out: dict[str, Any] = {
-        "clips": len(scores),
-        "frames": sum(int(s["frames"]) for s in scores),
-        "frames_scored": sum(int(s["frames_scored"]) for s in scores),
-    }
+        skip = {"frames", "frames_scored", "resized", "per_frame", "observers", "per_observer"}
+        metrics = [k for k in scores[0]
+                   if k not in skip and not k.startswith(("frames_nan_", "observers_nan_"))]
+    out: dict[str, Any] = {"clips": len(scores)}
+    for count in ("frames", "frames_scored"):  # absent from e.g. clip_human_ceiling's results
+        if all(count in s for s in scores):
+            out[count] = sum(int(s[count]) for s in scores)
     for name in metrics:
         defined = [float(s[name]) for s in scores if not math.isnan(float(s[name]))]
         out[name] = sum(defined) / len(defined) if defined else math.nan
