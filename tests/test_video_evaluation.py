@@ -149,8 +149,8 @@ def test_train_a_3d_cnn_on_clips_then_evaluate_its_checkpoint(tmp_path, capsys) 
 def test_mlfem_of_a_briefly_trained_net_beats_a_random_map() -> None:
     """Five Adam steps on 8 clips, then MLFEM (add) on 6 other clips: its per-frame PCC with
     the GFDMs, averaged over the clips, is above a random map's. Measured over 6 data/model
-    seeds before writing this test: MLFEM 0.08-0.12, random -0.007-0.011 (the margin below is
-    well inside that gap). With so little training this checks that the maps land on the
+    seeds before writing this test: MLFEM 0.05-0.16, random -0.007-0.008, the smallest gap
+    0.054 (the margin below is inside every seed's gap). With so little training this checks that the maps land on the
     objects observers look at, not that the net learned the motion (benchmarks/video_gaze.py
     measures the trained net)."""
     import torch.nn.functional as F
@@ -178,5 +178,5 @@ def test_mlfem_of_a_briefly_trained_net_beats_a_random_map() -> None:
         mlfem.append(score_clip(saliency, sample.gfdm, rows, ["pcc"])["pcc"])
         noise = torch.rand(saliency.shape, generator=generator)
         random.append(score_clip(noise, sample.gfdm, rows, ["pcc"])["pcc"])
-    assert sum(mlfem) / 6 > sum(random) / 6 + 0.04
+    assert sum(mlfem) / 6 > sum(random) / 6 + 0.03
     assert abs(sum(random) / 6) < 0.05
