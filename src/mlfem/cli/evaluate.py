@@ -19,7 +19,9 @@ For every image of the split and every method, writes one row to OUT/results.csv
 predicted and true labels, correct or wrong, classes present, category, image size), plus
 reference rows (human ceiling, centre bias). OUT/run.json records the settings, versions,
 checkpoint hashes and counts. Rerunning the same command resumes: finished images are skipped.
-Then 'mlfem report OUT' draws the figures. Under 'torchrun --nproc-per-node N -m -- mlfem evaluate'
+Then 'mlfem report OUT' draws the figures. On a video dataset (synthetic-video, video-folder) each row is one clip:
+its metrics are computed frame by frame and averaged over the frames with gaze (docs/video-eval.md).
+Under 'torchrun --nproc-per-node N -m -- mlfem evaluate'
 the processes share the images and rank 0 merges their rows into the same results.csv
 (docs/scale.md).
 """
@@ -29,7 +31,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser = add_command(subparsers, "evaluate", _SUMMARY, _DESCRIPTION)
     parser.add_argument(
         "--dataset", default=None,
-        help="salicon, cat2000, mexculture, mit1003, osie, osie-sample (shipped with mlfem), folder, synthetic (default with --classifier: "
+        help="salicon, cat2000, mexculture, mit1003, osie, osie-sample (shipped with mlfem), folder, synthetic, synthetic-video and video-folder (clips) (default with --classifier: "
         "the dataset, options and splits file it was trained with)",
     )
     parser.add_argument("--root", default=None, help="dataset folder (default $MLFEM_DATA/<dataset>; none for synthetic)")

@@ -70,9 +70,12 @@ def dataset_options(args: argparse.Namespace, dataset: str | None) -> dict[str, 
     options = key_values(args.dataset_option, "-O")
     shortcuts = {"n": args.n, "seed": args.data_seed, "mode": args.mode}
     given = {key: value for key, value in shortcuts.items() if value is not None}
-    if given and dataset not in (None, "synthetic"):
+    # The video benchmark has --n and --data-seed too, not --mode (its label is a direction).
+    allowed = ("synthetic",) if "mode" in given else ("synthetic", "synthetic-video")
+    if given and dataset not in (None, *allowed):
         flags = ", ".join("--data-seed" if k == "seed" else f"--{k}" for k in given)
-        raise UsageError(f"{flags} apply to --dataset synthetic only")
+        also = "" if len(allowed) == 1 else " (and synthetic-video)"
+        raise UsageError(f"{flags} apply to --dataset synthetic only{also}")
     options.update(given)
     return options
 
@@ -97,7 +100,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     add_dataset_arguments(parser, required=True)
     model = parser.add_argument_group("model and training")
     model.add_argument("--model", default="small-cnn",
-                       help="small-cnn (fast on CPU), a torchvision classifier "
+                       help="small-cnn (fast on CPU), small-cnn3d (clips of a video "
+                       "dataset, e.g. synthetic-video), a torchvision classifier "
                        "name (resnet50), timm:<name>, or efficientnet_lite0 "
                        "(ImageNet weights installed with mlfem)")
     model.add_argument("-M", "--model-option", action="append", default=[], metavar="KEY=VALUE",
@@ -112,9 +116,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                        help="Adam weight decay (default 0)")
     model.add_argument("--image-size", type=int, default=None,
                        help="model input side (default 224; 128 for "
-                       "small-cnn); synthetic images are made at it")
+                       "small-cnn, 64 for small-cnn3d); synthetic images and clips are made at it")
     model.add_argument("--augment", choices=("standard", "crop", "none"), default="standard",
-                       help="standard: crop+flip+colour jitter; crop: no flip; none")
+                       help="standard: crop+flip+colour jitter; crop: no flip; none "
+                       "(clips: standard is the flip alone, crop nothing)")
     model.add_argument("--seed", type=int, default=0, help="training seed (default 0)")
     add_run_arguments(parser)
     parser.set_defaults(func=run_command)
@@ -194,7 +199,7 @@ def run_command(args: argparse.Namespace) -> int:
 
     options = dataset_options(args, args.dataset)
     model_options = key_values(args.model_option, "-M")
-    image_size = args.image_size or (128 if args.model == "small-cnn" else 224)
+    image_size = args.image_size or {"small-cnn": 128, "small-cnn3d": 64}.get(args.model, 224)
 
     def train() -> ClassifierRun:
         config = config_from_args(

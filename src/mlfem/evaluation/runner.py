@@ -62,6 +62,7 @@ from mlfem.evaluation.results import ResultsWriter
 from mlfem.evaluation.prepared import PreparedImages, Skip, as_list
 from mlfem.evaluation.scoring import Scorer
 from mlfem.evaluation.sharding import EvaluationShards
+from mlfem.evaluation.video import PreparedClips, VideoScorer, is_video_dataset
 
 __all__ = [
     "EvaluationConfig",
@@ -155,7 +156,9 @@ def _evaluate(
     leakage = check_leakage(config, dataset_name, all_ids, checkpoints)
 
     # What is left to do: the rows results.csv lacks, in batches of fixed boundaries.
-    scorer = Scorer(config, model, dataset)
+    # Clips (a video dataset) have their own preparation and scoring (mlfem.evaluation.video).
+    video = is_video_dataset(dataset)
+    scorer = VideoScorer(config, model, dataset) if video else Scorer(config, model, dataset)
     try:
         writer = ResultsWriter(results_path, scorer.columns())
     except ValueError as error:  # another run's columns, a damaged row
@@ -172,7 +175,7 @@ def _evaluate(
     # The run: run.json says it started, each batch's rows join results.csv, run.json says
     # how it ended, however it ends.
     record = RunRecord(run_path)
-    record.start(settings, dataset, dataset_name, n_images, device, config.seed, facts={
+    facts = {
         "leakage": leakage,
         "layer_names": scorer.runner.layer_names,
         "multi_label": scorer.multi_label,
@@ -181,10 +184,15 @@ def _evaluate(
         "warnings": load_warnings,
         "gfdm_sigma": scorer.sigma,
         "observer_protocol": scorer.observer_protocol,
-    }, resumed_images=n_done_before, repaired_bytes=writer.repaired_bytes)
+    }
+    if video:
+        facts["video"] = scorer.describe()
+    record.start(settings, dataset, dataset_name, n_images, device, config.seed, facts=facts,
+                 resumed_images=n_done_before, repaired_bytes=writer.repaired_bytes)
 
+    prepared = PreparedClips if video else PreparedImages
     loader = torch.utils.data.DataLoader(
-        PreparedImages(dataset, range(n_images), model.preprocess, config.gallery),
+        prepared(dataset, range(n_images), model.preprocess, config.gallery),
         batch_sampler=batches,
         num_workers=config.workers,
         collate_fn=as_list,

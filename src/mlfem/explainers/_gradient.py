@@ -246,7 +246,9 @@ class TargetExplainer(Explainer):
             Maps on ``images.device``, float32 (float64 for float64 images).
         """
         self.check_images(images)
-        batch, _, height, width = images.shape
+        # (B, H, W) maps of images; (B, T, H, W) of clips (B, C, T, H, W), for the methods
+        # that support them (Grad-CAM and its family).
+        batch, spatial = images.shape[0], tuple(images.shape[2:])
         target_indices = resolve_targets(targets, batch)
         self._check_grad_mode()
         device = self.model_device
@@ -272,7 +274,7 @@ class TargetExplainer(Explainer):
         finally:
             guard.restore()
         maps = torch.cat(chunks) if len(chunks) > 1 else chunks[0]
-        expected = (batch, height, width)
+        expected = (batch, *spatial)
         if tuple(maps.shape) != expected:  # pragma: no cover - a bug in a subclass
             raise RuntimeError(f"{type(self).__name__} produced maps of shape {tuple(maps.shape)}, expected {expected}")
         # Cloning outside inference mode gives ordinary tensors the caller may modify.

@@ -14,7 +14,13 @@ so on the last block the cost is close to a forward pass in time and memory):
 * LayerCAM (Jiang et al. 2021): element-wise weights, map ``ReLU(sum_c ReLU(G_c) * A_c)``.
 
 Each map is upsampled to the input size (bilinear, ``align_corners=False``) and
-min-max normalised to [0, 1]. A model in eval mode treats images independently,
+min-max normalised to [0, 1].
+
+Clips (B, C, T, H, W) through a 3-D CNN: the activations are (B, C, t, h, w), the
+sums and means above run over (t, h, w) (Grad-CAM's weight of a channel is its gradient
+averaged over the whole clip: one weight per channel, not one per frame), and the map is
+upsampled trilinearly to the clip's (T, H, W) and min-max normalised over the whole clip
+(per clip, not per frame, as MLFEM's clip maps), giving (B, T, H, W). A model in eval mode treats images independently,
 so the gradients of the *summed* target logits give every image its own gradient
 in one backward pass (batch-norm in training mode would break this; the base
 class warns).
@@ -40,6 +46,7 @@ from torch import Tensor, nn
 
 from mlfem.explainers._gradient import GradientExplainer, capture_outputs
 from mlfem.explainers.registry import register_explainer
+from mlfem.extractor import check_images
 from mlfem.features import ConvFeatureMap, adapter_for, observe_input
 from mlfem.layers import LayerSpec, find_layers, resolve_layers
 from mlfem.transformers import gradient_layer, is_transformer
@@ -78,6 +85,11 @@ class _CAMExplainer(GradientExplainer):
             self.layers = resolve_layers(model, layers, probe_size)
         self.adapter = adapter_for(model)
 
+    @staticmethod
+    def check_images(images: Tensor, argument: str = "images") -> None:
+        """As :meth:`Explainer.check_images`, clips (B, C, T, H, W) of a 3-D CNN included."""
+        check_images(images, argument, clips=True)
+
     @property
     def layer_names(self) -> list[str]:
         """Names of the modules whose outputs are explained, in the order given."""
@@ -98,17 +110,22 @@ class _CAMExplainer(GradientExplainer):
                 f"{type(self.model).__name__}; choose modules that the model's forward calls"
             )
         for name in names:
-            if isinstance(self.adapter, ConvFeatureMap) and captured[name].ndim != 4:
+            # A CNN's activations have the input's layout: (B, C, H, W) for images,
+            # (B, C, T, H, W) for clips.
+            if isinstance(self.adapter, ConvFeatureMap) and captured[name].ndim != inputs.ndim:
+                expected = "4-D (B, C, H, W)" if inputs.ndim == 4 else "5-D (B, C, T, H, W) for clips"
                 raise ValueError(
                     f"layer {name!r} produced a tensor of shape {tuple(captured[name].shape)}; "
-                    "CAM methods need a 4-D (B, C, H, W) feature map"
+                    f"CAM methods need a {expected} feature map"
                 )
         if targets is None:
             targets = logits.detach().argmax(dim=1)
         score = logits.gather(1, targets.view(-1, 1)).sum()
         activations = [captured[name] for name in names]
         gradients = torch.autograd.grad(score, activations)
-        size = tuple(inputs.shape[-2:])
+        # (H, W) of images, (T, H, W) of clips: trilinear upsampling and one min-max
+        # normalisation per clip for the latter.
+        size = tuple(inputs.shape[2:])
         observe_input(self.adapter, inputs)
         maps = []
         for spec, activation, gradient in zip(self.layers, activations, gradients):
@@ -117,7 +134,7 @@ class _CAMExplainer(GradientExplainer):
             gradient = self.adapter(gradient, spec.name, False)
             dtype = torch.promote_types(activation.dtype, torch.float32)
             raw = self._cam(activation.to(dtype), gradient.detach().to(dtype))
-            maps.append(minmax_normalize(resize_maps(raw, size)))
+            maps.append(_normalized(resize_maps(raw, size)))
         return torch.stack(maps, dim=1)
 
     def _explain_batch(self, inputs: Tensor, targets: Tensor | None) -> Tensor:
@@ -126,6 +143,17 @@ class _CAMExplainer(GradientExplainer):
     @staticmethod
     def _cam(activation: Tensor, gradient: Tensor) -> Tensor:  # pragma: no cover - abstract
         raise NotImplementedError
+
+
+def _positions(tensor: Tensor) -> tuple[int, ...]:
+    """The dimensions of a (B, C, ...) activation that hold positions: (2, 3) for (h, w) maps,
+    (2, 3, 4) for (t, h, w) clip maps."""
+    return tuple(range(2, tensor.ndim))
+
+
+def _normalized(maps: Tensor) -> Tensor:
+    """Min-max normalise each map (B, H, W) or each clip map (B, T, H, W) as a whole."""
+    return minmax_normalize(maps) if maps.ndim == 3 else minmax_normalize(maps, dims=maps.ndim - 1)
 
 
 @register_explainer
@@ -156,7 +184,7 @@ class GradCAM(_CAMExplainer):
 
     @staticmethod
     def _cam(activation: Tensor, gradient: Tensor) -> Tensor:
-        weights = gradient.mean(dim=(2, 3), keepdim=True)
+        weights = gradient.mean(dim=_positions(gradient), keepdim=True)
         return (weights * activation).sum(dim=1).clamp(min=0)
 
 
@@ -180,11 +208,11 @@ class GradCAMPlusPlus(_CAMExplainer):
     def _cam(activation: Tensor, gradient: Tensor) -> Tensor:
         grad2 = gradient.square()
         grad3 = grad2 * gradient
-        channel_sums = activation.sum(dim=(2, 3), keepdim=True)
+        channel_sums = activation.sum(dim=_positions(activation), keepdim=True)
         denominator = 2 * grad2 + channel_sums * grad3
         safe = torch.where(denominator != 0, denominator, torch.ones_like(denominator))
         alpha = torch.where((gradient != 0) & (denominator != 0), grad2 / safe, torch.zeros_like(grad2))
-        weights = (alpha * gradient.clamp(min=0)).sum(dim=(2, 3), keepdim=True)
+        weights = (alpha * gradient.clamp(min=0)).sum(dim=_positions(gradient), keepdim=True)
         return (weights * activation).sum(dim=1).clamp(min=0)
 
 
@@ -253,4 +281,4 @@ class MultiLayerCAM(LayerCAM):
         if self.gamma is not None:
             maps = torch.tanh(self.gamma * maps)
         fused = maps.amax(dim=1) if self.fusion == "max" else maps.mean(dim=1)
-        return minmax_normalize(fused)
+        return _normalized(fused)

@@ -9,6 +9,7 @@ fine-tune, from starting weights)::
     {"name": "resnet50", "library": "torchvision", "num_classes": 80, "head": "fc"}
     {"name": "tf_efficientnet_lite0", "library": "timm", "num_classes": 5, "head": "classifier"}
     {"name": "small-cnn", "library": "mlfem", "num_classes": 6, "options": {"widths": [...]}}
+    {"name": "small-cnn3d", "library": "mlfem", "num_classes": 6, "options": {"widths": [...]}}
 
 A pretrained start also records the input normalisation its weights expect
 (``"normalization": {"mean": [...], "std": [...]}``), which training then uses.
@@ -27,7 +28,10 @@ from torch import Tensor, nn
 
 __all__ = [
     "SMALL_CNN",
+    "SMALL_CNN3D",
+    "BasicBlock",
     "SmallCNN",
+    "SmallCNN3d",
     "create_timm_model",
     "find_head",
     "fresh_timm_model",
@@ -38,6 +42,7 @@ __all__ = [
 ]
 
 SMALL_CNN = "small-cnn"
+SMALL_CNN3D = "small-cnn3d"
 
 
 class SmallCNN(nn.Module):
@@ -78,6 +83,75 @@ class SmallCNN(nn.Module):
 
     def forward(self, x: Tensor) -> Tensor:
         return self.fc(self.pool(self.features(x)).flatten(1))
+
+
+class BasicBlock(nn.Module):
+    """A 3-D residual block: two 3x3x3 conv-BN, a projection shortcut when the shape changes,
+    then ReLU (the layout of torchvision's video ResNets).
+
+    The class is named ``BasicBlock`` on purpose: :func:`mlfem.layers.find_layers` recognises
+    residual blocks by class name (torchvision's r3d_18 blocks share it), so MLFEM reads every
+    block's rectified output without probing the model.
+    """
+
+    def __init__(self, in_channels: int, out_channels: int, stride: tuple[int, int, int]) -> None:
+        super().__init__()
+        self.conv1 = nn.Conv3d(in_channels, out_channels, 3, stride=stride, padding=1, bias=False)
+        self.bn1 = nn.BatchNorm3d(out_channels)
+        self.conv2 = nn.Conv3d(out_channels, out_channels, 3, padding=1, bias=False)
+        self.bn2 = nn.BatchNorm3d(out_channels)
+        # Not in place: FEM and Grad-CAM read this output in a hook.
+        self.relu = nn.ReLU()
+        self.shortcut: nn.Module = nn.Identity()
+        if in_channels != out_channels or any(s != 1 for s in stride):
+            self.shortcut = nn.Sequential(
+                nn.Conv3d(in_channels, out_channels, 1, stride=stride, bias=False),
+                nn.BatchNorm3d(out_channels),
+            )
+
+    def forward(self, x: Tensor) -> Tensor:
+        out = self.relu(self.bn1(self.conv1(x)))
+        out = self.bn2(self.conv2(out))
+        return self.relu(out + self.shortcut(x))
+
+
+class SmallCNN3d(nn.Module):
+    """A small 3-D CNN for clips (B, 3, T, H, W), fast enough to train on a CPU in minutes.
+
+    A 3x3x3 conv-BN-ReLU stem to ``widths[0]`` channels halving H and W, then one
+    :class:`BasicBlock` per width: the first halves H and W again, the others halve T, H and W
+    (time is kept whole early, where the maps must follow motion frame by frame), then global
+    average pooling and a linear head. MLFEM's layer discovery finds ``blocks.1`` ...
+    ``blocks.N``, at 1/4, 1/8, 1/16... of the frame size. With the default widths
+    (16, 32, 64): about 0.2 M parameters; any clip length and frame size >= 16 work.
+    """
+
+    def __init__(self, num_classes: int, widths: Sequence[int] = (16, 32, 64)) -> None:
+        super().__init__()
+        if num_classes < 1 or not widths or min(widths) < 1:
+            raise ValueError("SmallCNN3d needs num_classes >= 1 and positive widths")
+        self.widths = [int(w) for w in widths]
+        self.stem = nn.Sequential(
+            OrderedDict(
+                conv=nn.Conv3d(3, self.widths[0], 3, stride=(1, 2, 2), padding=1, bias=False),
+                bn=nn.BatchNorm3d(self.widths[0]),
+                relu=nn.ReLU(),
+            )
+        )
+        blocks: OrderedDict[str, nn.Module] = OrderedDict()
+        channels = self.widths[0]
+        for index, width in enumerate(self.widths, start=1):
+            stride = (1, 2, 2) if index == 1 else (2, 2, 2)
+            blocks[str(index)] = BasicBlock(channels, width, stride)
+            channels = width
+        self.blocks = nn.Sequential(blocks)
+        self.pool = nn.AdaptiveAvgPool3d(1)
+        self.fc = nn.Linear(channels, num_classes)
+
+    def forward(self, x: Tensor) -> Tensor:
+        if x.ndim != 5:
+            raise ValueError(f"SmallCNN3d takes clips (B, 3, T, H, W), got shape {tuple(x.shape)}")
+        return self.fc(self.pool(self.blocks(self.stem(x))).flatten(1))
 
 
 def find_head(model: nn.Module) -> str:
@@ -124,6 +198,8 @@ def rebuild_classifier(spec: dict[str, Any]) -> nn.Module:
         raise ValueError(f"incomplete architecture spec {spec!r}") from error
     if library == "mlfem" and name == SMALL_CNN:
         return SmallCNN(num_classes, **spec.get("options", {}))
+    if library == "mlfem" and name == SMALL_CNN3D:
+        return SmallCNN3d(num_classes, **spec.get("options", {}))
     if library == "torchvision":
         model = fresh_torchvision_model(name)
     elif library == "timm":
@@ -185,7 +261,7 @@ def fresh_torchvision_model(name: str) -> nn.Module:
 
     if name not in torchvision.models.list_models(module=torchvision.models):
         raise ValueError(
-            f"{name!r} is neither {SMALL_CNN!r}, timm:<name>, nor a torchvision classification "
+            f"{name!r} is neither {SMALL_CNN!r}, {SMALL_CNN3D!r}, timm:<name>, nor a torchvision classification "
             "model (see torchvision.models.list_models())"
         )
     return torchvision.models.get_model(name, weights=None)

@@ -14,7 +14,9 @@ from torch import nn
 
 from mlfem.models.architectures import (
     SMALL_CNN,
+    SMALL_CNN3D,
     SmallCNN,
+    SmallCNN3d,
     fresh_timm_model,
     fresh_torchvision_model,
     replace_head,
@@ -32,7 +34,7 @@ def build_classifier(
     """A fresh classifier for ``num_classes`` classes, and its architecture spec.
 
     Args:
-        architecture: ``"small-cnn"``, a torchvision classification model name,
+        architecture: ``"small-cnn"``, ``"small-cnn3d"`` (clips), a torchvision classification model name,
             ``"timm:<name>"`` or ``"efficientnet_lite0"``.
         num_classes: outputs of the new head.
         weights: starting weights before the head is replaced: ``None`` (random),
@@ -47,12 +49,12 @@ def build_classifier(
             "model options apply to a timm architecture (timm:<name>) built without starting "
             f"weights; got {architecture!r} with weights {weights!r}"
         )
-    if architecture == SMALL_CNN:
+    if architecture in (SMALL_CNN, SMALL_CNN3D):
         if weights is not None:
-            raise ValueError(f"{SMALL_CNN} has no pretrained weights; omit weights")
-        model = SmallCNN(num_classes)
+            raise ValueError(f"{architecture} has no pretrained weights; omit weights")
+        model = SmallCNN(num_classes) if architecture == SMALL_CNN else SmallCNN3d(num_classes)
         spec = {
-            "name": SMALL_CNN,
+            "name": architecture,
             "library": "mlfem",
             "num_classes": num_classes,
             "options": {"widths": model.widths},

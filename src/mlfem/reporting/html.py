@@ -129,7 +129,7 @@ def _header(run: dict[str, Any], analysis: RunAnalysis, directory: Path) -> str:
     model = settings.get("model_description") or settings.get("classifier") or settings.get("model") or "?"
     n_images = len(analysis.table.image_ids)
     parts = [
-        f"dataset <b>{_e(dataset)}</b> ({_e(split)} split, {n_images} images)",
+        f"dataset <b>{_e(dataset)}</b> ({_e(split)} split, {n_images} {_unit(run)})",
         f"classifier {_e(model)}",
         f"device {_e(run.get('device', '?'))}",
     ]
@@ -153,6 +153,20 @@ def _header(run: dict[str, Any], analysis: RunAnalysis, directory: Path) -> str:
         f"<header><h1>mlfem evaluation report</h1><div class=\"meta\">{' &middot; '.join(parts)}<br>"
         f"folder {_e(directory.resolve())}</div></header>{banner_html}"
     )
+
+
+def _unit(run: dict[str, Any]) -> str:
+    """What a row scores: images, or clips (a video run: rows per clip, see
+    :mod:`mlfem.evaluation.video`)."""
+    return "clips" if run.get("video") else "images"
+
+
+def _gallery_note(run: dict[str, Any]) -> str:
+    if run.get("video"):
+        return ("Pick a clip: its middle frame, that frame's GFDM, every method's map of that frame, "
+                "the per-layer FEM maps of that frame; the metric values are the clip's (means over "
+                "its frames with gaze).")
+    return "Pick an image: its GFDM, every method's map over the image, the per-layer FEM maps, with metric values."
 
 
 def _load_run(directory: Path) -> dict[str, Any]:
@@ -240,7 +254,7 @@ def write_report(
 <main>
 <h2 id="summary">Summary</h2>
 {_summary_table(analysis)}
-<p class="note">Mean over images [95% percentile-bootstrap interval, {resamples} resamples, seed {seed}].
+<p class="note">Mean over {_unit(run)} [95% percentile-bootstrap interval, {resamples} resamples, seed {seed}].
 <b>Bold</b>: best explanation method of the column; &dagger;: not significantly different from it
 (paired Wilcoxon signed-rank test, Holm-corrected over all pairs of methods, p &ge; {alpha}).
 References in grey: the centre-bias map, and the human ceiling: how well the GFDM of the other
@@ -256,7 +270,7 @@ one observer at a time, so it has no value under the paper's protocol; the colum
 {randomisation}
 <h2 id="tests">Pairwise tests</h2>{tests}
 <h2 id="gallery">Gallery</h2>
-<p class="note">Pick an image: its GFDM, every method's map over the image, the per-layer FEM maps, with metric values.</p>
+<p class="note">{_gallery_note(run)}</p>
 {gallery}
 </main>
 <footer>Files beside this report: results.csv, run.json, figures/ (PNG, SVG), tables/ (CSV). {_e(versions)}</footer>

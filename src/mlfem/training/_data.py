@@ -18,7 +18,7 @@ from torch import Tensor
 from torch.utils.data import Dataset, Sampler
 
 from mlfem.datasets import Sample, open_dataset
-from mlfem.training.augment import resize_image
+from mlfem.training.augment import resize_clip, resize_image
 
 __all__ = ["DatasetSpec", "EpochBatches", "ImageBatch"]
 
@@ -89,7 +89,9 @@ def _json_value(value: Any) -> Any:
 class ImageBatch:
     """Collate function: images resized to ``size`` x ``size`` (uint8), multi-hot ``targets``
     and ``image_id`` lists; the GFDM too (as float32 (B, g, g) maps scaled to max 1) when
-    ``gfdm_size`` is given. Module-level and picklable, for ``num_workers > 0``."""
+    ``gfdm_size`` is given. Clips (samples whose ``image`` is (3, T, H, W)) have every frame
+    resized, giving ``image`` (B, 3, T, size, size). Module-level and picklable, for
+    ``num_workers > 0``."""
 
     def __init__(self, size: int, num_classes: int, gfdm_size: int | None = None) -> None:
         self.size = int(size)
@@ -102,13 +104,18 @@ class ImageBatch:
             if sample.labels:
                 targets[row, torch.tensor(sample.labels, dtype=torch.long)] = 1.0
         batch = {
-            "image": torch.stack([resize_image(s.image, self.size) for s in samples]),
+            "image": torch.stack([_resize(s.image, self.size) for s in samples]),
             "targets": targets,
             "image_id": [s.image_id for s in samples],
         }
         if self.gfdm_size is not None:
             batch["gfdm"] = torch.stack([gfdm_target(s, self.gfdm_size) for s in samples])
         return batch
+
+
+def _resize(image: Tensor, size: int) -> Tensor:
+    """An image (3, H, W) or a clip (3, T, H, W) resized to ``size`` x ``size`` per frame."""
+    return resize_clip(image, size) if image.ndim == 4 else resize_image(image, size)
 
 
 def gfdm_target(sample: Sample, size: int) -> Tensor:

@@ -10,6 +10,11 @@ a random crop of 60-100 % of the area with aspect ratio 3/4..4/3, resized back t
 (bilinear, ``grid_sample``), an optional horizontal flip, and brightness, contrast and
 saturation jitter. Cropping after the resize costs a little resolution compared with
 cropping the original image; it keeps the pipeline batched and deterministic.
+
+Clips (B, 3, T, S, S) get a minimal augmentation (:func:`augment_clips`): the horizontal flip
+alone, applied to every frame of a clip alike (a crop or jitter drawn per frame would make
+objects jump between frames, and one per clip needs a 5-D warp for little gain on the
+synthetic video benchmark).
 """
 
 from __future__ import annotations
@@ -22,7 +27,15 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-__all__ = ["AUGMENTATIONS", "Augmentation", "augment_batch", "normalize_batch", "resize_image"]
+__all__ = [
+    "AUGMENTATIONS",
+    "Augmentation",
+    "augment_batch",
+    "augment_clips",
+    "normalize_batch",
+    "resize_clip",
+    "resize_image",
+]
 
 
 @dataclass(frozen=True)
@@ -68,13 +81,43 @@ def resize_image(image: Tensor, size: int) -> Tensor:
     return resized.round().clamp(0, 255).to(torch.uint8)
 
 
+def resize_clip(clip: Tensor, size: int) -> Tensor:
+    """A uint8 clip (3, T, H, W) with every frame resized as :func:`resize_image` does."""
+    if tuple(clip.shape[-2:]) == (size, size):
+        return clip
+    frames = clip.permute(1, 0, 2, 3)  # (T, 3, H, W): the frames as a batch
+    shrink = clip.shape[-2] > size or clip.shape[-1] > size
+    resized = F.interpolate(
+        frames.float(), size=(size, size), mode="bilinear", align_corners=False, antialias=shrink
+    )
+    return resized.round().clamp(0, 255).to(torch.uint8).permute(1, 0, 2, 3).contiguous()
+
+
 def normalize_batch(images: Tensor, mean: tuple[float, ...], std: tuple[float, ...]) -> Tensor:
-    """Model input from images in [0, 1] (float) or uint8 (B, 3, H, W): ``(x - mean) / std``."""
+    """Model input from images in [0, 1] (float) or uint8 (B, 3, H, W), or clips
+    (B, 3, T, H, W): ``(x - mean) / std`` per channel."""
     if images.dtype == torch.uint8:
         images = images.float() / 255.0
-    mean_t = torch.tensor(mean, dtype=images.dtype, device=images.device).view(1, -1, 1, 1)
-    std_t = torch.tensor(std, dtype=images.dtype, device=images.device).view(1, -1, 1, 1)
+    shape = (1, -1) + (1,) * (images.ndim - 2)
+    mean_t = torch.tensor(mean, dtype=images.dtype, device=images.device).view(shape)
+    std_t = torch.tensor(std, dtype=images.dtype, device=images.device).view(shape)
     return (images - mean_t) / std_t
+
+
+def augment_clips(
+    clips: Tensor, augmentation: Augmentation, generator: torch.Generator,
+    rows: slice | None = None, total: int | None = None,
+) -> Tensor:
+    """Randomly flipped copy of ``clips`` (B, 3, T, H, W): each clip mirrored left-right, all
+    its frames alike, with probability 1/2 when ``augmentation.flip`` (nothing else; see the
+    module docstring). Draws as :func:`augment_batch` (``rows`` of a batch of ``total``)."""
+    draws = torch.rand(total or clips.shape[0], 8, generator=generator, dtype=torch.float64)
+    if rows is not None:
+        draws = draws[rows]
+    if not augmentation.flip:
+        return clips
+    flip = (draws[:, 4] < 0.5).to(clips.device).view(-1, 1, 1, 1, 1)
+    return torch.where(flip, clips.flip(-1), clips)
 
 
 def augment_batch(

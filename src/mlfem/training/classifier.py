@@ -45,7 +45,7 @@ from mlfem.training._data import DatasetSpec, EpochBatches, ImageBatch
 from mlfem.training._distributed import chunk, local_batches, wrap
 from mlfem.training._run import StepCallback, TrainingRun
 from mlfem.training._state import derived_seed, deterministic_algorithms, ignore_sigint
-from mlfem.training.augment import AUGMENTATIONS, augment_batch, normalize_batch
+from mlfem.training.augment import AUGMENTATIONS, augment_batch, augment_clips, normalize_batch
 from mlfem.training.classifier_config import ClassifierConfig, ClassifierRun
 from mlfem.training.metrics import classification_metrics
 
@@ -90,7 +90,7 @@ class _Trainer:
         self.out = Path(config.out)
         self.device = TrainingRun.device(config.device)
         options = dict(config.dataset_options)
-        if config.dataset == "synthetic":
+        if config.dataset in ("synthetic", "synthetic-video"):
             options.setdefault("size", config.image_size)
         self.spec = DatasetSpec(
             config.dataset,
@@ -101,6 +101,12 @@ class _Trainer:
             config.split_fractions,
         )
         self.augmentation = AUGMENTATIONS[config.augment]
+        if config.dataset == "synthetic-video" and self.augmentation is not None and self.augmentation.flip:
+            # Its label is the direction the target moves in: a mirrored clip moves the other way.
+            raise ValueError(
+                "synthetic-video's classes are motion directions, which a horizontal flip swaps "
+                "(left <-> right): train it with --augment none (or crop: no augmentation of clips)"
+            )
         self.preprocessing = Preprocessing(
             crop_size=config.image_size,
             resize_size=config.image_size,
@@ -208,7 +214,9 @@ class _Trainer:
     ) -> Tensor:
         images = batch["image"].to(self.device, non_blocking=True).float() / 255.0
         if train and self.augmentation is not None:
-            images = augment_batch(images, self.augmentation, self.generators["augment"], rows, total)
+            # Clips (B, 3, T, H, W) are only flipped, all frames alike (training.augment).
+            augment = augment_clips if images.ndim == 5 else augment_batch
+            images = augment(images, self.augmentation, self.generators["augment"], rows, total)
         return normalize_batch(images, self.preprocessing.mean, self.preprocessing.std)
 
     def _loss(self, logits: Tensor, targets: Tensor, reduction: str = "mean") -> Tensor:
