@@ -17,6 +17,7 @@ close to that of a plain forward pass.
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Callable, Sequence
 from typing import Any, NamedTuple
 
@@ -50,7 +51,9 @@ class LayerMaps(NamedTuple):
 
 def module_device(model: nn.Module) -> torch.device:
     """Device of the model's first parameter or buffer (CPU for a parameterless model)."""
-    for tensor in (*model.parameters(), *model.buffers()):
+    # Lazily: listing every parameter and buffer first cost milliseconds per call on
+    # networks of many small modules (MobileNetV3: about 5 ms, 3% of a forward pass).
+    for tensor in itertools.chain(model.parameters(), model.buffers()):
         return tensor.device
     return torch.device("cpu")
 
@@ -85,10 +88,17 @@ def check_images(images: Any, argument: str = "images") -> None:
         raise TypeError(
             f"{argument} must be floating point (normalised as the model expects), got {images.dtype}"
         )
-    if not bool(torch.isfinite(images).all()):
+    if not _all_finite(images):
         raise ValueError(
             f"{argument} contain NaN or infinite values; every pixel must be a finite number"
         )
+
+
+def _all_finite(images: Tensor) -> bool:
+    """Whether every value is finite, in one reduction: a sum is finite when every term is
+    and it does not overflow; only when it is not finite are the values checked one by one
+    (``isfinite(...).all()`` on every call cost 2% of a MobileNetV3 forward pass)."""
+    return bool(torch.isfinite(images.sum())) or bool(torch.isfinite(images).all())
 
 
 def explain_input_error(
