@@ -30,6 +30,8 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
+from mlfem._compiled_fem import compiled_mode, compiled_saliency
+
 __all__ = ["fem_saliency"]
 
 # Elements per chunk (batch x channels x pixels). About 4 MiB of float32 on CPU keeps
@@ -46,7 +48,8 @@ def fem_saliency(activations: Tensor, k: float = 2.0, *, chunk_elements: int | N
             layer's non-linearity. Any floating dtype.
         k: number of standard deviations above the channel mean that an activation
             must reach to be kept (``>=``). The paper uses 2.
-        chunk_elements: optional override of how many elements are processed at once.
+        chunk_elements: optional override of how many elements are processed at once
+            (the eager route only; see :mod:`mlfem._compiled_fem` for the compiled one).
 
     Returns:
         A tensor (B, H, W) on the activations' device, float64 for float64 input and
@@ -75,6 +78,11 @@ def fem_saliency(activations: Tensor, k: float = 2.0, *, chunk_elements: int | N
         return torch.zeros(batch, height, width, dtype=out_dtype, device=device)
     # One row per (image, channel): a contiguous view, so the statistics need no copy.
     features = activations.contiguous().view(batch, channels, pixels)
+    mode = compiled_mode()  # the optional torch.compile route (mlfem._compiled_fem)
+    if mode is not None:
+        compiled = compiled_saliency(features, k, _TIE_TOLERANCE, mode)
+        if compiled is not None:
+            return compiled.view(batch, height, width)
     # Statistics for the whole layer at once: a handful of small operations per layer
     # instead of per chunk (their fixed cost dominated on the deep, small layers).
     mean, threshold = _channel_mean_and_threshold(features.view(batch * channels, pixels), k)
