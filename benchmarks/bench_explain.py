@@ -26,6 +26,11 @@ float32: FEM accumulates half precision in float32).
     uv run python benchmarks/bench_explain.py                # CPU, 2 threads, batch 8, 224x224
     uv run python benchmarks/bench_explain.py --device cuda --batch 32
     uv run python benchmarks/bench_explain.py --models all --repeats 9 [--dtype bfloat16]
+    uv run python benchmarks/bench_explain.py --models all --threads 1 --clock cpu
+
+``--clock cpu`` times the calling thread's CPU time instead of the wall clock: on a shared
+machine it leaves out the time spent waiting for a core (with 2 threads, one waiting thread
+stalls every parallel operation, and wall-clock ratios then say little); 1 thread only.
 """
 
 from __future__ import annotations
@@ -42,6 +47,7 @@ import torch.nn.functional as F
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import (  # noqa: E402
+    CLOCKS,
     add_run_arguments,
     forward_pass,
     interleaved_rounds,
@@ -199,11 +205,17 @@ def run_models(args: argparse.Namespace) -> None:
     for name in names:
         model, images, device = setup(args, name)
         if not rows:
-            print(f"batch {args.batch}, {args.size}x{args.size}, {args.dtype}, {machine_description(device)}")
+            clock = "" if args.clock == "wall" else ", times are the thread's CPU time"
+            print(
+                f"batch {args.batch}, {args.size}x{args.size}, {args.dtype}, "
+                f"{machine_description(device)}{clock}"
+            )
         functions = {method: build(method, model, images) for method in methods}
         print(f"{name}: {len(find_layers(model))} layers; {args.repeats} interleaved rounds; "
               f"{load_text()} at the start", flush=True)
-        times, ratios = interleaved_rounds(functions, "forward", args.repeats, device)
+        times, ratios = interleaved_rounds(
+            functions, "forward", args.repeats, device, CLOCKS[args.clock]
+        )
         print(f"{name}: forward pass {seconds_text(times['forward'])}; {load_text()} at the end", flush=True)
         peaks = {
             method: measure_in_subprocess(
@@ -234,11 +246,19 @@ def main() -> None:
     add_run_arguments(parser, METHODS)
     parser.add_argument("--models", help=f"comma-separated, or 'all': {', '.join(MODELS)}")
     parser.add_argument("--dtype", choices=sorted(DTYPES), default="float32")
+    parser.add_argument(
+        "--clock",
+        choices=sorted(CLOCKS),
+        default="wall",
+        help="cpu: the thread's CPU time, steadier on a shared machine; needs --threads 1",
+    )
     parser.add_argument("--model", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
         child(args)
         return
+    if args.clock == "cpu" and (args.threads != 1 or args.device != "cpu"):
+        parser.error("--clock cpu counts one thread's CPU time: use it with --threads 1 on the CPU")
     if args.models:
         run_models(args)
         return
@@ -246,6 +266,7 @@ def main() -> None:
     model, images, device = setup(args)
     methods = [m for m in args.methods.split(",") if m]
     dtype = "" if args.dtype == "float32" else f", {args.dtype}"
+    dtype += "" if args.clock == "wall" else ", times are the thread's CPU time"
     print(f"ResNet-50, batch {args.batch}, {args.size}x{args.size}{dtype}, {machine_description(device)}")
     functions = {}
     for method in ["forward", *[m for m in methods if m != "forward"]]:
@@ -253,7 +274,9 @@ def main() -> None:
         if function is not None:
             functions[method] = function
     print(f"{args.repeats} interleaved rounds; {load_text()} at the start")
-    times, ratios = interleaved_rounds(functions, "forward", args.repeats, device)
+    times, ratios = interleaved_rounds(
+        functions, "forward", args.repeats, device, CLOCKS[args.clock]
+    )
     peaks: dict[str, float] = {}
     common = common_arguments(args)
     for method in times:
