@@ -67,7 +67,7 @@ def _boolean_index(index: object) -> bool:
 @contextmanager
 def _per_layer_path_only(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     """The entry check switched off, the accelerator statistics route on every device."""
-    monkeypatch.setattr(mlfem.extractor, "check_images", lambda images, argument="images": None)
+    monkeypatch.setattr(mlfem.extractor, "check_images", lambda images, argument="images", **options: None)
     monkeypatch.setattr(mlfem.fem, "_cpu_moments", mlfem.fem._welford_moments)
     yield
 
@@ -116,7 +116,7 @@ def test_no_synchronisation_on_cuda(fusion: str, monkeypatch: pytest.MonkeyPatch
     torch.manual_seed(0)
     model = TinyCNN().eval().cuda()
     images = torch.rand(2, 3, 40, 48, device="cuda")
-    monkeypatch.setattr(mlfem.extractor, "check_images", lambda images, argument="images": None)
+    monkeypatch.setattr(mlfem.extractor, "check_images", lambda images, argument="images", **options: None)
     explainer = _explainer(fusion, model)
     explainer(images)  # warm-up: cached weights are built and copied once
     torch.cuda.synchronize()

@@ -48,6 +48,24 @@ class PooledHeadCNN(nn.Module):
         return self.head(self.features(x).mean(dim=(2, 3)))
 
 
+class TinyCNN3D(nn.Module):
+    """A video network's smallest form: two 3-D conv stages (the second halves T, H and W)
+    and a linear head, on clips (B, 3, T, H, W)."""
+
+    def __init__(self, classes: int = 3) -> None:
+        super().__init__()
+        self.features = nn.Sequential(
+            nn.Conv3d(3, 8, 3, padding=1),
+            nn.ReLU(),
+            nn.Conv3d(8, 16, 3, stride=2, padding=1),
+            nn.ReLU(),
+        )
+        self.head = nn.Linear(16, classes)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(self.features(x).mean(dim=(2, 3, 4)))
+
+
 def all_hooks(model: nn.Module) -> int:
     """How many forward/backward hooks remain on any module of ``model``."""
     total = 0

@@ -35,6 +35,7 @@ __all__ = [
     "LayerMaps",
     "check_images",
     "explain_input_error",
+    "map_size",
     "model_inputs",
     "module_device",
 ]
@@ -49,6 +50,12 @@ class LayerMaps(NamedTuple):
     logits: Any
 
 
+def map_size(images: Tensor) -> tuple[int, ...]:
+    """The size of an explanation map of ``images``: (H, W) for images (B, C, H, W), (T, H, W)
+    for clips (B, C, T, H, W)."""
+    return tuple(int(n) for n in images.shape[2:])
+
+
 def module_device(model: nn.Module) -> torch.device:
     """Device of the model's first parameter or buffer (CPU for a parameterless model)."""
     # Lazily: listing every parameter and buffer first cost milliseconds per call on
@@ -58,31 +65,39 @@ def module_device(model: nn.Module) -> torch.device:
     return torch.device("cpu")
 
 
+def _stem(model: nn.Module) -> nn.Module | None:
+    """The model's first 2-D or 3-D convolution, None without one."""
+    return next((m for m in model.modules() if isinstance(m, (nn.Conv2d, nn.Conv3d))), None)
+
+
 def _input_channels(model: nn.Module) -> int | None:
-    """Input channels of the model's first 2-D convolution (its stem), None without one."""
-    for module in model.modules():
-        if isinstance(module, nn.Conv2d):
-            channels = int(module.in_channels)
-            return channels if channels > 0 else None  # a lazy convolution not built yet
-    return None
+    """Input channels of the model's first 2-D or 3-D convolution (its stem), None without one."""
+    stem = _stem(model)
+    if stem is None:
+        return None
+    channels = int(stem.in_channels)
+    return channels if channels > 0 else None  # a lazy convolution not built yet
 
 
-def check_images(images: Any, argument: str = "images") -> None:
+def check_images(images: Any, argument: str = "images", *, clips: bool = False) -> None:
     """Raise a clear error unless ``images`` is a floating (B, C, H, W) tensor with pixels, all
-    of them finite."""
+    of them finite; with ``clips``, video clips (B, C, T, H, W) are accepted too."""
+    layout = "(B, C, H, W) or clips (B, C, T, H, W)" if clips else "(B, C, H, W)"
     if not isinstance(images, Tensor):
-        raise TypeError(f"{argument} must be a torch.Tensor (B, 3, H, W), got {type(images).__name__}")
-    if images.ndim != 4:
+        raise TypeError(f"{argument} must be a torch.Tensor {layout}, got {type(images).__name__}")
+    if images.ndim not in ((4, 5) if clips else (4,)):
         raise ValueError(
-            f"{argument} must have shape (B, C, H, W); got {tuple(images.shape)}"
+            f"{argument} must have shape {layout}; got {tuple(images.shape)}"
             + (" (add a batch dimension with images.unsqueeze(0))" if images.ndim == 3 else "")
+            + (" (this method explains images only)" if images.ndim == 5 and not clips else "")
         )
     if images.shape[0] == 0:
         raise ValueError(f"{argument} is an empty batch")
-    if images.shape[2] == 0 or images.shape[3] == 0:
+    if 0 in images.shape[2:]:
+        extent = "x".join(str(n) for n in images.shape[2:])
+        axes = "H x W" if images.ndim == 4 else "T x H x W"
         raise ValueError(
-            f"{argument} are empty: {images.shape[2]}x{images.shape[3]} pixels (H x W), "
-            f"shape {tuple(images.shape)}"
+            f"{argument} are empty: {extent} pixels ({axes}), shape {tuple(images.shape)}"
         )
     if not images.is_floating_point():
         raise TypeError(
@@ -110,17 +125,29 @@ def explain_input_error(
 
     Only used after a failure: a model may legitimately add channels itself (coordinates,
     say), so a mismatch alone is no error."""
+    if not isinstance(error, RuntimeError):
+        return None
+    stem = _stem(model)
+    # Clips for an image network, or images for a video network.
+    if stem is not None and images.ndim == (5 if isinstance(stem, nn.Conv2d) else 4):
+        wanted = "images (B, C, H, W)" if isinstance(stem, nn.Conv2d) else "clips (B, C, T, H, W)"
+        return ValueError(
+            f"{argument} have shape {tuple(images.shape)}, but the model's first convolution is "
+            f"{'2-D' if isinstance(stem, nn.Conv2d) else '3-D'}: it takes {wanted} "
+            f"(the model failed with: {error})"
+        )
     expected = _input_channels(model)
-    if not isinstance(error, RuntimeError) or expected is None or images.shape[1] == expected:
+    if expected is None or images.shape[1] == expected:
         return None
     hint = (
         f"; it looks channels-last (B, H, W, C): pass {argument}.permute(0, 3, 1, 2)"
         if images.shape[3] == expected
         else ""
     )
+    extent = "T, H, W" if images.ndim == 5 else "H, W"
     return ValueError(
         f"{argument} have {images.shape[1]} channels but the model's first convolution takes "
-        f"{expected}: expected (B, {expected}, H, W), got {tuple(images.shape)}{hint} "
+        f"{expected}: expected (B, {expected}, {extent}), got {tuple(images.shape)}{hint} "
         f"(the model failed with: {error})"
     )
 
@@ -148,6 +175,8 @@ class LayerMapExtractor:
         probe_size: (H, W) of the probe image used by layer discovery when no static rule
             recognises the model.
         rectify: clamp every layer's output at 0 before FEM.
+        per_frame: for video clips (B, C, T, H, W): FEM's channel statistics per frame
+            instead of over the whole clip (:func:`mlfem.fem.fem_saliency`).
         adapter: turns a layer's output into (B, C, H, W) feature maps (default:
             :func:`mlfem.features.adapter_for`: tokens on the patch grid for a vision
             transformer, CNN maps otherwise).
@@ -161,11 +190,14 @@ class LayerMapExtractor:
         probe_size: tuple[int, int] = (224, 224),
         *,
         rectify: bool = False,
+        per_frame: bool = False,
         adapter: FeatureAdapter | None = None,
     ) -> None:
         if not isinstance(model, nn.Module):
             raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
         k = float(k)
+        #: For clips: FEM statistics per frame rather than over the clip.
+        self.per_frame = bool(per_frame)
         if not torch.isfinite(torch.tensor(k)):
             raise ValueError(f"k must be a finite number, got {k}")
         self.model = model
@@ -189,7 +221,7 @@ class LayerMapExtractor:
     def settings(self) -> tuple[Any, ...]:
         """What, besides the layers, determines the maps: extractors with equal settings give
         the same map for the same layer (so one pass can serve several explainers)."""
-        return (id(self.model), self.k, self.rectify, self.adapter.describe())
+        return (id(self.model), self.k, self.rectify, self.per_frame, self.adapter.describe())
 
     def check_fusion(self, fusion: Any) -> None:
         """Refuse a trained fusion that does not fit this extractor: other layers, the other
@@ -220,7 +252,8 @@ class LayerMapExtractor:
     def layer_maps(self, images: Tensor) -> LayerMaps:
         """Run the model once on ``images`` (B, C, H, W) and return every layer's FEM map.
 
-        The maps are float32 (float64 for float64 images), on the images' device.
+        Video clips (B, C, T, H, W) give maps (B, L, T, H, W). The maps are float32 (float64
+        for float64 images), on the images' device.
         """
         stored: list[Tensor] = []
         logits = self.forward_layer_maps(images, lambda index, layer_map: stored.append(layer_map))
@@ -233,22 +266,23 @@ class LayerMapExtractor:
     def forward_layer_maps(self, images: Tensor, deliver: Callable[[int, Tensor], None]) -> Any:
         """Run the model once, calling ``deliver(index, map)`` for each layer in layer order.
 
-        Each map is (B, H, W): the layer's FEM map upsampled to the input size and min-max
-        normalised, on the model's device. Returns the model's output, as an ordinary
-        (non-inference) tensor.
+        Each map is (B, H, W) ((B, T, H, W) for clips): the layer's FEM map upsampled to the
+        input size and min-max normalised (over the whole clip for clips), on the model's
+        device. Returns the model's output, as an ordinary (non-inference) tensor.
         """
-        size = (images.shape[-2], images.shape[-1])
+        size = map_size(images)
 
         def normalise(index: int, raw: Tensor) -> None:
             # The resized map is a fresh tensor (or the raw map itself): normalise in place.
-            deliver(index, minmax_normalize_(resize_maps(raw, size)))
+            deliver(index, minmax_normalize_(resize_maps(raw, size), len(size)))
 
         return self.forward_raw_maps(images, normalise)
 
     def forward_raw_maps(self, images: Tensor, deliver: Callable[[int, Tensor], None]) -> Any:
         """Run the model once, calling ``deliver(index, raw)`` for each layer in layer order.
 
-        ``raw`` is the layer's FEM map (B, h, w) at the layer's own resolution, neither
+        ``raw`` is the layer's FEM map (B, h, w) ((B, t, h, w) for clips) at the layer's own
+        resolution, neither
         resized nor normalised, float32 (float64 for float64 images), on the model's
         device, and owned by the callee. It is computed inside the layer's forward hook
         and delivered there, or as soon as the layers before it in ``self.layers`` are
@@ -259,7 +293,7 @@ class LayerMapExtractor:
         with static shapes) is run on zero-padded batches of that size instead; FEM is
         computed per image, so the padding changes nothing.
         """
-        check_images(images)
+        check_images(images, clips=True)
         fixed = fixed_batch_size(self.model)
         if fixed is not None and images.shape[0] != fixed:
             return self._forward_in_fixed_batches(images, deliver, fixed)
@@ -303,7 +337,9 @@ class LayerMapExtractor:
             inputs = model_inputs(images, self.model)
             observe_input(self.adapter, inputs)
             callbacks = {
-                spec.name: self._layer_callback(index, spec, out_dtype, seen, on_map)
+                spec.name: self._layer_callback(
+                    index, spec, out_dtype, seen, on_map, tuple(inputs.shape)
+                )
                 for index, spec in enumerate(self.layers)
             }
             with forward_hooks(self.model, callbacks):
@@ -322,7 +358,9 @@ class LayerMapExtractor:
             )
         return logits.clone() if isinstance(logits, Tensor) else logits
 
-    def _layer_callback(self, index, spec, out_dtype, seen, on_map):
+    def _layer_callback(self, index, spec, out_dtype, seen, on_map, input_shape):
+        input_ndim = len(input_shape)
+
         def on_output(output: Tensor) -> None:
             if seen[index]:
                 raise RuntimeError(
@@ -331,6 +369,12 @@ class LayerMapExtractor:
                 )
             seen[index] = True
             features = self.adapter(output, spec.name, spec.relu)
-            on_map(index, fem_saliency(features, self.k).to(out_dtype))
+            if features.ndim != input_ndim:
+                raise ValueError(
+                    f"layer {spec.name!r} produced features of shape {tuple(features.shape)} for "
+                    f"inputs of shape {input_shape}: FEM reads (B, C, H, W) layers of images and "
+                    "(B, C, T, H, W) layers of clips; choose layers of the same kind as the input"
+                )
+            on_map(index, fem_saliency(features, self.k, per_frame=self.per_frame).to(out_dtype))
 
         return on_output

@@ -21,7 +21,8 @@ __all__ = ["ConvFeatureMap", "FeatureAdapter", "TokenFeatureMap", "adapter_for",
 
 @runtime_checkable
 class FeatureAdapter(Protocol):
-    """Turns a layer's output into (B, C, H, W) feature maps for FEM."""
+    """Turns a layer's output into (B, C, H, W) feature maps for FEM ((B, C, T, H, W) for
+    video networks)."""
 
     def __call__(self, output: Tensor, layer: str, rectify: bool) -> Tensor:
         """``output``: what the module ``layer`` returned; ``rectify``: clamp at 0 (the layer
@@ -48,14 +49,16 @@ def adapter_for(model: nn.Module) -> FeatureAdapter:
 
 
 class ConvFeatureMap:
-    """CNN activations, already (B, C, H, W): checked, and clamped at 0 when asked."""
+    """CNN activations, already (B, C, H, W), or (B, C, T, H, W) for a 3-D CNN on clips:
+    checked, and clamped at 0 when asked."""
 
     def __call__(self, output: Tensor, layer: str, rectify: bool) -> Tensor:
-        if not isinstance(output, Tensor) or output.ndim != 4:
+        if not isinstance(output, Tensor) or output.ndim not in (4, 5):
             what = (f"a tensor of shape {tuple(output.shape)}" if isinstance(output, Tensor)
                     else f"a {type(output).__name__}")
             raise ValueError(
-                f"layer {layer!r} produced {what}; FEM needs a 4-D (B, C, H, W) feature map"
+                f"layer {layer!r} produced {what}; FEM needs a 4-D (B, C, H, W) feature map "
+                "(or a 5-D (B, C, T, H, W) one for video)"
             )
         return output.clamp(min=0) if rectify else output
 

@@ -4,6 +4,10 @@ FEM keeps, in every channel, the activations that are unusually strong for that
 channel (``F >= mu + k * sigma``) and weights the binary mask by the channel's mean
 activation: ``s = sum_c [F_c >= mu_c + k * sigma_c] * mu_c`` (docs/design-decisions.md §1).
 
+Video volumes (B, C, T, H, W) take the same route: by default each channel's statistics
+are taken over the whole clip, so a frame where a channel fires unusually strongly stands
+out (the frames are stacked into one tall map); ``per_frame=True`` takes them per frame.
+
 The computation is written for speed and bounded memory, because MLFEM runs it
 inside forward hooks on every block of the network (benchmarks/profile_mlfem.py
 shows where the time goes):
@@ -40,35 +44,49 @@ _CPU_CHUNK_ELEMENTS = 1 << 20
 _ACCELERATOR_CHUNK_ELEMENTS = 1 << 24
 
 
-def fem_saliency(activations: Tensor, k: float = 2.0, *, chunk_elements: int | None = None) -> Tensor:
-    """Raw FEM saliency of a batch of feature maps.
+def fem_saliency(
+    activations: Tensor,
+    k: float = 2.0,
+    *,
+    per_frame: bool = False,
+    chunk_elements: int | None = None,
+) -> Tensor:
+    """Raw FEM saliency of a batch of feature maps, or of video feature volumes.
 
     Args:
-        activations: feature maps of shape (B, C, H, W), normally taken after the
+        activations: feature maps (B, C, H, W) of images, or feature volumes
+            (B, C, T, H, W) of clips (a 3-D CNN's layer), normally taken after the
             layer's non-linearity. Any floating dtype.
         k: number of standard deviations above the channel mean that an activation
             must reach to be kept (``>=``). The paper uses 2.
+        per_frame: for volumes only: take each channel's mean and standard deviation
+            per frame, over (H, W), instead of over the whole (T, H, W) volume (the
+            default). docs/design-decisions.md §6 says why the clip is the default.
         chunk_elements: optional override of how many elements are processed at once
             (the eager route only; see :mod:`mlfem._compiled_fem` for the compiled one).
 
     Returns:
-        A tensor (B, H, W) on the activations' device, float64 for float64 input and
-        float32 otherwise (half-precision activations are accumulated in float32):
-        ``sum_c [F_c >= mu_c + k * sigma_c] * mu_c`` with ``mu`` and ``sigma`` the
-        per-image, per-channel mean and population standard deviation over (H, W).
-        No resizing and no normalisation. The map is not differentiable: the statistics
-        that build the mask and weight it are computed without autograd.
+        A tensor (B, H, W), or (B, T, H, W) for volumes, on the activations' device,
+        float64 for float64 input and float32 otherwise (half-precision activations are
+        accumulated in float32): ``sum_c [F_c >= mu_c + k * sigma_c] * mu_c`` with ``mu``
+        and ``sigma`` the per-image (per-clip, or per-frame), per-channel mean and
+        population standard deviation. No resizing and no normalisation. The map is not
+        differentiable: the statistics that build the mask and weight it are computed
+        without autograd.
     """
     if not isinstance(activations, Tensor):
         raise TypeError(f"activations must be a torch.Tensor, got {type(activations).__name__}")
-    if activations.ndim != 4:
+    if activations.ndim not in (4, 5):
         raise ValueError(
-            f"activations must have shape (B, C, H, W), got {tuple(activations.shape)}"
+            "activations must have shape (B, C, H, W), or (B, C, T, H, W) for video, got "
+            f"{tuple(activations.shape)}"
         )
     if not activations.is_floating_point():
         raise TypeError(f"activations must be floating point, got {activations.dtype}")
     if not (k == k) or k in (float("inf"), float("-inf")):  # NaN or infinite
         raise ValueError(f"k must be a finite number, got {k}")
+    if activations.ndim == 5:
+        return _volume_saliency(activations, k, per_frame, chunk_elements)
 
     batch, channels, height, width = activations.shape
     pixels = height * width
@@ -122,6 +140,24 @@ def fem_saliency(activations: Tensor, k: float = 2.0, *, chunk_elements: int | N
             torch.ge(features[image, first:last], threshold[image, first:last], out=strong)
             saliency[image].addmm_(weights[image, :, first:last], strong)
     return saliency.view(batch, height, width)
+
+
+def _volume_saliency(
+    volumes: Tensor, k: float, per_frame: bool, chunk_elements: int | None
+) -> Tensor:
+    """FEM of (B, C, T, H, W) volumes as FEM of 4-D maps, so every route and guarantee of
+    the image case (chunking, ties, near-constant channels) holds for video unchanged."""
+    batch, channels, frames, height, width = volumes.shape
+    if per_frame:
+        # Each (clip, frame) is an image of C channels: the frames join the batch.
+        images = volumes.transpose(1, 2).reshape(batch * frames, channels, height, width)
+        saliency = fem_saliency(images, k, chunk_elements=chunk_elements)
+    else:
+        # Statistics over (T, H, W): the frames stacked along H are one tall map per channel
+        # (a contiguous view, no copy), and FEM is pointwise once the statistics are known.
+        tall = volumes.contiguous().view(batch, channels, frames * height, width)
+        saliency = fem_saliency(tall, k, chunk_elements=chunk_elements)
+    return saliency.view(batch, frames, height, width)
 
 
 # Below this ratio of variance to mean square, float32 one-pass statistics cannot be

@@ -12,13 +12,15 @@ rules below pick, per architecture family:
 * MobileNetV2/V3, EfficientNet: every inverted-residual / MBConv block, then the
   final 1x1 convolution block (the last layer with a non-linearity);
 * ConvNeXt (torchvision and timm): every ConvNeXt block;
+* video CNNs (torchvision ``r3d_18``, ``mc3_18``, ``r2plus1d_18``: every residual block;
+  ``s3d``: every separable inception block), whose blocks output (B, C, T, H, W) volumes;
 * vision transformers (timm ViT, DeiT, EVA, BEiT, Swin; torchvision ViT and Swin, see
   :mod:`mlfem.transformers`): every transformer block, rectified (``layers="auto-signed"``:
   as they are; ``layers="auto-mlp"``: the non-linearity of every block's MLP instead).
 
-Any other model is probed with one forward pass: the activation modules (ReLU,
-GELU, SiLU, ...) producing 4-D maps are candidates, and the last one of each
-spatial resolution is kept (the end of each stage).
+Any other model is probed with one forward pass (:mod:`mlfem.layer_probe`): the activation
+modules (ReLU, GELU, SiLU, ...) producing feature maps are candidates, and the last one of
+each resolution is kept (the end of each stage).
 
 Block outputs are not always rectified: timm's EfficientNet/MobileNet blocks end with a
 linear projection (no activation) plus the skip connection, so their outputs are signed.
@@ -37,6 +39,12 @@ import torch
 from torch import nn
 
 from mlfem._classes import ORIGINAL_CLASS_ATTRIBUTE, class_name  # noqa: F401 - re-exported
+from mlfem.layer_probe import (  # noqa: F401 - EXAMPLE_INPUT_SHAPE_ATTRIBUTE re-exported
+    EXAMPLE_INPUT_SHAPE_ATTRIBUTE,
+    format_names,
+    is_activation,
+    probe_stage_ends,
+)
 from mlfem.transformers import mlp_activations, transformer_blocks
 
 __all__ = [
@@ -49,7 +57,6 @@ __all__ = [
 # input the program was exported with (a valid probe input), and the input's static
 # dimensions (int where fixed, None where dynamic), since a program exported with static
 # shapes accepts no other.
-EXAMPLE_INPUT_SHAPE_ATTRIBUTE = "_mlfem_example_input_shape"
 STATIC_INPUT_SHAPE_ATTRIBUTE = "_mlfem_static_input_shape"
 
 
@@ -69,27 +76,11 @@ _BLOCK_CLASS_NAMES = frozenset(
         "FusedMBConv",  # EfficientNetV2 (torchvision)
         "CNBlock",  # ConvNeXt (torchvision)
         "ConvNeXtBlock",  # ConvNeXt (timm)
+        "SepInceptionBlock3D",  # S3D (torchvision video); r3d/mc3/r2plus1d use BasicBlock
     }
 )
 # The final 1x1 conv + norm + activation of MobileNet / EfficientNet's ``features``.
 _HEAD_CONV_CLASS_NAMES = frozenset({"Conv2dNormActivation"})
-_ACTIVATION_TYPES: tuple[type[nn.Module], ...] = (
-    nn.ReLU,
-    nn.ReLU6,
-    nn.LeakyReLU,
-    nn.PReLU,
-    nn.ELU,
-    nn.SELU,
-    nn.CELU,
-    nn.GELU,
-    nn.SiLU,
-    nn.Mish,
-    nn.Hardswish,
-    nn.Softplus,
-)
-_ACTIVATION_CLASS_NAMES = frozenset(kind.__name__ for kind in _ACTIVATION_TYPES)
-
-
 @dataclass(frozen=True)
 class LayerSpec:
     """A layer FEM reads: a module name, and whether its output must be rectified first.
@@ -118,7 +109,7 @@ def find_layers(model: nn.Module, probe_size: tuple[int, int] = (224, 224)) -> l
         layers = rule(model)
         if layers:
             return layers
-    return _probe_stage_ends(model, probe_size)
+    return [LayerSpec(name) for name in probe_stage_ends(model, probe_size)]
 
 
 #: ``layers`` value meaning "the automatic layers, rectified" (for the command line).
@@ -273,11 +264,7 @@ def _head_conv_after(model: nn.Module, last_block: str) -> str | None:
 
 
 def _has_activation(module: nn.Module) -> bool:
-    return any(_is_activation(child) for child in module.modules())
-
-
-def _is_activation(module: nn.Module) -> bool:
-    return isinstance(module, _ACTIVATION_TYPES) or _class_name(module) in _ACTIVATION_CLASS_NAMES
+    return any(is_activation(child) for child in module.modules())
 
 
 _class_name = class_name
@@ -315,76 +302,6 @@ _CNN_RULES = (_residual_blocks, _vgg_stages, _densenet_blocks)
 _STATIC_RULES = (_transformer_blocks, *_CNN_RULES)
 
 
-def _probe_stage_ends(model: nn.Module, probe_size: tuple[int, int]) -> list[LayerSpec]:
-    """Run one dummy image and keep the last activation module of each resolution."""
-    calls = _probe_output_shapes(model, probe_size)
-    four_d = [(name, module, shape) for name, module, shape in calls if len(shape) == 4]
-    activations = [(name, shape) for name, module, shape in four_d if _is_activation(module)]
-    if not activations:
-        if four_d:
-            raise ValueError(
-                "could not choose layers automatically: no activation module (ReLU, GELU, ...) "
-                "produces a 4-D feature map. Name the layers to explain explicitly, e.g. "
-                f"layers=[...]; modules with 4-D outputs: {_format_names([n for n, _, _ in four_d])}"
-            )
-        raise ValueError(
-            "the model produces no 4-D (B, C, H, W) feature map that FEM could read; "
-            f"its modules are: {_format_names([n for n, _ in model.named_modules() if n])}"
-        )
-    counts: dict[str, int] = {}
-    for name, _ in activations:
-        counts[name] = counts.get(name, 0) + 1
-    # A module called several times per forward (a shared ReLU) has no single output.
-    activations = [(name, shape) for name, shape in activations if counts[name] == 1]
-    stage_ends: list[LayerSpec] = []
-    for (name, shape), following in zip(activations, activations[1:] + [None]):
-        if following is None or tuple(following[1][-2:]) != tuple(shape[-2:]):
-            stage_ends.append(LayerSpec(name))
-    if not stage_ends:
-        raise ValueError(
-            "could not choose layers automatically: every activation module is called more than "
-            "once per forward pass. Name the blocks to explain explicitly."
-        )
-    return stage_ends
-
-
-def _probe_output_shapes(
-    model: nn.Module, probe_size: tuple[int, int]
-) -> list[tuple[str, nn.Module, tuple[int, ...]]]:
-    calls: list[tuple[str, nn.Module, tuple[int, ...]]] = []
-    handles = []
-
-    def record(name: str):
-        def hook(module: nn.Module, inputs: object, output: object) -> None:
-            if isinstance(output, torch.Tensor):
-                calls.append((name, module, tuple(output.shape)))
-
-        return hook
-
-    parameter = next(model.parameters(), None)
-    device = parameter.device if parameter is not None else torch.device("cpu")
-    dtype = parameter.dtype if parameter is not None and parameter.is_floating_point() else torch.float32
-    try:
-        for name, module in model.named_modules():
-            if name:
-                handles.append(module.register_forward_hook(record(name)))
-        with torch.inference_mode():
-            shape = getattr(model, EXAMPLE_INPUT_SHAPE_ATTRIBUTE, None) or (1, 3, *probe_size)
-            try:
-                model(torch.zeros(shape, device=device, dtype=dtype))
-            except RuntimeError as error:  # a model that takes one input size only, say
-                raise ValueError(
-                    f"could not find the layers of {type(model).__name__} automatically: its "
-                    f"forward pass failed on a probe image of shape {tuple(shape)} ({error}). "
-                    "Name the layers explicitly (layers=[...]), or give find_layers or "
-                    "LayerMapExtractor probe_size=(H, W) of your images"
-                ) from error
-    finally:
-        for handle in handles:
-            handle.remove()
-    return calls
-
-
 def _unknown_layer_message(model: nn.Module, unknown: list[str], modules: dict[str, nn.Module]) -> str:
     all_names = [name for name in modules if name]
     parts = []
@@ -397,12 +314,5 @@ def _unknown_layer_message(model: nn.Module, unknown: list[str], modules: dict[s
     label = "candidate layers" if candidates else "modules"
     return (
         f"unknown layer {', '.join(parts)} in {type(model).__name__}; "
-        f"{label}: {_format_names(listed)}"
+        f"{label}: {format_names(listed)}"
     )
-
-
-def _format_names(names: Sequence[str], limit: int = 40) -> str:
-    names = list(names)
-    if len(names) <= limit:
-        return ", ".join(names)
-    return ", ".join(names[:limit]) + f", ... ({len(names) - limit} more)"

@@ -1,4 +1,9 @@
-"""Map post-processing shared by every explainer: resizing and min-max normalisation."""
+"""Map post-processing shared by every explainer: resizing and min-max normalisation.
+
+A map is 2-D (H, W) for an image and 3-D (T, H, W) for a video clip; functions take the
+trailing map dimensions from their ``size`` or ``dims`` argument, so leading dimensions
+(batch, layer) are always free.
+"""
 
 from __future__ import annotations
 
@@ -11,17 +16,19 @@ from torch import Tensor
 __all__ = ["minmax_normalize", "minmax_normalize_", "resize_maps", "resized_extrema"]
 
 
-def minmax_normalize(maps: Tensor) -> Tensor:
+def minmax_normalize(maps: Tensor, dims: int = 2) -> Tensor:
     """Min-max normalise each map of a batch to [0, 1].
 
     Args:
-        maps: (..., H, W). Each trailing (H, W) map is normalised on its own.
+        maps: (..., H, W), or (..., T, H, W) with ``dims=3``.
+        dims: how many trailing dimensions make one map: 2 for images, 3 for clips (a clip
+            is normalised as a whole, so quiet frames stay dark next to busy ones).
 
     Returns:
         A tensor of the same shape and dtype. A constant map (max == min, e.g. a layer
         where no channel fires) becomes all zeros rather than NaN (docs/design-decisions.md §1).
     """
-    flat = maps.flatten(-2)
+    flat = maps.flatten(-_check_dims(maps, dims))
     low, high = _extremes(flat, keepdim=True)
     span = high - low
     # Where span is 0, divide by 1 instead: (x - low) is exactly 0 there.
@@ -29,13 +36,22 @@ def minmax_normalize(maps: Tensor) -> Tensor:
     return normalised.view_as(maps)
 
 
-def minmax_normalize_(maps: Tensor) -> Tensor:
+def minmax_normalize_(maps: Tensor, dims: int = 2) -> Tensor:
     """In-place :func:`minmax_normalize` of a contiguous tensor the caller owns; returns it."""
-    flat = maps.view(*maps.shape[:-2], -1)
+    flat = maps.view(*maps.shape[: -_check_dims(maps, dims)], -1)
     low, high = _extremes(flat, keepdim=True)
     span = high - low
     flat.sub_(low).div_(torch.where(span > 0, span, torch.ones_like(span)))
     return maps
+
+
+def _check_dims(maps: Tensor, dims: int) -> int:
+    if dims not in (2, 3) or maps.ndim < dims:
+        raise ValueError(
+            f"dims must be 2 (images) or 3 (clips) and at most maps.ndim; got dims={dims} "
+            f"for maps of shape {tuple(maps.shape)}"
+        )
+    return dims
 
 
 def _extremes(flat: Tensor, keepdim: bool = False) -> tuple[Tensor, Tensor]:
@@ -50,63 +66,76 @@ def _extremes(flat: Tensor, keepdim: bool = False) -> tuple[Tensor, Tensor]:
     return torch.aminmax(flat, dim=-1, keepdim=keepdim)
 
 
-def resize_maps(maps: Tensor, size: tuple[int, int]) -> Tensor:
-    """Bilinearly resize maps (..., h, w) to ``size`` = (H, W), ``align_corners=False``.
+def resize_maps(maps: Tensor, size: tuple[int, ...]) -> Tensor:
+    """Resize maps to ``size``, ``align_corners=False``: bilinearly (..., h, w) to (H, W), or
+    trilinearly (..., t, h, w) to a clip's (T, H, W).
 
     A no-op (returns the input) when the size already matches.
     """
-    if tuple(maps.shape[-2:]) == tuple(size):
+    dims = len(size)
+    if dims not in (2, 3):
+        raise ValueError(f"size must be (H, W) or (T, H, W), got {tuple(size)}")
+    if tuple(maps.shape[-dims:]) == tuple(size):
         return maps
-    leading = maps.shape[:-2]
-    flat = maps.reshape(-1, 1, *maps.shape[-2:])
-    resized = F.interpolate(flat, size=size, mode="bilinear", align_corners=False)
+    leading = maps.shape[:-dims]
+    flat = maps.reshape(-1, 1, *maps.shape[-dims:])
+    mode = "bilinear" if dims == 2 else "trilinear"
+    resized = F.interpolate(flat, size=tuple(size), mode=mode, align_corners=False)
     return resized.view(*leading, *size)
 
 
-def resized_extrema(maps: Tensor, size: tuple[int, int]) -> tuple[Tensor, Tensor]:
+def resized_extrema(maps: Tensor, size: tuple[int, ...]) -> tuple[Tensor, Tensor]:
     """Per-map minimum and maximum of ``resize_maps(maps, size)``, without resizing.
 
-    Bilinear interpolation is, within each cell between two input rows (or columns),
-    linear in the output position. So over the output pixels that fall in one cell,
-    the extremes lie at the first or last of them, and the extremes of the whole
-    resized map lie on the small grid of those "cell-boundary" rows and columns (at
-    most 2h x 2w of them). Only that grid is evaluated, with two small matrix products.
-    This lets MLFEM normalise a layer's map without materialising it at full size.
+    Bilinear (and trilinear) interpolation is, within each cell between two input rows
+    (columns, frames), linear in the output position along each axis. So over the output
+    pixels that fall in one cell, the extremes lie at the first or last of them, and the
+    extremes of the whole resized map lie on the small grid of those "cell-boundary"
+    rows, columns (and frames): at most 2h x 2w (x 2t) of them. Only that grid is
+    evaluated, with one small matrix product per axis. This lets MLFEM normalise a
+    layer's map without materialising it at full size.
 
     Args:
-        maps: (..., h, w).
-        size: the (H, W) that :func:`resize_maps` would produce.
+        maps: (..., h, w), or (..., t, h, w) for clips.
+        size: the (H, W) or (T, H, W) that :func:`resize_maps` would produce.
 
     Returns:
-        ``(low, high)``, each (..., 1, 1), in ``maps``' dtype. They equal the extremes of
-        the resized map up to rounding, and lie within the extremes of ``maps`` (so a
-        constant map has ``low == high`` exactly).
+        ``(low, high)``, each (..., 1, 1) (or (..., 1, 1, 1)), in ``maps``' dtype. They
+        equal the extremes of the resized map up to rounding, and lie within the extremes
+        of ``maps`` (so a constant map has ``low == high`` exactly).
     """
-    low, high = _map_extremes(maps)
-    if tuple(maps.shape[-2:]) == tuple(size):
+    dims = len(size)
+    if dims not in (2, 3):
+        raise ValueError(f"size must be (H, W) or (T, H, W), got {tuple(size)}")
+    low, high = _map_extremes(maps, dims)
+    if tuple(maps.shape[-dims:]) == tuple(size):
         return low, high
     # ATen computes source positions in float64 for float64 maps, float32 otherwise.
     arithmetic = torch.float64 if maps.dtype == torch.float64 else torch.float32
-    rows = _boundary_interpolation(maps.shape[-2], size[0], arithmetic, maps.device)
-    columns = _boundary_interpolation(maps.shape[-1], size[1], arithmetic, maps.device)
+    rows = _boundary_interpolation(maps.shape[-2], size[-2], arithmetic, maps.device)
+    columns = _boundary_interpolation(maps.shape[-1], size[-1], arithmetic, maps.device)
     grid = rows @ maps.to(arithmetic) @ columns.T
-    grid_low, grid_high = _map_extremes(grid)
+    if dims == 3:  # then the frames: (t', t) @ (..., t, h' * w')
+        frames = _boundary_interpolation(maps.shape[-3], size[0], arithmetic, maps.device)
+        grid = frames @ grid.flatten(-2)
+    grid_low, grid_high = _map_extremes(grid, 2)  # (..., h', w') or (..., t', h' * w')
     # The interpolated values are convex combinations of the input's: clamping only
     # removes rounding, and keeps a constant map's range exactly zero.
-    grid_low = torch.clamp(grid_low.to(maps.dtype), low, high)
-    grid_high = torch.clamp(grid_high.to(maps.dtype), low, high)
+    grid_low = torch.clamp(grid_low.view(low.shape).to(maps.dtype), low, high)
+    grid_high = torch.clamp(grid_high.view(high.shape).to(maps.dtype), low, high)
     return grid_low, grid_high
 
 
-def _map_extremes(maps: Tensor) -> tuple[Tensor, Tensor]:
-    """Minimum and maximum of each trailing (h, w) map, shaped (..., 1, 1).
+def _map_extremes(maps: Tensor, dims: int = 2) -> tuple[Tensor, Tensor]:
+    """Minimum and maximum of each map of the trailing ``dims`` dimensions, shaped
+    (..., 1, 1) (one 1 per map dimension).
 
     One ``aminmax`` kernel on every device: MLFEM calls this twice per layer on small maps
     (B, h, w), where the second kernel's fixed cost outweighs any difference in speed
     (``benchmarks/bench_extrema.py``: ``aminmax`` 0.5x the pair on eight 224x224 maps).
     """
-    low, high = torch.aminmax(maps.flatten(-2), dim=-1, keepdim=True)
-    shape = (*maps.shape[:-2], 1, 1)
+    low, high = torch.aminmax(maps.flatten(-dims), dim=-1, keepdim=True)
+    shape = (*maps.shape[:-dims],) + (1,) * dims
     return low.view(shape), high.view(shape)
 
 
@@ -118,9 +147,9 @@ def _map_extremes(maps: Tensor) -> tuple[Tensor, Tensor]:
 _MATMUL_RESIZE_FACTOR = 4
 
 
-def _resize_into(accumulator: Tensor | None, maps: Tensor, size: tuple[int, int]) -> Tensor:
-    """``accumulator + resize_maps(maps, size)`` for maps (B, h, w), computed in place in
-    ``accumulator`` (a (B, H, W) tensor the caller owns) when one is given.
+def _resize_into(accumulator: Tensor | None, maps: Tensor, size: tuple[int, ...]) -> Tensor:
+    """``accumulator + resize_maps(maps, size)``, computed in place in ``accumulator`` (a
+    tensor of the resized shape that the caller owns) when one is given.
 
     Small maps on the CPU are resized by two matrix products with the bilinear weights of
     :func:`resize_maps` (``R @ maps @ C.T``, ``R`` (H, h) and ``C`` (W, w)): the result
@@ -130,7 +159,8 @@ def _resize_into(accumulator: Tensor | None, maps: Tensor, size: tuple[int, int]
     height, width = maps.shape[-2], maps.shape[-1]
     if (
         maps.device.type == "cpu"
-        and maps.ndim == 3
+        and maps.ndim == 3  # images (B, h, w); clips (B, t, h, w) take resize_maps
+        and len(size) == 2
         and maps.dtype in (torch.float32, torch.float64)
         and height * _MATMUL_RESIZE_FACTOR <= size[0]
         and width * _MATMUL_RESIZE_FACTOR <= size[1]

@@ -31,11 +31,12 @@ class LayerFEMExplainer(Explainer):
         probe_size: tuple[int, int] = (224, 224),
         *,
         rectify: bool = False,
+        per_frame: bool = False,
         adapter: FeatureAdapter | None = None,
     ) -> None:
         super().__init__(model)
         self.extractor = LayerMapExtractor(
-            model, layers, k, probe_size, rectify=rectify, adapter=adapter
+            model, layers, k, probe_size, rectify=rectify, per_frame=per_frame, adapter=adapter
         )
 
     # The extractor's view, kept on the explainer (public API since the first version).
@@ -56,8 +57,14 @@ class LayerFEMExplainer(Explainer):
     def rectify(self) -> bool:
         return self.extractor.rectify
 
+    @property
+    def per_frame(self) -> bool:
+        """For clips: FEM statistics per frame rather than over the whole clip."""
+        return self.extractor.per_frame
+
     def layer_maps(self, images: Tensor) -> LayerMaps:
-        """Every layer's FEM map (B, L, H, W) and the model's output, from one forward pass."""
+        """Every layer's FEM map (B, L, H, W) ((B, L, T, H, W) for clips) and the model's
+        output, from one forward pass."""
         return self.extractor.layer_maps(images)
 
     def forward_layer_maps(self, images: Tensor, deliver: Callable[[int, Tensor], None]) -> Any:

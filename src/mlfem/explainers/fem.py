@@ -21,15 +21,23 @@ class FEM(LayerFEMExplainer):
             residual block of a ResNet).
         k: strong activations are those ``>= mean + k * std`` of their channel.
         rectify: clamp the layer's output at 0 before FEM (see :class:`~mlfem.MLFEM`).
+        per_frame: for video clips, the channel statistics per frame instead of over the
+            clip (:func:`mlfem.fem.fem_saliency`).
 
     Calling the explainer on images (B, 3, H, W) returns maps (B, H, W) in [0, 1] at
-    the input resolution, on the input's device.
+    the input resolution, on the input's device; on the clips (B, 3, T, H, W) of a 3-D
+    CNN, maps (B, T, H, W), normalised per clip.
     """
 
     name = "fem"
 
     def __init__(
-        self, model: nn.Module, layer: str | None = None, k: float = 2.0, rectify: bool = False
+        self,
+        model: nn.Module,
+        layer: str | None = None,
+        k: float = 2.0,
+        rectify: bool = False,
+        per_frame: bool = False,
     ) -> None:
         if layer is None:
             deepest = find_layers(model)[-1]
@@ -39,7 +47,7 @@ class FEM(LayerFEMExplainer):
             rectify = rectify or (deepest.relu and is_transformer(model))
         elif not isinstance(layer, str):
             raise TypeError(f"layer must be a module name (str) or None, got {type(layer).__name__}")
-        super().__init__(model, [layer], k=k, rectify=rectify)
+        super().__init__(model, [layer], k=k, rectify=rectify, per_frame=per_frame)
 
     @property
     def layer_name(self) -> str:

@@ -9,6 +9,7 @@ import torch
 from torch import Tensor, nn
 
 from mlfem.explainers._layer_fem import LayerFEMExplainer
+from mlfem.extractor import map_size
 from mlfem.fusion import FusionOperator, Normalization, RecursiveFusion, make_fusion
 from mlfem.normalize import _resize_into, minmax_normalize_, resized_extrema
 
@@ -34,6 +35,9 @@ class MLFEM(LayerFEMExplainer):
         rectify: clamp every layer's output at 0 before FEM (``layers="auto-rectified"``
             says the same). For networks whose blocks output signed features, such as
             timm's EfficientNet (docs/real-network.md); off by default, as in the paper.
+        per_frame: for video clips (B, 3, T, H, W) of a 3-D CNN: each layer's channel
+            statistics per frame instead of over the whole clip (the default;
+            docs/design-decisions.md §6). Clips give maps (B, T, H, W).
 
     Example:
         >>> with MLFEM(model, fusion="add") as explainer:          # doctest: +SKIP
@@ -51,8 +55,9 @@ class MLFEM(LayerFEMExplainer):
         k: float = 2.0,
         normalize: Normalization = "end",
         rectify: bool = False,
+        per_frame: bool = False,
     ) -> None:
-        super().__init__(model, layers, k=k, rectify=rectify)
+        super().__init__(model, layers, k=k, rectify=rectify, per_frame=per_frame)
         self.fusion = make_fusion(fusion, alpha=alpha, normalize=normalize)
         # A trained fusion must fit these layers, their reading and this model.
         self.extractor.check_fusion(self.fusion)
@@ -71,7 +76,8 @@ class MLFEM(LayerFEMExplainer):
         self, images: Tensor, targets: Tensor | None = None, *, return_layers: bool = False
     ) -> Tensor | tuple[Tensor, Tensor]:
         """MLFEM maps (B, H, W) in [0, 1]; with ``return_layers`` also the per-layer maps
-        (B, L, H, W). ``targets`` is ignored: MLFEM is class-agnostic."""
+        (B, L, H, W). Clips (B, 3, T, H, W) give (B, T, H, W) and (B, L, T, H, W).
+        ``targets`` is ignored: MLFEM is class-agnostic."""
         if return_layers or not isinstance(self.fusion, RecursiveFusion):
             layer_maps = self.layer_maps(images).maps
             fused = self.fusion(layer_maps)
@@ -92,8 +98,8 @@ class MLFEM(LayerFEMExplainer):
         :func:`~mlfem.normalize.resized_extrema`, and only one map per resolution (4 for
         a ResNet instead of 16) is resized to the input size.
         """
-        size = (images.shape[-2], images.shape[-1])
-        by_resolution: dict[tuple[int, int], Tensor] = {}
+        size = map_size(images)
+        by_resolution: dict[tuple[int, ...], Tensor] = {}
 
         def fold(index: int, raw: Tensor) -> None:
             if weights[index] == 0.0:
@@ -103,7 +109,7 @@ class MLFEM(LayerFEMExplainer):
             # A constant layer map normalises to zeros: it contributes nothing (and the
             # clamp keeps a subnormal span from overflowing the scale to infinity).
             scale = torch.where(span > 0, weights[index] / span.clamp(min=torch.finfo(span.dtype).tiny), 0.0)
-            resolution = (raw.shape[-2], raw.shape[-1])
+            resolution = tuple(raw.shape[1:])
             if resolution in by_resolution:
                 by_resolution[resolution].addcmul_(raw, scale)
             else:
@@ -115,12 +121,12 @@ class MLFEM(LayerFEMExplainer):
             # Largest resolution first: it is resized with F.interpolate into a fresh
             # tensor (or is the sum itself, at the input's size), and the smaller ones
             # are added into it (by two matrix products on the CPU).
-            for summed in sorted(by_resolution.values(), key=lambda m: -m.shape[-1] * m.shape[-2]):
+            for summed in sorted(by_resolution.values(), key=lambda m: -m.shape[1:].numel()):
                 fused = _resize_into(fused, summed, size)
             if fused is None:  # every layer has weight 0 (not produced by the built-ins)
                 dtype = torch.float64 if images.dtype == torch.float64 else torch.float32
                 fused = torch.zeros(images.shape[0], *size, dtype=dtype, device=self.model_device)
-            fused = minmax_normalize_(fused).to(images.device)
+            fused = minmax_normalize_(fused, len(size)).to(images.device)
         return fused.clone()
 
     def _fuse_while_forwarding(self, images: Tensor, fusion: RecursiveFusion) -> Tensor:

@@ -93,11 +93,12 @@ def fuse(
     alpha: float = 0.5,
     normalize: Normalization = "end",
 ) -> Tensor:
-    """Fuse per-layer maps (B, L, H, W), layers in forward order, into (B, H, W) in [0, 1].
+    """Fuse per-layer maps (B, L, H, W), layers in forward order, into (B, H, W) in [0, 1]
+    (the algebraic operators also fuse clips' maps (B, L, T, H, W) into (B, T, H, W)).
 
     See :mod:`mlfem.fusion.operators` for the semantics of each operator.
     """
-    check_layer_maps(maps)
+    check_layer_maps(maps, clips=True)
     if not maps.is_floating_point():  # integer or boolean maps: fused in float32
         maps = maps.float()
     return make_fusion(op, alpha=alpha, normalize=normalize)(maps)

@@ -183,6 +183,11 @@ class NetFusion:
     check_model = check_classifier
 
     def __call__(self, maps: Tensor) -> Tensor:
+        if isinstance(maps, Tensor) and maps.ndim == 5:
+            raise ValueError(
+                "a NET fusion is trained on images' layer maps (B, L, H, W); for video clips "
+                "(B, L, T, H, W) use fusion add, max, top or fem"
+            )
         if not isinstance(maps, Tensor) or maps.ndim != 4:
             raise ValueError("maps must be a (B, L, H, W) tensor")
         if maps.shape[1] != self.net.num_layers:

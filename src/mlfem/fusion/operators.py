@@ -1,7 +1,9 @@
 """Fusion operators: how MLFEM turns L per-layer maps into one explanation map.
 
 Every operator takes per-layer maps of shape (B, L, H, W), layers in forward order
-(shallow to deep), and returns one map (B, H, W) in [0, 1].
+(shallow to deep), and returns one map (B, H, W) in [0, 1]. The algebraic operators take
+the per-layer maps of video clips (B, L, T, H, W) too and return (B, T, H, W), normalised
+per clip (docs/design-decisions.md §6).
 
 The algebraic operators of the paper are *recursive* (docs/design-decisions.md §2): the
 accumulated map starts as the first layer's map, then for each later layer
@@ -45,12 +47,14 @@ class FusionOperator(Protocol):
     def __call__(self, maps: Tensor) -> Tensor: ...
 
 
-def check_layer_maps(maps: Tensor) -> None:
-    """Raise a clear error unless ``maps`` has the (B, L, H, W) layout with L >= 1."""
+def check_layer_maps(maps: Tensor, *, clips: bool = False) -> None:
+    """Raise a clear error unless ``maps`` has the (B, L, H, W) layout with L >= 1 (or, with
+    ``clips``, also (B, L, T, H, W))."""
+    expected = "(B, L, H, W) or (B, L, T, H, W)" if clips else "(B, L, H, W)"
     if not isinstance(maps, Tensor):
-        raise TypeError(f"maps must be a torch.Tensor of shape (B, L, H, W), got {type(maps).__name__}")
-    if maps.ndim != 4:
-        raise ValueError(f"maps must have shape (B, L, H, W), got {tuple(maps.shape)}")
+        raise TypeError(f"maps must be a torch.Tensor of shape {expected}, got {type(maps).__name__}")
+    if maps.ndim not in ((4, 5) if clips else (4,)):
+        raise ValueError(f"maps must have shape {expected}, got {tuple(maps.shape)}")
     if maps.shape[1] < 1:
         raise ValueError("maps must hold at least one layer (L >= 1)")
     if maps.is_complex():
@@ -93,11 +97,11 @@ class RecursiveFusion(ABC):
         if accumulated is None:
             return current.clone()
         fused = self.combine_(accumulated, current)
-        return minmax_normalize_(fused) if self.normalize == "interleaved" else fused
+        return minmax_normalize_(fused, _map_dims(fused)) if self.normalize == "interleaved" else fused
 
     def finish(self, accumulated: Tensor) -> Tensor:
         """The final map in [0, 1] from the running fusion (normalised in place)."""
-        return minmax_normalize_(accumulated)
+        return minmax_normalize_(accumulated, _map_dims(accumulated))
 
     def linear_weights(self, num_layers: int) -> list[float] | None:
         """Weights ``w`` such that fusing L normalised maps equals ``minmax(sum_l w_l S_l)``.
@@ -112,7 +116,7 @@ class RecursiveFusion(ABC):
         return None
 
     def __call__(self, maps: Tensor) -> Tensor:
-        check_layer_maps(maps)
+        check_layer_maps(maps, clips=True)
         if not maps.is_floating_point():  # integer or boolean maps: fused in float32
             maps = maps.float()
         fused = None
@@ -189,7 +193,8 @@ class TopFusion(AddFusion):
 
     @staticmethod
     def _above_mean(current: Tensor) -> Tensor:
-        mean = current.mean(dim=(-2, -1), keepdim=True)
+        # The mean of the whole map: over (H, W) for images, over (T, H, W) for clips.
+        mean = current.mean(dim=tuple(range(-_map_dims(current), 0)), keepdim=True)
         return current * (current > mean)
 
 
@@ -207,6 +212,11 @@ class FemFusion(RecursiveFusion):
     def linear_weights(self, num_layers: int) -> list[float] | None:
         # Interleaved or not: re-normalising a normalised map leaves it unchanged.
         return [0.0] * (num_layers - 1) + [1.0]
+
+
+def _map_dims(running: Tensor) -> int:
+    """Map dimensions of a running fusion (B, H, W) or (B, T, H, W): 2 or 3."""
+    return 3 if running.ndim >= 4 else 2
 
 
 def _check_alpha(alpha: float) -> float:
