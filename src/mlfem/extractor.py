@@ -58,8 +58,8 @@ def map_size(images: Tensor) -> tuple[int, ...]:
 
 def module_device(model: nn.Module) -> torch.device:
     """Device of the model's first parameter or buffer (CPU for a parameterless model)."""
-    # Lazily: listing every parameter and buffer first cost milliseconds per call on
-    # networks of many small modules (MobileNetV3: about 5 ms, 3% of a forward pass).
+    # Lazily: listing every parameter and buffer first cost 1.3 ms a call on MobileNetV3's
+    # 255 modules (thread CPU time, 1 thread), about 0.5% of its forward pass.
     for tensor in itertools.chain(model.parameters(), model.buffers()):
         return tensor.device
     return torch.device("cpu")
@@ -112,7 +112,8 @@ def check_images(images: Any, argument: str = "images", *, clips: bool = False) 
 def _all_finite(images: Tensor) -> bool:
     """Whether every value is finite, in one reduction: a sum is finite when every term is
     and it does not overflow; only when it is not finite are the values checked one by one
-    (``isfinite(...).all()`` on every call cost 2% of a MobileNetV3 forward pass)."""
+    (``isfinite(...).all()`` took 5.9 ms on 8 images of 224x224 with 1 thread, 2.5% of a
+    MobileNetV3 forward pass; the sum 0.16 ms)."""
     return bool(torch.isfinite(images.sum())) or bool(torch.isfinite(images).all())
 
 
