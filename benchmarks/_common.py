@@ -27,7 +27,9 @@ import torch
 
 
 def wall_time(
-    function: Callable[[], object], device: torch.device, clock: Callable[[], float] = time.perf_counter
+    function: Callable[[], object],
+    device: torch.device,
+    clock: Callable[[], float] = time.perf_counter,
 ) -> float:
     """Wall time of one call of ``function`` in seconds (synchronised on CUDA), or the time
     of another ``clock`` (``time.thread_time``: see :data:`CLOCKS`)."""

@@ -40,7 +40,9 @@ def test_the_switch_follows_the_block_then_the_environment(monkeypatch: pytest.M
             pass
 
 
-def test_a_failed_compilation_warns_once_and_falls_back_to_eager(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_failed_compilation_warns_once_and_falls_back_to_eager(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
     def broken(function, **options):  # type: ignore[no-untyped-def]
         def fail(*args):  # type: ignore[no-untyped-def]
             raise RuntimeError("no compiler here")
@@ -69,7 +71,8 @@ def test_the_compiled_core_equals_the_eager_route_without_compiling() -> None:
     torch.testing.assert_close(core, fem_saliency(activations), rtol=1e-6, atol=1e-6)
     half = compiled._fem_core(rows.bfloat16(), 2.0, 1e-6)
     assert half.dtype == torch.float32
-    torch.testing.assert_close(half.view(3, 7, 9), fem_saliency(activations.bfloat16()), rtol=1e-5, atol=1e-5)
+    expected_half = fem_saliency(activations.bfloat16())
+    torch.testing.assert_close(half.view(3, 7, 9), expected_half, rtol=1e-5, atol=1e-5)
 
 
 @pytest.mark.slow

@@ -216,7 +216,10 @@ def _cpu_moments(features: Tensor) -> Tensor:
     pixels = features.shape[-1]
     accumulate = torch.float64 if features.dtype == torch.float64 else torch.float32
     sums = torch.stack(
-        (features.sum(-1, dtype=accumulate), torch.linalg.vector_norm(features, dim=-1, dtype=accumulate))
+        (
+            features.sum(-1, dtype=accumulate),
+            torch.linalg.vector_norm(features, dim=-1, dtype=accumulate),
+        )
     )
     moments = sums.double()  # a no-op for float64 features: ``sums`` is ours to modify
     mean, second = moments.unbind()
