@@ -26,19 +26,34 @@ from pathlib import Path
 import torch
 
 
-def wall_time(function: Callable[[], object], device: torch.device) -> float:
-    """Wall time of one call of ``function`` in seconds (synchronised on CUDA)."""
+def wall_time(
+    function: Callable[[], object],
+    device: torch.device,
+    clock: Callable[[], float] = time.perf_counter,
+) -> float:
+    """Wall time of one call of ``function`` in seconds (synchronised on CUDA), or the time
+    of another ``clock`` (``time.thread_time``: see :data:`CLOCKS`)."""
     if device.type == "cuda":
         torch.cuda.synchronize(device)
-    start = time.perf_counter()
+    start = clock()
     function()
     if device.type == "cuda":
         torch.cuda.synchronize(device)
-    return time.perf_counter() - start
+    return clock() - start
+
+
+#: ``--clock`` choices. ``cpu`` is the calling thread's CPU time: on a shared machine it
+#: leaves out the time the process waited for a core, so ratios move less with the load.
+#: Only meaningful with 1 thread on the CPU (other threads' work is not counted).
+CLOCKS: dict[str, Callable[[], float]] = {"wall": time.perf_counter, "cpu": time.thread_time}
 
 
 def interleaved_rounds(
-    functions: dict[str, Callable[[], object]], baseline: str, rounds: int, device: torch.device
+    functions: dict[str, Callable[[], object]],
+    baseline: str,
+    rounds: int,
+    device: torch.device,
+    clock: Callable[[], float] = time.perf_counter,
 ) -> tuple[dict[str, list[float]], dict[str, list[float]]]:
     """Per-round times of each function, and per-round ratios to ``baseline``.
 
@@ -50,7 +65,7 @@ def interleaved_rounds(
     samples: dict[str, list[float]] = {name: [] for name in functions}
     for _ in range(rounds):
         for name, function in functions.items():
-            samples[name].append(wall_time(function, device))
+            samples[name].append(wall_time(function, device, clock))
     ratios = {name: [t / b for t, b in zip(values, samples[baseline])] for name, values in samples.items()}
     return samples, ratios
 

@@ -81,3 +81,39 @@ def test_cpu_and_accelerator_statistics_agree(dtype: torch.dtype) -> None:
     torch.testing.assert_close(cpu_mean, welford_mean, rtol=1e-6, atol=1e-7)
     torch.testing.assert_close(cpu_variance, welford_variance, rtol=1e-5, atol=1e-7)
     assert cpu_variance[0] == 0 and cpu_variance[1] == 0
+
+
+def test_every_chunking_route_gives_the_same_map() -> None:
+    # One chunk for the batch, several images per chunk, one image per chunk, and slices
+    # of channels within an image: four code paths, one result.
+    activations = torch.relu(torch.randn(3, 33, 7, 5, generator=torch.Generator().manual_seed(4)))
+    per_image = 33 * 7 * 5
+    whole = fem_saliency(activations)
+    for chunk in (3 * per_image, 2 * per_image, per_image, per_image - 1, 35):
+        torch.testing.assert_close(fem_saliency(activations, chunk_elements=chunk), whole)
+
+
+def test_nearly_constant_channels_are_exact() -> None:
+    # Variance about 1e-7 of the mean square: the one-pass formula, from float32 sums, is
+    # off by far more than that; those channels are recomputed two-pass in float64. (No
+    # activation lies within the 1e-6 relative tie tolerance of its threshold here.)
+    generator = torch.Generator().manual_seed(5)
+    activations = 1000.0 + 0.3 * torch.randn(2, 4, 6, 6, generator=generator, dtype=torch.float64)
+    activations[:, 1] = 1000.0  # exactly constant: every pixel is a tie and is kept
+    for dtype in (torch.float64, torch.float32):
+        rounded = activations.to(dtype).double()  # the data FEM sees, in exact arithmetic
+        mean = rounded.mean(dim=(2, 3), keepdim=True)
+        std = rounded.std(dim=(2, 3), correction=0, keepdim=True)
+        expected = ((rounded >= mean + 2 * std) * mean).sum(1)
+        result = fem_saliency(activations.to(dtype))
+        torch.testing.assert_close(result.double(), expected, rtol=1e-6, atol=0.0)
+        # The constant channel fires everywhere.
+        assert bool((result >= 1000.0 * (1 - 1e-6)).all())
+
+
+def test_inputs_that_require_grad_give_the_same_map() -> None:
+    activations = torch.relu(torch.randn(2, 8, 5, 5, generator=torch.Generator().manual_seed(6)))
+    expected = fem_saliency(activations)
+    result = fem_saliency(activations.clone().requires_grad_(True))
+    assert not result.requires_grad  # documented: the map is not differentiable
+    torch.testing.assert_close(result, expected)

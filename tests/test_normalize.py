@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pytest
 import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -53,3 +54,34 @@ def test_minmax_normalize_maps_constant_maps_to_zeros() -> None:
     normalised = minmax_normalize(maps)
     assert torch.equal(normalised[0], torch.zeros(4, 4))
     assert normalised[1].min() == 0 and normalised[1].max() == 1
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+@pytest.mark.parametrize("in_size", [(7, 7), (14, 9), (56, 56), (112, 100)])
+def test_resize_into_equals_resize_maps(dtype: torch.dtype, in_size: tuple[int, int]) -> None:
+    # Small maps take the matrix-product route, large ones F.interpolate: both must give
+    # resize_maps' result (to rounding), alone and added into an accumulator.
+    from mlfem.normalize import _resize_into
+
+    generator = torch.Generator().manual_seed(7)
+    maps = torch.rand(3, *in_size, generator=generator).to(dtype)
+    size = (224, 200)
+    expected = resize_maps(maps, size)
+    exact = dtype == torch.float64
+    tolerance = {"rtol": 1e-12, "atol": 1e-12} if exact else {"rtol": 1e-5, "atol": 1e-6}
+    torch.testing.assert_close(_resize_into(None, maps, size), expected, **tolerance)
+    accumulator = torch.rand(3, *size, generator=generator).to(dtype)
+    total = accumulator + expected
+    result = _resize_into(accumulator, maps, size)
+    assert result is accumulator  # added in place
+    torch.testing.assert_close(result, total, **tolerance)
+
+
+def test_interpolation_matrix_matches_the_resize_of_unit_maps() -> None:
+    from mlfem.normalize import _interpolation_matrix
+
+    matrix = _interpolation_matrix(9, 40, torch.float64, torch.device("cpu"))
+    unit = torch.eye(9, dtype=torch.float64).view(9, 9, 1)  # map j: 1 at row j
+    resized = resize_maps(unit, (40, 1))[:, :, 0]  # (9, 40): weight of input row j
+    torch.testing.assert_close(matrix, resized.T, rtol=0, atol=1e-12)
+    torch.testing.assert_close(matrix.sum(1), torch.ones(40, dtype=torch.float64))

@@ -68,7 +68,7 @@ def _boolean_index(index: object) -> bool:
 def _per_layer_path_only(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     """The entry check switched off, the accelerator statistics route on every device."""
     monkeypatch.setattr(mlfem.extractor, "check_images", lambda images, argument="images", **options: None)
-    monkeypatch.setattr(mlfem.fem, "_cpu_mean_and_variance", mlfem.fem._welford_mean_and_variance)
+    monkeypatch.setattr(mlfem.fem, "_cpu_moments", mlfem.fem._welford_moments)
     yield
 
 

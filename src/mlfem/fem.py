@@ -34,6 +34,8 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
+from mlfem._compiled_fem import compiled_mode, compiled_saliency
+
 __all__ = ["fem_saliency"]
 
 # Elements per chunk (batch x channels x pixels). About 4 MiB of float32 on CPU keeps
@@ -60,14 +62,17 @@ def fem_saliency(
         per_frame: for volumes only: take each channel's mean and standard deviation
             per frame, over (H, W), instead of over the whole (T, H, W) volume (the
             default). docs/design-decisions.md §6 says why the clip is the default.
-        chunk_elements: optional override of how many elements are processed at once.
+        chunk_elements: optional override of how many elements are processed at once
+            (the eager route only; see :mod:`mlfem._compiled_fem` for the compiled one).
 
     Returns:
         A tensor (B, H, W), or (B, T, H, W) for volumes, on the activations' device,
         float64 for float64 input and float32 otherwise (half-precision activations are
         accumulated in float32): ``sum_c [F_c >= mu_c + k * sigma_c] * mu_c`` with ``mu``
         and ``sigma`` the per-image (per-clip, or per-frame), per-channel mean and
-        population standard deviation. No resizing and no normalisation.
+        population standard deviation. No resizing and no normalisation. The map is not
+        differentiable: the statistics that build the mask and weight it are computed
+        without autograd.
     """
     if not isinstance(activations, Tensor):
         raise TypeError(f"activations must be a torch.Tensor, got {type(activations).__name__}")
@@ -91,10 +96,15 @@ def fem_saliency(
         return torch.zeros(batch, height, width, dtype=out_dtype, device=device)
     # One row per (image, channel): a contiguous view, so the statistics need no copy.
     features = activations.contiguous().view(batch, channels, pixels)
+    mode = compiled_mode()  # the optional torch.compile route (mlfem._compiled_fem)
+    if mode is not None:
+        compiled = compiled_saliency(features, k, _TIE_TOLERANCE, mode)
+        if compiled is not None:
+            return compiled.view(batch, height, width)
     # Statistics for the whole layer at once: a handful of small operations per layer
     # instead of per chunk (their fixed cost dominated on the deep, small layers).
     mean, threshold = _channel_mean_and_threshold(features.view(batch * channels, pixels), k)
-    weights = mean.to(out_dtype).view(batch, 1, channels)
+    weights = mean.view(batch, 1, channels)
     threshold = threshold.view(batch, channels, 1)
 
     if chunk_elements is None:
@@ -102,27 +112,33 @@ def fem_saliency(
             _CPU_CHUNK_ELEMENTS if device.type == "cpu" else _ACCELERATOR_CHUNK_ELEMENTS
         )
     per_image = channels * pixels
-    saliency = torch.zeros(batch, 1, pixels, dtype=out_dtype, device=device)
     if per_image <= chunk_elements:
         # Whole images per chunk: the mask of n images (n, C, P) weighted by each image's
-        # channel means is one batched matrix product (n, 1, C) @ (n, C, P).
+        # channel means is one batched matrix product (n, 1, C) @ (n, C, P), written
+        # straight into its rows of the result (no zero fill, no accumulation).
         images_per_chunk = min(batch, chunk_elements // per_image)
         buffer = torch.empty(images_per_chunk * per_image, dtype=out_dtype, device=device)
+        if images_per_chunk == batch:  # the common case of small layers: no slicing at all
+            strong = buffer.view(batch, channels, pixels)
+            torch.ge(features, threshold, out=strong)
+            return torch.bmm(weights, strong).view(batch, height, width)
+        saliency = torch.empty(batch, 1, pixels, dtype=out_dtype, device=device)
         for start in range(0, batch, images_per_chunk):
             stop = min(batch, start + images_per_chunk)
             strong = buffer[: (stop - start) * per_image].view(stop - start, channels, pixels)
             torch.ge(features[start:stop], threshold[start:stop], out=strong)
-            saliency[start:stop].baddbmm_(weights[start:stop], strong)
-    else:
-        # Large feature maps: slices of channels within one image.
-        channels_per_chunk = max(1, chunk_elements // pixels)
-        buffer = torch.empty(channels_per_chunk * pixels, dtype=out_dtype, device=device)
-        for image in range(batch):
-            for first in range(0, channels, channels_per_chunk):
-                last = min(channels, first + channels_per_chunk)
-                strong = buffer[: (last - first) * pixels].view(last - first, pixels)
-                torch.ge(features[image, first:last], threshold[image, first:last], out=strong)
-                saliency[image].addmm_(weights[image, :, first:last], strong)
+            torch.bmm(weights[start:stop], strong, out=saliency[start:stop])
+        return saliency.view(batch, height, width)
+    # Large feature maps: slices of channels within one image.
+    saliency = torch.zeros(batch, 1, pixels, dtype=out_dtype, device=device)
+    channels_per_chunk = max(1, chunk_elements // pixels)
+    buffer = torch.empty(channels_per_chunk * pixels, dtype=out_dtype, device=device)
+    for image in range(batch):
+        for first in range(0, channels, channels_per_chunk):
+            last = min(channels, first + channels_per_chunk)
+            strong = buffer[: (last - first) * pixels].view(last - first, pixels)
+            torch.ge(features[image, first:last], threshold[image, first:last], out=strong)
+            saliency[image].addmm_(weights[image, :, first:last], strong)
     return saliency.view(batch, height, width)
 
 
@@ -153,55 +169,81 @@ _TIE_TOLERANCE = 1e-6
 
 
 def _channel_mean_and_threshold(features: Tensor, k: float) -> tuple[Tensor, Tensor]:
-    """Per-channel mean (float64) and threshold (float32, float64 for float64 features).
+    """Per-channel mean and threshold, both float64 for float64 features and float32
+    otherwise (the dtype the masks and the weighted sum are computed in).
 
-    ``features`` is (N, P), one channel of one image per row. Returns tensors (N,).
+    ``features`` is (N, P), one channel of one image per row. Returns tensors (N,), the two
+    rows of one (2, N) tensor. The arithmetic is in float64 whatever the features' dtype.
     """
-    if features.device.type == "cpu":
-        mean, variance = _cpu_mean_and_variance(features)
-    else:
-        mean, variance = _welford_mean_and_variance(features)
-    # Statistics accumulated in float32 carry a relative error of about 1e-7 per sum; an
-    # activation within _TIE_TOLERANCE of the threshold is a tie, and ties are kept (>=).
-    # In place: these are a dozen operations per layer, and their fixed cost counts.
-    threshold = variance.sqrt().mul_(k).add_(mean)
-    threshold.sub_(threshold.abs().mul_(_TIE_TOLERANCE))
-    # Half-precision activations are compared with a float32 threshold: rounding the
-    # threshold to float16 would move it by up to 0.05%.
-    return mean, threshold.to(torch.float64 if features.dtype == torch.float64 else torch.float32)
+    route = _cpu_moments if features.device.type == "cpu" else _welford_moments
+    # Without autograd: the statistics select a mask (piecewise constant) and weight it,
+    # and the in-place arithmetic below, on views of one tensor, is not differentiable.
+    with torch.no_grad():
+        # Row 0 the mean, row 1 the variance, both float64 and owned here: the threshold
+        # is formed in place in row 1, and one cast converts both rows. In place and few:
+        # these are a dozen operations per layer, and their fixed cost counts on small
+        # layers.
+        moments = route(features)
+        threshold = moments[1].sqrt_().mul_(k).add_(moments[0])
+        # Statistics accumulated in float32 carry a relative error of about 1e-7 per sum;
+        # an activation within _TIE_TOLERANCE of the threshold is a tie, and ties are kept.
+        threshold.add_(threshold.abs(), alpha=-_TIE_TOLERANCE)
+        # Half-precision activations are compared with a float32 threshold: rounding the
+        # threshold to float16 would move it by up to 0.05%.
+        out_dtype = torch.float64 if features.dtype == torch.float64 else torch.float32
+        mean, threshold = moments.to(out_dtype)
+    return mean, threshold
 
 
-def _welford_mean_and_variance(features: Tensor) -> tuple[Tensor, Tensor]:
-    """Mean and population variance (float64, (N,)) from one ``var_mean`` kernel.
+def _welford_moments(features: Tensor) -> Tensor:
+    """Mean and population variance, float64 (2, N), from one ``var_mean`` kernel.
 
     On accelerators a single Welford kernel is both exact enough and the fastest: kernel
     launches, not memory traffic, dominate there. No host synchronisation.
     """
     rows = features if features.dtype in (torch.float32, torch.float64) else features.float()
     variance, mean = torch.var_mean(rows, dim=-1, correction=0)
-    return mean.double(), variance.double()
+    return torch.stack((mean, variance)).double()
 
 
-def _cpu_mean_and_variance(features: Tensor) -> tuple[Tensor, Tensor]:
-    """Mean and population variance (float64, (N,)) from a sum and a sum of squares.
+def _cpu_moments(features: Tensor) -> Tensor:
+    """Mean and population variance, float64 (2, N), from a sum and a sum of squares.
 
     On CPU, a sum and a norm (two reads, no temporary) are several times faster than
     ``torch.var_mean``. Nearly constant rows, where that formula cancels badly, are
-    recomputed exactly.
+    recomputed exactly (a host-side check, free on the CPU).
     """
     pixels = features.shape[-1]
     accumulate = torch.float64 if features.dtype == torch.float64 else torch.float32
     sums = torch.stack(
-        (features.sum(-1, dtype=accumulate), torch.linalg.vector_norm(features, dim=-1, dtype=accumulate))
-    ).double()
-    mean = sums[0].div_(pixels)
-    mean_square = sums[1].square_().div_(pixels)
-    variance = (mean_square - mean.square()).clamp_(min=0.0)
+        (
+            features.sum(-1, dtype=accumulate),
+            torch.linalg.vector_norm(features, dim=-1, dtype=accumulate),
+        )
+    )
+    moments = sums.double()  # a no-op for float64 features: ``sums`` is ours to modify
+    mean, second = moments.unbind()
+    second.square_()
+    moments.div_(pixels)  # row 0 the mean, row 1 the mean square
+    variance = torch.addcmul(second, mean, mean, value=-1.0)
     # Strict "<": an all-zero row (a dead channel, common after ReLU) is exact already.
-    near_constant = variance < _NEAR_CONSTANT * mean_square
+    near_constant = variance < second * _NEAR_CONSTANT
+    torch.clamp(variance, min=0.0, out=second)  # row 1 is now the variance
     if bool(near_constant.any()):
         exact = features[near_constant].double()  # (K, P), K small
         exact_variance, exact_mean = torch.var_mean(exact, dim=-1, correction=0)
-        mean = mean.masked_scatter(near_constant, exact_mean)
-        variance = variance.masked_scatter(near_constant, exact_variance)
+        mean.masked_scatter_(near_constant, exact_mean)
+        second.masked_scatter_(near_constant, exact_variance)
+    return moments
+
+
+def _welford_mean_and_variance(features: Tensor) -> tuple[Tensor, Tensor]:
+    """The accelerator route's mean and population variance (float64, (N,) each)."""
+    mean, variance = _welford_moments(features).unbind()
+    return mean, variance
+
+
+def _cpu_mean_and_variance(features: Tensor) -> tuple[Tensor, Tensor]:
+    """The CPU route's mean and population variance (float64, (N,) each)."""
+    mean, variance = _cpu_moments(features).unbind()
     return mean, variance

@@ -107,9 +107,7 @@ def resized_extrema(maps: Tensor, size: tuple[int, ...]) -> tuple[Tensor, Tensor
     dims = len(size)
     if dims not in (2, 3):
         raise ValueError(f"size must be (H, W) or (T, H, W), got {tuple(size)}")
-    unsqueeze = (...,) + (None,) * dims
-    low, high = _extremes(maps.flatten(-dims))
-    low, high = low[unsqueeze], high[unsqueeze]
+    low, high = _map_extremes(maps, dims)
     if tuple(maps.shape[-dims:]) == tuple(size):
         return low, high
     # ATen computes source positions in float64 for float64 maps, float32 otherwise.
@@ -120,12 +118,61 @@ def resized_extrema(maps: Tensor, size: tuple[int, ...]) -> tuple[Tensor, Tensor
     if dims == 3:  # then the frames: (t', t) @ (..., t, h' * w')
         frames = _boundary_interpolation(maps.shape[-3], size[0], arithmetic, maps.device)
         grid = frames @ grid.flatten(-2)
-    grid_low, grid_high = _extremes(grid.flatten(-dims if dims == 2 else -2))
+    grid_low, grid_high = _map_extremes(grid, 2)  # (..., h', w') or (..., t', h' * w')
     # The interpolated values are convex combinations of the input's: clamping only
     # removes rounding, and keeps a constant map's range exactly zero.
-    grid_low = grid_low[unsqueeze].to(maps.dtype).clamp(low, high)
-    grid_high = grid_high[unsqueeze].to(maps.dtype).clamp(low, high)
+    grid_low = torch.clamp(grid_low.view(low.shape).to(maps.dtype), low, high)
+    grid_high = torch.clamp(grid_high.view(high.shape).to(maps.dtype), low, high)
     return grid_low, grid_high
+
+
+def _map_extremes(maps: Tensor, dims: int = 2) -> tuple[Tensor, Tensor]:
+    """Minimum and maximum of each map of the trailing ``dims`` dimensions, shaped
+    (..., 1, 1) (one 1 per map dimension).
+
+    One ``aminmax`` kernel on every device: MLFEM calls this twice per layer on small maps
+    (B, h, w), where the second kernel's fixed cost outweighs any difference in speed
+    (``benchmarks/bench_extrema.py``: ``aminmax`` 0.5x the pair on eight 224x224 maps).
+    """
+    low, high = torch.aminmax(maps.flatten(-dims), dim=-1, keepdim=True)
+    shape = (*maps.shape[:-dims],) + (1,) * dims
+    return low.view(shape), high.view(shape)
+
+
+# Resizing as two matrix products costs about h * (w + H) multiply-adds per output pixel
+# (for an (h, w) map resized to (H, W)); F.interpolate costs a fixed few nanoseconds per
+# output pixel. On the CPU the products are cheaper once the map is at least 4 times
+# smaller than the output on both sides (measured with 1 thread on 2026-12-01: 7x7 ->
+# 224x224 five times faster, 56x56 about as fast, 112x112 twice as slow).
+_MATMUL_RESIZE_FACTOR = 4
+
+
+def _resize_into(accumulator: Tensor | None, maps: Tensor, size: tuple[int, ...]) -> Tensor:
+    """``accumulator + resize_maps(maps, size)``, computed in place in ``accumulator`` (a
+    tensor of the resized shape that the caller owns) when one is given.
+
+    Small maps on the CPU are resized by two matrix products with the bilinear weights of
+    :func:`resize_maps` (``R @ maps @ C.T``, ``R`` (H, h) and ``C`` (W, w)): the result
+    equals F.interpolate's up to float rounding (the sums are taken in another order).
+    Other maps go through :func:`resize_maps`.
+    """
+    height, width = maps.shape[-2], maps.shape[-1]
+    if (
+        maps.device.type == "cpu"
+        and maps.ndim == 3  # images (B, h, w); clips (B, t, h, w) take resize_maps
+        and len(size) == 2
+        and maps.dtype in (torch.float32, torch.float64)
+        and height * _MATMUL_RESIZE_FACTOR <= size[0]
+        and width * _MATMUL_RESIZE_FACTOR <= size[1]
+    ):
+        rows = _interpolation_matrix(height, size[0], maps.dtype, maps.device)
+        columns = _interpolation_matrix(width, size[1], maps.dtype, maps.device)
+        half = maps @ columns.T  # (B, h, W)
+        if accumulator is None:
+            return torch.matmul(rows, half)
+        return accumulator.baddbmm_(rows.expand(maps.shape[0], *rows.shape), half)
+    resized = resize_maps(maps, size)
+    return resized if accumulator is None else accumulator.add_(resized)
 
 
 @functools.lru_cache(maxsize=64)
@@ -145,8 +192,24 @@ def _boundary_interpolation(
         return _build_boundary_interpolation(in_size, out_size, arithmetic, device)
 
 
-def _build_boundary_interpolation(
+@functools.lru_cache(maxsize=64)
+def _interpolation_matrix(
     in_size: int, out_size: int, arithmetic: torch.dtype, device: torch.device
+) -> Tensor:
+    """Bilinear weights (out_size, in_size) of every output position (see
+    :func:`_boundary_interpolation`; cached and shared: callers must not modify it)."""
+    with torch.inference_mode(False):
+        return _build_boundary_interpolation(
+            in_size, out_size, arithmetic, device, every_position=True
+        )
+
+
+def _build_boundary_interpolation(
+    in_size: int,
+    out_size: int,
+    arithmetic: torch.dtype,
+    device: torch.device,
+    every_position: bool = False,
 ) -> Tensor:
     # Source positions in the same precision as ATen's, so that the extremes match
     # those of the resized map to rounding.
@@ -156,12 +219,15 @@ def _build_boundary_interpolation(
     left = source.floor().long().clamp(max=in_size - 1)
     right = (left + 1).clamp(max=in_size - 1)
     weight_right = (source - left).clamp(0.0, 1.0)
-    # Keep the first and last output position of every run of equal ``left``.
-    starts = torch.ones(out_size, dtype=torch.bool)
-    starts[1:] = left[1:] != left[:-1]
-    ends = torch.ones(out_size, dtype=torch.bool)
-    ends[:-1] = left[:-1] != left[1:]
-    keep = (starts | ends).nonzero().squeeze(1)
+    if every_position:
+        keep = torch.arange(out_size)
+    else:
+        # Keep the first and last output position of every run of equal ``left``.
+        starts = torch.ones(out_size, dtype=torch.bool)
+        starts[1:] = left[1:] != left[:-1]
+        ends = torch.ones(out_size, dtype=torch.bool)
+        ends[:-1] = left[:-1] != left[1:]
+        keep = (starts | ends).nonzero().squeeze(1)
     matrix = torch.zeros(keep.numel(), in_size, dtype=torch.float64)
     row = torch.arange(keep.numel())
     matrix.index_put_((row, left[keep]), 1.0 - weight_right[keep], accumulate=True)

@@ -11,7 +11,7 @@ from torch import Tensor, nn
 from mlfem.explainers._layer_fem import LayerFEMExplainer
 from mlfem.extractor import map_size
 from mlfem.fusion import FusionOperator, Normalization, RecursiveFusion, make_fusion
-from mlfem.normalize import minmax_normalize_, resize_maps, resized_extrema
+from mlfem.normalize import _resize_into, minmax_normalize_, resized_extrema
 
 __all__ = ["MLFEM"]
 
@@ -106,7 +106,8 @@ class MLFEM(LayerFEMExplainer):
                 return
             low, high = resized_extrema(raw, size)
             span = high - low
-            # A constant layer map normalises to zeros: it contributes nothing.
+            # A constant layer map normalises to zeros: it contributes nothing (and the
+            # clamp keeps a subnormal span from overflowing the scale to infinity).
             scale = torch.where(span > 0, weights[index] / span.clamp(min=torch.finfo(span.dtype).tiny), 0.0)
             resolution = tuple(raw.shape[1:])
             if resolution in by_resolution:
@@ -117,9 +118,11 @@ class MLFEM(LayerFEMExplainer):
         self.forward_raw_maps(images, fold)
         with torch.inference_mode():
             fused: Tensor | None = None
-            for summed in by_resolution.values():
-                resized = resize_maps(summed, size)  # the sum itself when already at size
-                fused = resized if fused is None else fused.add_(resized)
+            # Largest resolution first: it is resized with F.interpolate into a fresh
+            # tensor (or is the sum itself, at the input's size), and the smaller ones
+            # are added into it (by two matrix products on the CPU).
+            for summed in sorted(by_resolution.values(), key=lambda m: -m.shape[1:].numel()):
+                fused = _resize_into(fused, summed, size)
             if fused is None:  # every layer has weight 0 (not produced by the built-ins)
                 dtype = torch.float64 if images.dtype == torch.float64 else torch.float32
                 fused = torch.zeros(images.shape[0], *size, dtype=dtype, device=self.model_device)
