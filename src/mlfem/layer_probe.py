@@ -62,15 +62,15 @@ def format_names(names: Sequence[str], limit: int = 40) -> str:
 def probe_input_shape(model: nn.Module, probe_size: tuple[int, int]) -> tuple[int, ...]:
     """The dummy input's shape: the exported example input when there is one, else one clip
     of :data:`PROBE_FRAMES` frames for a model whose first convolution is 3-D, else one image
-    of ``probe_size`` = (H, W), with the stem's input channels (3 without a stem)."""
+    of ``probe_size`` = (H, W). Always 3 channels: a model may add input channels itself
+    (coordinates, say), so its first convolution does not say what it takes."""
     example = getattr(model, EXAMPLE_INPUT_SHAPE_ATTRIBUTE, None)
     if example:
         return tuple(example)
     stem = next((m for m in model.modules() if isinstance(m, (nn.Conv2d, nn.Conv3d))), None)
-    channels = int(stem.in_channels) if stem is not None and stem.in_channels > 0 else 3
     if isinstance(stem, nn.Conv3d):
-        return (1, channels, PROBE_FRAMES, *probe_size)
-    return (1, channels, *probe_size)
+        return (1, 3, PROBE_FRAMES, *probe_size)
+    return (1, 3, *probe_size)
 
 
 def probe_stage_ends(model: nn.Module, probe_size: tuple[int, int]) -> list[str]:
