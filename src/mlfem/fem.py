@@ -180,7 +180,9 @@ def _per_frame_saliency(volumes: Tensor, k: float, chunk_elements: int | None) -
             strong = buffer[: (stop - start) * (last - first) * per_channel].view(
                 stop - start, last - first, frames, pixels
             )
-            torch.ge(features[start:stop, first:last], threshold[start:stop, first:last], out=strong)
+            torch.ge(
+                features[start:stop, first:last], threshold[start:stop, first:last], out=strong
+            )
             for clip in range(start, stop):
                 saliency[clip].baddbmm_(
                     weights[clip, :, :, first:last], strong[clip - start].transpose(0, 1)

@@ -17,7 +17,7 @@ rules below pick, per architecture family:
 * vision transformers (timm ViT, DeiT, EVA, BEiT, Swin; torchvision ViT and Swin, see
   :mod:`mlfem.transformers`): every transformer block, rectified (``layers="auto-signed"``:
   as they are; ``layers="auto-mlp"``: the non-linearity of every block's MLP instead);
-  video transformers (torchvision ``mvit_v1_b``/``mvit_v2_s``, ``swin3d_t/s/b``, see
+  video transformers (torchvision ``mvit_v2_s``, ``swin3d_t/s/b``, see
   :mod:`mlfem.video_transformers`) likewise, their outputs read as (B, C, T, H, W) volumes.
 
 Any other model is probed with one forward pass (:mod:`mlfem.layer_probe`): the activation

@@ -108,7 +108,9 @@ def _resize_volumes(maps: Tensor, size: tuple[int, int, int]) -> Tensor:
 
 
 @functools.lru_cache(maxsize=64)
-def _linear_weights(in_size: int, out_size: int, dtype: torch.dtype, device: torch.device) -> Tensor:
+def _linear_weights(
+    in_size: int, out_size: int, dtype: torch.dtype, device: torch.device
+) -> Tensor:
     """(out_size, in_size) weights of 1-D linear interpolation, align_corners=False: ATen's
     own, read off by interpolating the unit vectors. Cached and shared: do not modify."""
     with torch.inference_mode(False):  # the cached result must be usable in any mode

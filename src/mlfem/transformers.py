@@ -30,7 +30,11 @@ from dataclasses import dataclass
 from torch import nn
 
 from mlfem._classes import class_name
-from mlfem.video_transformers import is_video_transformer, video_token_layout, video_transformer_blocks
+from mlfem.video_transformers import (
+    is_video_transformer,
+    video_token_layout,
+    video_transformer_blocks,
+)
 
 __all__ = [
     "TokenLayout", "gradient_layer", "is_transformer", "mlp_activations", "token_layout",

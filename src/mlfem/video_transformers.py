@@ -3,12 +3,12 @@
 Recognised by class name, as :mod:`mlfem.transformers` recognises image transformers (so
 torchvision is never imported):
 
-* torchvision ``MViT`` (``mvit_v1_b``, ``mvit_v2_s``): blocks ``blocks.<i>``
-  (``MultiscaleBlock``), which take and return ``(tokens, (t, h, w))``. The tokens are
-  (B, 1 + t*h*w, C): one class token, then the patch tokens in (t, h, w) order. The grid
-  is not in the tensor, and the forward hooks see only the tensor, so it is computed from
-  the model: the positional encoding's grid (MViT accepts one clip size only), pooled by
-  each block's query pooling;
+* torchvision ``MViT`` (``mvit_v2_s``; ``mvit_v1_b`` has the same blocks, untested): blocks
+  ``blocks.<i>`` (``MultiscaleBlock``), which take and return ``(tokens, (t, h, w))``. The
+  tokens are (B, 1 + t*h*w, C): one class token, then the patch tokens in (t, h, w) order.
+  The grid is not in the tensor, and the forward hooks see only the tensor, so it is
+  computed from the model: the positional encoding's grid (MViT accepts one clip size
+  only), pooled by each block's query pooling;
 * torchvision ``SwinTransformer3d`` (``swin3d_t``, ``swin3d_s``, ``swin3d_b``): blocks
   ``features.<s>.<i>`` (``SwinTransformerBlock``, the class 2-D Swin uses too), whose
   outputs are channels-last volumes (B, t, h, w, C).
@@ -90,7 +90,7 @@ class VideoTokenLayout:
     def grid_for(self, layer: str, patches: int) -> Grid | None:
         """The grid of ``patches`` tokens output by ``layer``: the grids of the block that is
         or contains ``layer`` first (its output, then its input), then every other block's."""
-        own = [entry for entry in self.grids if layer == entry[0] or layer.startswith(entry[0] + ".")]
+        own = [e for e in self.grids if layer == e[0] or layer.startswith(e[0] + ".")]
         for _, grid_in, grid_out in own + list(self.grids):
             for grid in (grid_out, grid_in):
                 if math.prod(grid) == patches:
@@ -110,7 +110,8 @@ def video_token_layout(model: nn.Module) -> VideoTokenLayout:
     if family == "swin3d":
         return VideoTokenLayout(prefix_tokens=0, channels_last=True)
     return VideoTokenLayout(
-        prefix_tokens=1, channels_last=False, grids=_mvit_grids(model), input_grid=_mvit_input(model)
+        prefix_tokens=1, channels_last=False, grids=_mvit_grids(model),
+        input_grid=_mvit_input(model),
     )
 
 
