@@ -15,6 +15,7 @@ from typing import Protocol, runtime_checkable
 from torch import Tensor, nn
 
 from mlfem.transformers import TokenLayout, is_transformer, token_layout
+from mlfem.video_transformers import VideoTokenFeatureMap, is_video_transformer, video_token_layout
 
 __all__ = ["ConvFeatureMap", "FeatureAdapter", "TokenFeatureMap", "adapter_for", "observe_input"]
 
@@ -36,15 +37,23 @@ class FeatureAdapter(Protocol):
 
 def observe_input(adapter: object, images: Tensor) -> None:
     """Tell ``adapter`` the size of the input about to be run, if it wants to know (an
-    adapter that needs it defines ``observe_input((H, W))``, as :class:`TokenFeatureMap`)."""
+    adapter that needs it defines ``observe_input((H, W))``, as :class:`TokenFeatureMap`;
+    for clips, ``observe_clip((T, H, W))``, as
+    :class:`~mlfem.video_transformers.VideoTokenFeatureMap`)."""
     observe = getattr(adapter, "observe_input", None)
     if callable(observe):
         observe((int(images.shape[-2]), int(images.shape[-1])))
+    observe_clip = getattr(adapter, "observe_clip", None)
+    if callable(observe_clip) and images.ndim == 5:
+        observe_clip(tuple(int(n) for n in images.shape[-3:]))
 
 
 def adapter_for(model: nn.Module) -> FeatureAdapter:
     """The adapter ``model``'s layers need: tokens for a recognised vision transformer
-    (:mod:`mlfem.transformers`), CNN maps otherwise."""
+    (:mod:`mlfem.transformers`), token volumes for a video transformer
+    (:mod:`mlfem.video_transformers`), CNN maps otherwise."""
+    if is_video_transformer(model):
+        return VideoTokenFeatureMap(video_token_layout(model))
     return TokenFeatureMap(token_layout(model)) if is_transformer(model) else ConvFeatureMap()
 
 

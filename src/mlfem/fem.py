@@ -145,18 +145,64 @@ def fem_saliency(
 def _volume_saliency(
     volumes: Tensor, k: float, per_frame: bool, chunk_elements: int | None
 ) -> Tensor:
-    """FEM of (B, C, T, H, W) volumes as FEM of 4-D maps, so every route and guarantee of
-    the image case (chunking, ties, near-constant channels) holds for video unchanged."""
+    """FEM of (B, C, T, H, W) volumes, with every guarantee of the image case (chunking,
+    ties, near-constant channels) unchanged."""
     batch, channels, frames, height, width = volumes.shape
     if per_frame:
-        # Each (clip, frame) is an image of C channels: the frames join the batch.
-        images = volumes.transpose(1, 2).reshape(batch * frames, channels, height, width)
-        saliency = fem_saliency(images, k, chunk_elements=chunk_elements)
-    else:
-        # Statistics over (T, H, W): the frames stacked along H are one tall map per channel
-        # (a contiguous view, no copy), and FEM is pointwise once the statistics are known.
-        tall = volumes.contiguous().view(batch, channels, frames * height, width)
-        saliency = fem_saliency(tall, k, chunk_elements=chunk_elements)
+        return _per_frame_saliency(volumes, k, chunk_elements)
+    # Statistics over (T, H, W): the frames stacked along H are one tall map per channel
+    # (a contiguous view, no copy), and FEM is pointwise once the statistics are known.
+    tall = volumes.contiguous().view(batch, channels, frames * height, width)
+    saliency = fem_saliency(tall, k, chunk_elements=chunk_elements)
+    return saliency.view(batch, frames, height, width)
+
+
+def _per_frame_saliency(volumes: Tensor, k: float, chunk_elements: int | None) -> Tensor:
+    """FEM with statistics per (clip, channel, frame), read in the volumes' own layout.
+
+    Each (channel, frame) of a contiguous (B, C, T, H, W) volume is already a contiguous
+    row of H * W values, so the statistics need no copy (moving the frames into the batch,
+    (B * T, C, H, W), cost a full copy of every layer's activations). The masks are built a
+    few channels at a time, and each frame's weighted channel sum is one batched product
+    (T, 1, c) @ (T, c, P) over a transposed view of the mask.
+    """
+    batch, channels, frames, height, width = volumes.shape
+    pixels = height * width
+    out_dtype = torch.float64 if volumes.dtype == torch.float64 else torch.float32
+    device = volumes.device
+    if volumes.numel() == 0:
+        return torch.zeros(batch, frames, height, width, dtype=out_dtype, device=device)
+    features = volumes.contiguous().view(batch, channels, frames, pixels)
+    mean, threshold = _channel_mean_and_threshold(features.view(-1, pixels), k)
+    # (B, T, 1, C): per clip, a batch over frames of one row of channel weights.
+    weights = mean.to(out_dtype).view(batch, channels, frames).transpose(1, 2).unsqueeze(2)
+    threshold = threshold.view(batch, channels, frames, 1)
+    if chunk_elements is None:
+        chunk_elements = (
+            _CPU_CHUNK_ELEMENTS if device.type == "cpu" else _ACCELERATOR_CHUNK_ELEMENTS
+        )
+    per_channel = frames * pixels
+    channels_per_chunk = max(1, min(channels, chunk_elements // per_channel))
+    # Small layers: the masks of several clips at once, then one product per clip.
+    clips_per_chunk = max(1, min(batch, chunk_elements // (channels * per_channel)))
+    saliency = torch.zeros(batch, frames, 1, pixels, dtype=out_dtype, device=device)
+    buffer = torch.empty(
+        clips_per_chunk * channels_per_chunk * per_channel, dtype=out_dtype, device=device
+    )
+    for start in range(0, batch, clips_per_chunk):
+        stop = min(batch, start + clips_per_chunk)
+        for first in range(0, channels, channels_per_chunk):
+            last = min(channels, first + channels_per_chunk)
+            strong = buffer[: (stop - start) * (last - first) * per_channel].view(
+                stop - start, last - first, frames, pixels
+            )
+            torch.ge(
+                features[start:stop, first:last], threshold[start:stop, first:last], out=strong
+            )
+            for clip in range(start, stop):
+                saliency[clip].baddbmm_(
+                    weights[clip, :, :, first:last], strong[clip - start].transpose(0, 1)
+                )
     return saliency.view(batch, frames, height, width)
 
 

@@ -16,7 +16,9 @@ rules below pick, per architecture family:
   ``s3d``: every separable inception block), whose blocks output (B, C, T, H, W) volumes;
 * vision transformers (timm ViT, DeiT, EVA, BEiT, Swin; torchvision ViT and Swin, see
   :mod:`mlfem.transformers`): every transformer block, rectified (``layers="auto-signed"``:
-  as they are; ``layers="auto-mlp"``: the non-linearity of every block's MLP instead).
+  as they are; ``layers="auto-mlp"``: the non-linearity of every block's MLP instead);
+  video transformers (torchvision ``mvit_v2_s``, ``swin3d_t/s/b``, see
+  :mod:`mlfem.video_transformers`) likewise, their outputs read as (B, C, T, H, W) volumes.
 
 Any other model is probed with one forward pass (:mod:`mlfem.layer_probe`): the activation
 modules (ReLU, GELU, SiLU, ...) producing feature maps are candidates, and the last one of

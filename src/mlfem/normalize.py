@@ -78,10 +78,45 @@ def resize_maps(maps: Tensor, size: tuple[int, ...]) -> Tensor:
     if tuple(maps.shape[-dims:]) == tuple(size):
         return maps
     leading = maps.shape[:-dims]
+    if dims == 3:
+        return _resize_volumes(maps, tuple(size)).view(*leading, *size)
     flat = maps.reshape(-1, 1, *maps.shape[-dims:])
-    mode = "bilinear" if dims == 2 else "trilinear"
-    resized = F.interpolate(flat, size=tuple(size), mode=mode, align_corners=False)
+    resized = F.interpolate(flat, size=tuple(size), mode="bilinear", align_corners=False)
     return resized.view(*leading, *size)
+
+
+def _resize_volumes(maps: Tensor, size: tuple[int, int, int]) -> Tensor:
+    """Trilinear resizing (align_corners=False) of (..., t, h, w) maps, as two separable
+    steps: each frame bilinearly to (H, W), then the frames linearly along T, one matrix
+    product with the (T, t) interpolation weights.
+
+    Trilinear weights are the product of one linear weight per axis, so this is
+    ``F.interpolate(mode="trilinear")`` up to float rounding; on CPU it is 10-30x faster
+    (ATen's trilinear kernel on one-channel maps: about 11 ms for two 16x112x112 clip maps,
+    against 1 ms; benchmarks/bench_video.py), which matters because MLFEM resizes a map of
+    every resolution of the network on every clip.
+    """
+    frames, height, width = maps.shape[-3:]
+    flat = maps.reshape(-1, 1, height, width)
+    if (height, width) != size[1:]:
+        flat = F.interpolate(flat, size=size[1:], mode="bilinear", align_corners=False)
+    per_frame = flat.view(-1, frames, size[1] * size[2])
+    if frames == size[0]:
+        return per_frame
+    weights = _linear_weights(frames, size[0], per_frame.dtype, per_frame.device)
+    return torch.matmul(weights, per_frame)
+
+
+@functools.lru_cache(maxsize=64)
+def _linear_weights(
+    in_size: int, out_size: int, dtype: torch.dtype, device: torch.device
+) -> Tensor:
+    """(out_size, in_size) weights of 1-D linear interpolation, align_corners=False: ATen's
+    own, read off by interpolating the unit vectors. Cached and shared: do not modify."""
+    with torch.inference_mode(False):  # the cached result must be usable in any mode
+        units = torch.eye(in_size, dtype=dtype, device=device).unsqueeze(1)  # (in, 1, in)
+        rows = F.interpolate(units, size=out_size, mode="linear", align_corners=False)
+        return rows.squeeze(1).T.contiguous()
 
 
 def resized_extrema(maps: Tensor, size: tuple[int, ...]) -> tuple[Tensor, Tensor]:

@@ -11,7 +11,9 @@ programs, whose modules keep their original class names, are recognised too):
 * torchvision ``VisionTransformer`` (``vit_b_16``...): blocks
   ``encoder.layers.encoder_layer_<i>``, tokens (B, 1 + N, C) after one class token;
 * torchvision ``SwinTransformer`` (``swin_t``, ``swin_v2_t``...): blocks
-  ``features.<s>.<i>``, channels-last.
+  ``features.<s>.<i>``, channels-last;
+* video transformers (torchvision ``MViT``, ``SwinTransformer3d``): their blocks are listed
+  here too, and :mod:`mlfem.video_transformers` says how their outputs lie on the clip.
 
 :func:`transformer_blocks` lists the blocks (every one, in forward order),
 :func:`mlp_activations` the non-linearity inside each block's MLP, and
@@ -28,6 +30,11 @@ from dataclasses import dataclass
 from torch import nn
 
 from mlfem._classes import class_name
+from mlfem.video_transformers import (
+    is_video_transformer,
+    video_token_layout,
+    video_transformer_blocks,
+)
 
 __all__ = [
     "TokenLayout", "gradient_layer", "is_transformer", "mlp_activations", "token_layout",
@@ -95,6 +102,9 @@ def is_transformer(model: nn.Module) -> bool:
 
 def transformer_blocks(model: nn.Module) -> list[str]:
     """Names of every transformer block of ``model`` in forward order; [] for other models."""
+    video = video_transformer_blocks(model)  # before Swin: Swin3D's blocks share its class
+    if video:
+        return video
     swin = _outermost(model, _SWIN_BLOCKS)
     if swin:
         return swin
@@ -133,7 +143,8 @@ def gradient_layer(model: nn.Module) -> str | None:
     blocks = transformer_blocks(model)
     if not blocks:
         return None
-    prefix = token_layout(model).prefix_tokens
+    video = is_video_transformer(model)
+    prefix = (video_token_layout(model) if video else token_layout(model)).prefix_tokens
     return blocks[-2] if len(blocks) > 1 and prefix != 0 else blocks[-1]
 
 
@@ -146,6 +157,11 @@ def token_layout(model: nn.Module) -> TokenLayout:
     blocks = transformer_blocks(model)
     if not blocks:
         raise ValueError(f"{type(model).__name__} is not a vision transformer that mlfem recognises")
+    if is_video_transformer(model):
+        raise ValueError(
+            f"{type(model).__name__} is a video transformer: its tokens lie on a (T, H, W) grid "
+            "(mlfem.video_transformers.video_token_layout), and this method reads image grids"
+        )
     modules = dict(model.named_modules())
     conv_name = next(
         (name for name in ("patch_embed.proj", "conv_proj", "features.0.0") if name in modules), None
