@@ -322,23 +322,8 @@ class Scorer:
     def _rows(self, items, methods, explained, scores) -> list[dict[str, Any]]:
         rows = []
         for item, result, item_scores in zip(items, explained, scores):
-            logits = result.logits
-            predicted = predictions(logits[None], self.multi_label)[0]
-            verdict = is_correct(logits, item.labels, self.multi_label) if self.labels_comparable else None
-            names = self.class_names if len(self.class_names) == logits.numel() else []
-            common = {
-                "image_id": item.image_id,
-                "pred_labels": predicted,
-                "true_labels": item.labels,
-                "pred_names": [names[c] for c in predicted] if names else [],
-                "true_names": item.class_names,
-                "correct": verdict,
-                "n_classes_present": item.n_classes_present,
-                "category": item.category,
-                "split": item.split,
-                "height": item.size[0],
-                "width": item.size[1],
-            }
+            common = row_identity(item, result.logits, self.class_names, self.multi_label,
+                                  self.labels_comparable)
             # References first: once an image's method rows are on disk, so are these.
             kinds = [(r, "reference") for r in REFERENCE_METHODS] + [(m, "method") for m in methods]
             for method, kind in kinds:
@@ -346,3 +331,25 @@ class Scorer:
                 if values is not None:
                     rows.append({**common, "method": method, "kind": kind, **values})
         return rows
+
+
+def row_identity(item: Any, logits: Any, class_names: list[str], multi_label: bool,
+                 labels_comparable: bool) -> dict[str, Any]:
+    """The columns of a results row that say which image (or clip) it is and what the network
+    predicted for it; the method and its scores are added by the caller."""
+    predicted = predictions(logits[None], multi_label)[0]
+    verdict = is_correct(logits, item.labels, multi_label) if labels_comparable else None
+    names = class_names if len(class_names) == logits.numel() else []
+    return {
+        "image_id": item.image_id,
+        "pred_labels": predicted,
+        "true_labels": item.labels,
+        "pred_names": [names[c] for c in predicted] if names else [],
+        "true_names": item.class_names,
+        "correct": verdict,
+        "n_classes_present": item.n_classes_present,
+        "category": item.category,
+        "split": item.split,
+        "height": item.size[0],
+        "width": item.size[1],
+    }

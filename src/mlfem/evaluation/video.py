@@ -32,8 +32,9 @@ import torch
 
 from mlfem.evaluation.config import EvaluationConfig, EvaluationError, gfdm_settings
 from mlfem.evaluation.methods import REFERENCE_METHODS, MethodRunner
-from mlfem.evaluation.model import EvaluatedModel, is_correct, predictions
+from mlfem.evaluation.model import EvaluatedModel
 from mlfem.evaluation.prepared import Skip, image_seed
+from mlfem.evaluation.scoring import row_identity
 
 if TYPE_CHECKING:
     from mlfem.models import Placement
@@ -280,22 +281,8 @@ class VideoScorer:
 
     def _rows(self, item: PreparedClip, methods: list[str], logits: torch.Tensor,
               scores: dict[str, dict[str, float | None]]) -> list[dict[str, Any]]:
-        predicted = predictions(logits[None], self.multi_label)[0]
-        verdict = is_correct(logits, item.labels, self.multi_label) if self.labels_comparable else None
-        names = self.class_names if len(self.class_names) == logits.numel() else []
-        common = {
-            "image_id": item.image_id,
-            "pred_labels": predicted,
-            "true_labels": item.labels,
-            "pred_names": [names[c] for c in predicted] if names else [],
-            "true_names": item.class_names,
-            "correct": verdict,
-            "n_classes_present": item.n_classes_present,
-            "category": item.category,
-            "split": item.split,
-            "height": item.size[0],
-            "width": item.size[1],
-        }
+        common = row_identity(item, logits, self.class_names, self.multi_label,
+                              self.labels_comparable)
         # References first, as for images: once a clip's method rows are on disk, so are these.
         kinds = [(r, "reference") for r in REFERENCE_METHODS] + [(m, "method") for m in methods]
         return [{**common, "method": name, "kind": kind, **scores[name]}
