@@ -18,7 +18,7 @@ from mlfem.gaze import Fixations
 if TYPE_CHECKING:
     from mlfem.models import Placement
 
-__all__ = ["PreparedImage", "PreparedImages", "Skip", "as_list", "image_seed"]
+__all__ = ["PreparedImage", "PreparedImages", "Skip", "as_list", "image_seed", "read_sample"]
 
 def image_seed(seed: int, image_id: str) -> int:
     """The seed of one image's random draws: from the run's ``seed`` and the image's id only."""
@@ -77,14 +77,9 @@ class PreparedImages(torch.utils.data.Dataset):
         return len(self.indices)
 
     def __getitem__(self, position: int) -> PreparedImage | Skip:
-        from mlfem.datasets import SampleError
-
-        try:
-            sample = self.dataset[self.indices[position]]
-        except SampleError as error:
-            return Skip(position, error.image_id, error.reason)
-        if sample.gfdm is None:
-            return Skip(position, sample.image_id, "no GFDM (dataset opened with gfdm='none')")
+        sample = read_sample(self.dataset, self.indices[position], position)
+        if isinstance(sample, Skip):
+            return sample
         height, width = int(sample.image.shape[1]), int(sample.image.shape[2])
         observers = [(f[:, 0].numpy(), f[:, 1].numpy()) for f in sample.fixations if len(f)]
         tensor, placement = self.preprocess(sample.image)
@@ -107,3 +102,17 @@ class PreparedImages(torch.utils.data.Dataset):
 def as_list(batch: list) -> list:
     """Collate function of the evaluation loader: images differ in size, keep a list."""
     return batch
+
+
+def read_sample(dataset: Any, index: int, position: int) -> Any:
+    """``dataset[index]``, or the :class:`Skip` that reports it (at ``position`` in the run) when
+    it cannot be read or has no GFDM to score against."""
+    from mlfem.datasets import SampleError
+
+    try:
+        sample = dataset[index]
+    except SampleError as error:
+        return Skip(position, error.image_id, error.reason)
+    if sample.gfdm is None:
+        return Skip(position, sample.image_id, "no GFDM (dataset opened with gfdm='none')")
+    return sample

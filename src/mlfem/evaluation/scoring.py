@@ -73,14 +73,7 @@ class Scorer:
         self.random_metrics = [m for m in self.gaze_metrics if "seed" in resolve(m).uses]
         settings = gfdm_settings(dataset)
         self.sigma, self.collapse = settings.sigma, settings.collapse
-        dataset_names = list(getattr(dataset, "class_names", []) or [])
-        dataset_multi = bool(getattr(dataset, "multi_label", False))
-        self.multi_label = model.multi_label if model.multi_label is not None else dataset_multi
-        self.class_names = model.class_names or dataset_names
-        # Labels of another vocabulary than the model's cannot say right or wrong.
-        self.labels_comparable = not (
-            model.class_names is not None and dataset_names and model.class_names != dataset_names
-        )
+        self.multi_label, self.class_names, self.labels_comparable = label_space(model, dataset)
         try:
             self.runner = MethodRunner(
                 model.model, config.methods, layers=config.layers, alpha=config.alpha, k=config.k,
@@ -353,3 +346,16 @@ def row_identity(item: Any, logits: Any, class_names: list[str], multi_label: bo
         "height": item.size[0],
         "width": item.size[1],
     }
+
+
+def label_space(model: Any, dataset: Any) -> tuple[bool, list[str], bool]:
+    """``(multi_label, class_names, labels_comparable)`` of an evaluation: the model's label
+    space where it declares one, the dataset's otherwise; the dataset's labels can say right or
+    wrong only when they are in the model's vocabulary."""
+    dataset_names = list(getattr(dataset, "class_names", []) or [])
+    dataset_multi = bool(getattr(dataset, "multi_label", False))
+    multi_label = model.multi_label if model.multi_label is not None else dataset_multi
+    comparable = not (
+        model.class_names is not None and dataset_names and model.class_names != dataset_names
+    )
+    return multi_label, model.class_names or dataset_names, bool(comparable)

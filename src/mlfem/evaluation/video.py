@@ -33,8 +33,8 @@ import torch
 from mlfem.evaluation.config import EvaluationConfig, EvaluationError, gfdm_settings
 from mlfem.evaluation.methods import REFERENCE_METHODS, MethodRunner
 from mlfem.evaluation.model import EvaluatedModel
-from mlfem.evaluation.prepared import Skip, image_seed
-from mlfem.evaluation.scoring import row_identity
+from mlfem.evaluation.prepared import Skip, image_seed, read_sample
+from mlfem.evaluation.scoring import label_space, row_identity
 
 if TYPE_CHECKING:
     from mlfem.models import Placement
@@ -115,14 +115,9 @@ class PreparedClips(torch.utils.data.Dataset):
         return len(self.indices)
 
     def __getitem__(self, position: int) -> PreparedClip | Skip:
-        from mlfem.datasets import SampleError
-
-        try:
-            sample = self.dataset[self.indices[position]]
-        except SampleError as error:
-            return Skip(position, error.image_id, error.reason)
-        if sample.gfdm is None:
-            return Skip(position, sample.image_id, "no GFDM (dataset opened with gfdm='none')")
+        sample = read_sample(self.dataset, self.indices[position], position)
+        if isinstance(sample, Skip):
+            return sample
         clip = sample.image
         if clip.ndim != 4 or tuple(sample.gfdm.shape) != (clip.shape[1], *clip.shape[2:]):
             return Skip(position, sample.image_id, f"not a clip: image {tuple(clip.shape)}, "
@@ -172,13 +167,7 @@ class VideoScorer:
                 "use gaze metrics such as pcc, sim, nss, kld, auc_judd"
             )
         self.sigma = gfdm_settings(dataset).sigma
-        dataset_names = list(getattr(dataset, "class_names", []) or [])
-        dataset_multi = bool(getattr(dataset, "multi_label", False))
-        self.multi_label = model.multi_label if model.multi_label is not None else dataset_multi
-        self.class_names = model.class_names or dataset_names
-        self.labels_comparable = not (
-            model.class_names is not None and dataset_names and model.class_names != dataset_names
-        )
+        self.multi_label, self.class_names, self.labels_comparable = label_space(model, dataset)
         try:
             self.runner = MethodRunner(
                 model.model, config.methods, layers=config.layers, alpha=config.alpha, k=config.k,
