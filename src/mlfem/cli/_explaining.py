@@ -7,6 +7,7 @@ import argparse
 import sys
 import warnings
 from pathlib import Path
+from typing import Any
 
 from mlfem.cli import UsageError
 
@@ -70,3 +71,15 @@ def output_names(paths: list[Path]) -> dict[Path, str]:
             for number, path in enumerate(group):
                 names[path] = f"{stem}_{number}"
     return names
+
+
+def report_outcome(total: int, unit: str, failures: list[tuple[Any, str]], out: Path) -> int:
+    """Say on stderr how many of ``total`` inputs were explained and which failed, and why;
+    the command's exit code: 1 when an input failed, 0 otherwise."""
+    print(f"wrote maps for {total - len(failures)} of {total} {unit} to {out}", file=sys.stderr)
+    if not failures:
+        return 0
+    print(f"{len(failures)} input(s) failed and were skipped:", file=sys.stderr)
+    for path, reason in failures:
+        print(f"  {path}: {reason}", file=sys.stderr)
+    return 1

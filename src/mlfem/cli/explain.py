@@ -83,7 +83,9 @@ def run(args: argparse.Namespace) -> int:
     import torch
     from tqdm import tqdm
 
-    from mlfem.cli._explaining import build_explainer, load_model_for, output_names, parse_device
+    from mlfem.cli._explaining import (
+        build_explainer, load_model_for, output_names, parse_device, report_outcome,
+    )
     from mlfem.cli.explain_video import find_video_inputs, run_video
     from mlfem.images import find_images
 
@@ -131,14 +133,7 @@ def run(args: argparse.Namespace) -> int:
             )
             progress.update(len(batch_paths))
 
-    written = len(paths) - len(failures)
-    print(f"wrote maps for {written} of {len(paths)} image(s) to {args.out}", file=sys.stderr)
-    if failures:
-        print(f"{len(failures)} input(s) failed and were skipped:", file=sys.stderr)
-        for path, reason in failures:
-            print(f"  {path}: {reason}", file=sys.stderr)
-        return 1
-    return 0
+    return report_outcome(len(paths), "image(s)", failures, args.out)
 
 
 def _explain_batch(

@@ -132,7 +132,9 @@ def run_video(args: argparse.Namespace, videos: list[Path]) -> int:
     import torch
     from tqdm import tqdm
 
-    from mlfem.cli._explaining import build_explainer, load_model_for, output_names, parse_device
+    from mlfem.cli._explaining import (
+        build_explainer, load_model_for, output_names, parse_device, report_outcome,
+    )
     from mlfem.cli._output import writable_folder
     from mlfem.video.preprocessing import video_preprocessing_for
     from mlfem.video.reader import VideoReadError, require_av
@@ -177,14 +179,7 @@ def run_video(args: argparse.Namespace, videos: list[Path]) -> int:
                 continue
             print(f"{path}: {summary['clips']} clip(s) of {summary['frames']} frame(s) -> "
                   f"{args.out / (names[path] + '_summary.json')}", file=sys.stderr)
-    written = len(videos) - len(failures)
-    print(f"wrote maps for {written} of {len(videos)} video(s) to {args.out}", file=sys.stderr)
-    if failures:
-        print(f"{len(failures)} input(s) failed and were skipped:", file=sys.stderr)
-        for path, reason in failures:
-            print(f"  {path}: {reason}", file=sys.stderr)
-        return 1
-    return 0
+    return report_outcome(len(videos), "video(s)", failures, args.out)
 
 
 def _settings(args, loaded, explainer, preprocessing) -> dict[str, Any]:
