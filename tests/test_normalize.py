@@ -85,3 +85,37 @@ def test_interpolation_matrix_matches_the_resize_of_unit_maps() -> None:
     resized = resize_maps(unit, (40, 1))[:, :, 0]  # (9, 40): weight of input row j
     torch.testing.assert_close(matrix, resized.T, rtol=0, atol=1e-12)
     torch.testing.assert_close(matrix.sum(1), torch.ones(40, dtype=torch.float64))
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+@pytest.mark.parametrize(
+    ("in_size", "size"),
+    [((7, 7), (224, 224)), ((56, 48), (224, 200)), ((112, 112), (224, 224)), ((150, 90), (224, 200))],
+)
+def test_add_weighted_resized_is_the_weighted_sum_of_normalised_maps(
+    dtype: torch.dtype, in_size: tuple[int, int], size: tuple[int, int]
+) -> None:
+    # Small maps take the boundary-grid extrema and are summed before one resize; maps
+    # upsampled twice or less are resized first. Either way: the weighted sum of the
+    # min-max normalised resized maps, up to one constant per image, and a constant map
+    # (layer 1) adds nothing.
+    from mlfem.normalize import add_weighted_resized
+
+    generator = torch.Generator().manual_seed(3)
+    maps = torch.rand(3, 2, *in_size, generator=generator).to(dtype) ** 3
+    maps[1] = 0.25
+    weights = [0.5, 2.0, 0.125]
+    normalised = minmax_normalize(resize_maps(maps, size))
+    expected = sum(w * normalised[i] for i, w in enumerate(weights))
+    exact = dtype == torch.float64
+    tolerance = {"rtol": 1e-10, "atol": 1e-10} if exact else {"rtol": 1e-4, "atol": 1e-5}
+    for accumulator in (None, torch.rand(2, *size, generator=generator).to(dtype)):
+        start = None if accumulator is None else accumulator.clone()
+        result = add_weighted_resized(accumulator, maps, weights, size)
+        if accumulator is not None:
+            assert result is accumulator  # added in place
+            result = result - start
+        constant = (result - expected).flatten(1)
+        assert torch.isfinite(result).all()
+        # The difference is one constant per image: its range is zero (to rounding).
+        torch.testing.assert_close(constant.amax(1), constant.amin(1), **tolerance)

@@ -8,12 +8,20 @@ trailing map dimensions from their ``size`` or ``dims`` argument, so leading dim
 from __future__ import annotations
 
 import functools
+import math
+from collections.abc import Sequence
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-__all__ = ["minmax_normalize", "minmax_normalize_", "resize_maps", "resized_extrema"]
+__all__ = [
+    "add_weighted_resized",
+    "minmax_normalize",
+    "minmax_normalize_",
+    "resize_maps",
+    "resized_extrema",
+]
 
 
 def minmax_normalize(maps: Tensor, dims: int = 2) -> Tensor:
@@ -57,9 +65,10 @@ def _check_dims(maps: Tensor, dims: int) -> int:
 def _extremes(flat: Tensor, keepdim: bool = False) -> tuple[Tensor, Tensor]:
     """Minimum and maximum over the last dimension.
 
-    On the CPU this takes ``amin`` plus ``amax`` rather than ``aminmax``; which is faster
-    depends on the shape and the torch version (``benchmarks/bench_extrema.py`` times both);
-    on accelerators the single kernel is cheaper.
+    On the CPU this takes ``amin`` plus ``amax`` rather than ``aminmax``, whose CPU kernel
+    is not vectorised (2-5x slower on maps of 50,000 pixels with torch 2.15;
+    ``benchmarks/bench_extrema.py`` times both); on accelerators the single kernel is
+    cheaper.
     """
     if flat.device.type == "cpu":
         return flat.amin(-1, keepdim=keepdim), flat.amax(-1, keepdim=keepdim)
@@ -128,7 +137,8 @@ def resized_extrema(maps: Tensor, size: tuple[int, ...]) -> tuple[Tensor, Tensor
     extremes of the whole resized map lie on the small grid of those "cell-boundary"
     rows, columns (and frames): at most 2h x 2w (x 2t) of them. Only that grid is
     evaluated, with one small matrix product per axis. This lets MLFEM normalise a
-    layer's map without materialising it at full size.
+    layer's map without materialising it at full size. (A map upsampled twice or less
+    has nearly every output position on a cell boundary: it is simply resized.)
 
     Args:
         maps: (..., h, w), or (..., t, h, w) for clips.
@@ -145,31 +155,96 @@ def resized_extrema(maps: Tensor, size: tuple[int, ...]) -> tuple[Tensor, Tensor
     low, high = _map_extremes(maps, dims)
     if tuple(maps.shape[-dims:]) == tuple(size):
         return low, high
+    boundaries = _boundary_matrices(maps, size)
+    if boundaries is None:  # the grid is most of the output: resizing is cheaper
+        return _extremes_within(resize_maps(maps, size), low, high, dims)
+    rows, columns, frames = boundaries
+    arithmetic = rows.dtype
+    grid = rows @ maps.to(arithmetic) @ columns.T
+    if frames is not None:  # then the frames: (t', t) @ (..., t, h' * w')
+        grid = frames @ grid.flatten(-2)
+    # (..., h', w') or (..., t', h' * w'): 2 trailing dimensions either way.
+    return _extremes_within(grid, low, high, 2)
+
+
+def _boundary_matrices(
+    maps: Tensor, size: tuple[int, ...]
+) -> tuple[Tensor, Tensor, Tensor | None] | None:
+    """The bilinear weights of the cell-boundary rows, columns (and frames) of
+    :func:`resized_extrema`, or None when that grid has more than half as many points as
+    the resized map: then resizing and reading every pixel is cheaper (an (h, w) map
+    upsampled twice or less has every output position on a cell boundary, and the two
+    matrix products would cost far more than one interpolation; 112x112 to 224x224 on
+    8 maps: 3.9 ms against 1.7 ms with 2 threads)."""
     # ATen computes source positions in float64 for float64 maps, float32 otherwise.
     arithmetic = torch.float64 if maps.dtype == torch.float64 else torch.float32
     rows = _boundary_interpolation(maps.shape[-2], size[-2], arithmetic, maps.device)
     columns = _boundary_interpolation(maps.shape[-1], size[-1], arithmetic, maps.device)
-    grid = rows @ maps.to(arithmetic) @ columns.T
-    if dims == 3:  # then the frames: (t', t) @ (..., t, h' * w')
+    frames = None
+    points = rows.shape[0] * columns.shape[0]
+    if len(size) == 3:
         frames = _boundary_interpolation(maps.shape[-3], size[0], arithmetic, maps.device)
-        grid = frames @ grid.flatten(-2)
-    grid_low, grid_high = _map_extremes(grid, 2)  # (..., h', w') or (..., t', h' * w')
-    # The interpolated values are convex combinations of the input's: clamping only
-    # removes rounding, and keeps a constant map's range exactly zero.
-    grid_low = torch.clamp(grid_low.view(low.shape).to(maps.dtype), low, high)
-    grid_high = torch.clamp(grid_high.view(high.shape).to(maps.dtype), low, high)
-    return grid_low, grid_high
+        points *= frames.shape[0]
+    if 2 * points > math.prod(size):
+        return None
+    return rows, columns, frames
+
+
+def _extremes_within(values: Tensor, low: Tensor, high: Tensor, dims: int) -> tuple[Tensor, Tensor]:
+    """The extremes of interpolated ``values`` (maps of the trailing ``dims`` dimensions),
+    shaped and typed as the raw maps' extremes ``low``/``high`` and clamped within them.
+
+    Interpolated values are convex combinations of the raw map's: clamping only removes
+    rounding, and keeps a constant map's range exactly zero."""
+    value_low, value_high = _map_extremes(values, dims)
+    value_low = torch.clamp(value_low.view(low.shape).to(low.dtype), low, high)
+    value_high = torch.clamp(value_high.view(high.shape).to(high.dtype), low, high)
+    return value_low, value_high
+
+
+def add_weighted_resized(
+    accumulator: Tensor | None, maps: Tensor, weights: Sequence[float], size: tuple[int, ...]
+) -> Tensor:
+    """Add the weighted sum of several normalised, resized maps to ``accumulator``, up to a
+    constant per map of the batch (what MLFEM's linear fusions need before their final
+    min-max, which removes that constant).
+
+    With ``maps`` (L, B, h, w) (or (L, B, t, h, w)) of one resolution, returns
+    ``accumulator + sum_l (weights[l] / span_l) * resize_maps(maps[l], size)``, ``span_l``
+    the range of the resized map (:func:`resized_extrema`); a map with no range adds
+    nothing. ``accumulator`` (B, *size), owned by the caller, is updated in place; None
+    starts a new sum. Every layer of a resolution is handled in a few batched operations,
+    and small maps are summed before the one resize (cheaper than resizing each).
+    """
+    dims = len(size)
+    scales = torch.tensor(list(weights), dtype=maps.dtype).to(maps.device)
+    scales = scales.view(-1, *(1,) * (maps.ndim - 1))
+    if tuple(maps.shape[-dims:]) != tuple(size) and _boundary_matrices(maps, size) is None:
+        # Large maps: the resize is needed for the extremes anyway; sum the resized maps.
+        resized = resize_maps(maps, size)
+        low, high = _extremes_within(resized, *_map_extremes(maps, dims), dims)
+        summed = _weighted_sum(resized, scales, high - low)
+        return summed if accumulator is None else accumulator.add_(summed)
+    low, high = resized_extrema(maps, size)
+    return _resize_into(accumulator, _weighted_sum(maps, scales, high - low), size)
+
+
+def _weighted_sum(maps: Tensor, scales: Tensor, span: Tensor) -> Tensor:
+    """``sum_l scales[l] / span[l] * maps[l]``, a fresh tensor; a zero span adds nothing (and
+    the clamp keeps a subnormal span from overflowing the scale to infinity)."""
+    tiny = torch.finfo(span.dtype).tiny
+    scale = torch.where(span > 0, scales / span.clamp(min=tiny), 0.0)
+    if maps.shape[0] == 1:
+        return maps[0] * scale[0]
+    return (maps * scale).sum(0)
 
 
 def _map_extremes(maps: Tensor, dims: int = 2) -> tuple[Tensor, Tensor]:
     """Minimum and maximum of each map of the trailing ``dims`` dimensions, shaped
-    (..., 1, 1) (one 1 per map dimension).
-
-    One ``aminmax`` kernel on every device: MLFEM calls this twice per layer on small maps
-    (B, h, w), where the second kernel's fixed cost outweighs any difference in speed
-    (``benchmarks/bench_extrema.py``: ``aminmax`` 0.5x the pair on eight 224x224 maps).
-    """
-    low, high = torch.aminmax(maps.flatten(-dims), dim=-1, keepdim=True)
+    (..., 1, 1) (one 1 per map dimension), by :func:`_extremes` (two reductions on the
+    CPU: ``aminmax`` there was 3-7x slower on eight 224x224 maps on a quiet machine,
+    ``benchmarks/results/bench_extrema-2026-12-01-quiet.txt``; one kernel elsewhere)."""
+    low, high = _extremes(maps.flatten(-dims), keepdim=True)
     shape = (*maps.shape[:-dims],) + (1,) * dims
     return low.view(shape), high.view(shape)
 
