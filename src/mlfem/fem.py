@@ -94,9 +94,11 @@ def fem_saliency(
     device = activations.device
     if activations.numel() == 0:  # no image, channel or pixel: nothing is strong anywhere
         return torch.zeros(batch, height, width, dtype=out_dtype, device=device)
+    mode = compiled_mode()  # the optional torch.compile route (mlfem._compiled_fem)
+    if mode is None and _is_channels_last(activations):
+        return _channels_last_saliency(activations, k, chunk_elements)
     # One row per (image, channel): a contiguous view, so the statistics need no copy.
     features = activations.contiguous().view(batch, channels, pixels)
-    mode = compiled_mode()  # the optional torch.compile route (mlfem._compiled_fem)
     if mode is not None:
         compiled = compiled_saliency(features, k, _TIE_TOLERANCE, mode)
         if compiled is not None:
@@ -139,6 +141,56 @@ def fem_saliency(
             strong = buffer[: (last - first) * pixels].view(last - first, pixels)
             torch.ge(features[image, first:last], threshold[image, first:last], out=strong)
             saliency[image].addmm_(weights[image, :, first:last], strong)
+    return saliency.view(batch, height, width)
+
+
+def _is_channels_last(activations: Tensor) -> bool:
+    """Whether a (B, C, H, W) tensor is laid out channels-last and not also contiguous (a
+    ConvNeXt block's output, or any model run in ``torch.channels_last``)."""
+    return activations.is_contiguous(memory_format=torch.channels_last) and not (
+        activations.is_contiguous()
+    )
+
+
+def _channels_last_saliency(activations: Tensor, k: float, chunk_elements: int | None) -> Tensor:
+    """FEM of channels-last feature maps, read in their own layout: (B, P, C) rows of
+    channels, one per pixel. ``.contiguous()`` would copy every such layer's output (18
+    blocks of ConvNeXt-T); here the statistics reduce over the pixel dimension, and each
+    image's map is the product of its (P, C) mask with its channel means. Same guarantees
+    as the contiguous route (ties, near-constant channels, bounded temporaries)."""
+    batch, channels, height, width = activations.shape
+    pixels = height * width
+    out_dtype = torch.float64 if activations.dtype == torch.float64 else torch.float32
+    device = activations.device
+    features = activations.permute(0, 2, 3, 1).view(batch, pixels, channels)  # no copy
+    mean, threshold = _channel_mean_and_threshold(features, k, dim=1)  # (B, C) each
+    # (B, 1, C) @ (B, C, P): the mask read through its transpose, a matrix product that
+    # BLAS takes as is (a (P, C) @ (C, 1) product per image was 3x slower).
+    weights = mean.view(batch, 1, channels)
+    threshold = threshold.view(batch, 1, channels)
+    if chunk_elements is None:
+        chunk_elements = (
+            _CPU_CHUNK_ELEMENTS if device.type == "cpu" else _ACCELERATOR_CHUNK_ELEMENTS
+        )
+    saliency = torch.empty(batch, 1, pixels, dtype=out_dtype, device=device)
+    per_image = channels * pixels
+    images_per_chunk = max(1, min(batch, chunk_elements // per_image))
+    # Whole images when they fit a chunk, otherwise runs of pixels of one image.
+    pixels_per_chunk = pixels if images_per_chunk > 1 else max(1, chunk_elements // channels)
+    buffer = torch.empty(
+        images_per_chunk * min(pixels, pixels_per_chunk) * channels, dtype=out_dtype, device=device
+    )
+    for start in range(0, batch, images_per_chunk):
+        stop = min(batch, start + images_per_chunk)
+        for first in range(0, pixels, pixels_per_chunk):
+            last = min(pixels, first + pixels_per_chunk)
+            strong = buffer[: (stop - start) * (last - first) * channels].view(
+                stop - start, last - first, channels
+            )
+            torch.ge(features[start:stop, first:last], threshold[start:stop], out=strong)
+            torch.bmm(
+                weights[start:stop], strong.transpose(1, 2), out=saliency[start:stop, :, first:last]
+            )
     return saliency.view(batch, height, width)
 
 
@@ -214,12 +266,15 @@ _NEAR_CONSTANT = 1e-5
 _TIE_TOLERANCE = 1e-6
 
 
-def _channel_mean_and_threshold(features: Tensor, k: float) -> tuple[Tensor, Tensor]:
+def _channel_mean_and_threshold(
+    features: Tensor, k: float, dim: int = -1
+) -> tuple[Tensor, Tensor]:
     """Per-channel mean and threshold, both float64 for float64 features and float32
     otherwise (the dtype the masks and the weighted sum are computed in).
 
-    ``features`` is (N, P), one channel of one image per row. Returns tensors (N,), the two
-    rows of one (2, N) tensor. The arithmetic is in float64 whatever the features' dtype.
+    ``features`` is (N, P), one channel of one image per row, reduced along ``dim=-1``; or
+    channels-last (B, P, C), reduced along ``dim=1``. Returns tensors (N,) (or (B, C)), the
+    two rows of one tensor. The arithmetic is in float64 whatever the features' dtype.
     """
     route = _cpu_moments if features.device.type == "cpu" else _welford_moments
     # Without autograd: the statistics select a mask (piecewise constant) and weight it,
@@ -229,7 +284,7 @@ def _channel_mean_and_threshold(features: Tensor, k: float) -> tuple[Tensor, Ten
         # is formed in place in row 1, and one cast converts both rows. In place and few:
         # these are a dozen operations per layer, and their fixed cost counts on small
         # layers.
-        moments = route(features)
+        moments = route(features, dim)
         threshold = moments[1].sqrt_().mul_(k).add_(moments[0])
         # Statistics accumulated in float32 carry a relative error of about 1e-7 per sum;
         # an activation within _TIE_TOLERANCE of the threshold is a tie, and ties are kept.
@@ -241,42 +296,54 @@ def _channel_mean_and_threshold(features: Tensor, k: float) -> tuple[Tensor, Ten
     return mean, threshold
 
 
-def _welford_moments(features: Tensor) -> Tensor:
-    """Mean and population variance, float64 (2, N), from one ``var_mean`` kernel.
+def _welford_moments(features: Tensor, dim: int = -1) -> Tensor:
+    """Mean and population variance along ``dim``, float64 (2, ...), from one ``var_mean``
+    kernel.
 
     On accelerators a single Welford kernel is both exact enough and the fastest: kernel
     launches, not memory traffic, dominate there. No host synchronisation.
     """
     rows = features if features.dtype in (torch.float32, torch.float64) else features.float()
-    variance, mean = torch.var_mean(rows, dim=-1, correction=0)
+    variance, mean = torch.var_mean(rows, dim=dim, correction=0)
     return torch.stack((mean, variance)).double()
 
 
-def _cpu_moments(features: Tensor) -> Tensor:
-    """Mean and population variance, float64 (2, N), from a sum and a sum of squares.
+def _cpu_moments(features: Tensor, dim: int = -1) -> Tensor:
+    """Mean and population variance along ``dim``, float64 (2, ...), from a sum and a sum
+    of squares.
 
     On CPU, a sum and a norm (two reads, no temporary) are several times faster than
     ``torch.var_mean``. Nearly constant rows, where that formula cancels badly, are
     recomputed exactly (a host-side check, free on the CPU).
     """
-    pixels = features.shape[-1]
+    pixels = features.shape[dim]
     accumulate = torch.float64 if features.dtype == torch.float64 else torch.float32
-    sums = torch.stack(
-        (
-            features.sum(-1, dtype=accumulate),
-            torch.linalg.vector_norm(features, dim=-1, dtype=accumulate),
+    along_rows = dim in (-1, features.ndim - 1)
+    if along_rows:  # a norm reads each row once, with no temporary
+        second_source = torch.linalg.vector_norm(features, dim=-1, dtype=accumulate)
+    else:
+        # Reduced across rows (channels-last), the norm kernel is 4-20x slower than a dot
+        # product of the features with themselves; that product squares into a temporary,
+        # so it is taken a few images at a time to keep the temporary small (a fresh
+        # layer-sized one cost more in page faults than the arithmetic).
+        values = features if features.dtype == accumulate else features.to(accumulate)
+        step = max(1, _CPU_CHUNK_ELEMENTS // max(1, values[0].numel()))
+        second_source = torch.cat(
+            [torch.linalg.vecdot(part, part, dim=dim) for part in values.split(step)]
         )
-    )
+    sums = torch.stack((features.sum(dim, dtype=accumulate), second_source))
     moments = sums.double()  # a no-op for float64 features: ``sums`` is ours to modify
     mean, second = moments.unbind()
-    second.square_()
+    if along_rows:
+        second.square_()
     moments.div_(pixels)  # row 0 the mean, row 1 the mean square
     variance = torch.addcmul(second, mean, mean, value=-1.0)
     # Strict "<": an all-zero row (a dead channel, common after ReLU) is exact already.
     near_constant = variance < second * _NEAR_CONSTANT
     torch.clamp(variance, min=0.0, out=second)  # row 1 is now the variance
     if bool(near_constant.any()):
-        exact = features[near_constant].double()  # (K, P), K small
+        # (K, P), K small; for channels-last features, indexing a transposed view.
+        exact = features.movedim(dim, -1)[near_constant].double()
         exact_variance, exact_mean = torch.var_mean(exact, dim=-1, correction=0)
         mean.masked_scatter_(near_constant, exact_mean)
         second.masked_scatter_(near_constant, exact_variance)
