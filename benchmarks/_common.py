@@ -100,11 +100,12 @@ def print_ratio_table(
     device: torch.device,
     header: str,
     digits: int = 3,
+    clock: Callable[[], float] = time.perf_counter,
 ) -> None:
     """Time ``functions`` in interleaved rounds and print each one's ratio to ``baseline``
     (median and range of the rounds) as a Markdown table, with the load before and after."""
     print(f"{rounds} interleaved rounds; {load_text()} at the start")
-    times, ratios = interleaved_rounds(functions, baseline, rounds, device)
+    times, ratios = interleaved_rounds(functions, baseline, rounds, device, clock)
     print(f"{baseline}: {seconds_text(times[baseline])}; {load_text()} at the end")
     print(f"| {header} | time / {baseline}, median (range) of the rounds |")
     print("|---|---:|")

@@ -1,6 +1,7 @@
 """Where MLFEM's time goes beyond the forward pass, stage by stage (a diagnostic).
 
-Each row adds one stage inside the same 16 forward hooks of ResNet-50 and prints its
+Each row adds one stage inside the same forward hooks (the blocks MLFEM reads; 16 on
+ResNet-50, the default ``--model``) and prints its
 time as a ratio to a bare forward pass timed in the same rounds:
 
   hooks-only   hooks that do nothing
@@ -14,7 +15,8 @@ time as a ratio to a bare forward pass timed in the same rounds:
   mlfem        the full explainer: add fusion at each layer's resolution, one resize
                per resolution, final min-max
 
-    uv run python benchmarks/profile_mlfem.py [--device cuda] [--batch 8]
+    uv run python benchmarks/profile_mlfem.py [--device cuda] [--batch 8] [--model mobilenet_v3_large]
+    uv run python benchmarks/profile_mlfem.py --threads 1 --clock cpu   # steadier on a shared machine
 """
 
 from __future__ import annotations
@@ -26,7 +28,7 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import machine_description, print_ratio_table  # noqa: E402
+from _common import CLOCKS, machine_description, print_ratio_table  # noqa: E402
 
 
 def main() -> None:
@@ -42,10 +44,14 @@ def main() -> None:
     parser.add_argument("--size", type=int, default=224)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--repeats", type=int, default=7)
+    parser.add_argument("--clock", choices=sorted(CLOCKS), default="wall", help="cpu: the thread's CPU time (1 thread only)")
+    parser.add_argument("--model", default="resnet50", help="a torchvision classifier's name (random weights)")
     args = parser.parse_args()
+    if args.clock == "cpu" and args.threads != 1:
+        parser.error("--clock cpu measures the calling thread only: use it with --threads 1")
     torch.set_num_threads(args.threads)
     device = torch.device(args.device)
-    model = torchvision.models.resnet50().eval().to(device)
+    model = torchvision.models.get_model(args.model).eval().to(device)
     images = torch.randn(args.batch, 3, args.size, args.size, device=device)
     names = [spec.name for spec in find_layers(model)]
 
@@ -80,8 +86,9 @@ def main() -> None:
         "resize-each": with_hooks(resize_each),
         "mlfem": lambda: explainer(images),
     }
-    print(f"ResNet-50, batch {args.batch}, {args.size}x{args.size}, {machine_description(device)}")
-    print_ratio_table(functions, "forward", args.repeats, device, "stage")
+    print(f"{args.model} ({len(names)} layers), batch {args.batch}, {args.size}x{args.size}, {machine_description(device)}")
+    print(f"clock: {args.clock}")
+    print_ratio_table(functions, "forward", args.repeats, device, "stage", clock=CLOCKS[args.clock])
 
 
 if __name__ == "__main__":
