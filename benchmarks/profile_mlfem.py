@@ -35,7 +35,7 @@ def main() -> None:
     import torchvision
 
     from mlfem import MLFEM, fem_saliency, find_layers, minmax_normalize, resize_maps, resized_extrema
-    from mlfem.fem import _channel_mean_and_threshold
+    from mlfem._fem_statistics import channel_mean_and_threshold
     from mlfem.hooks import forward_hooks
 
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -63,7 +63,7 @@ def main() -> None:
         return run
 
     def stats(output):
-        _channel_mean_and_threshold(output.flatten(0, 1).flatten(1), 2.0)
+        channel_mean_and_threshold(output.flatten(0, 1).flatten(1), 2.0)
 
     def extrema(output):
         resized_extrema(fem_saliency(output), (args.size, args.size))

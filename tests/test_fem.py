@@ -69,7 +69,7 @@ def test_bad_input_errors() -> None:
 def test_cpu_and_accelerator_statistics_agree(dtype: torch.dtype) -> None:
     # The accelerator route (one var_mean kernel) is checked here on the CPU, so that a
     # machine without a GPU still tests it against the CPU route (sum + norm).
-    from mlfem.fem import _cpu_mean_and_variance, _welford_mean_and_variance
+    from mlfem._fem_statistics import _cpu_mean_and_variance, _welford_mean_and_variance
 
     generator = torch.Generator().manual_seed(3)
     rows = torch.relu(torch.randn(64, 49, generator=generator)).to(dtype)
@@ -81,6 +81,36 @@ def test_cpu_and_accelerator_statistics_agree(dtype: torch.dtype) -> None:
     torch.testing.assert_close(cpu_mean, welford_mean, rtol=1e-6, atol=1e-7)
     torch.testing.assert_close(cpu_variance, welford_variance, rtol=1e-5, atol=1e-7)
     assert cpu_variance[0] == 0 and cpu_variance[1] == 0
+
+
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32, torch.bfloat16])
+@pytest.mark.parametrize("channels_last", [False, True])
+def test_cpu_and_accelerator_thresholds_agree(dtype: torch.dtype, channels_last: bool) -> None:
+    # The CPU route forms the threshold in numpy, the accelerator route in torch: the same
+    # float64 formula. Float64 features agree to rounding; float32 sums and Welford's
+    # float32 accumulation differ by about 1e-6 relative.
+    from mlfem._fem_statistics import (
+        _accelerator_mean_and_threshold,
+        _cpu_mean_and_threshold,
+    )
+
+    generator = torch.Generator().manual_seed(8)
+    rows = (torch.randn(48, 64, generator=generator) * 3).to(dtype)
+    rows[0] = 0.5  # constant
+    rows[1] = 0.0  # dead
+    rows[2] = -rows[2].abs()  # negative threshold: lowered, not raised
+    features, dim = (rows, -1) if not channels_last else (rows.view(3, 16, 64).transpose(1, 2), 1)
+    cpu = _cpu_mean_and_threshold(features, 2.0, dim)
+    accelerator = _accelerator_mean_and_threshold(features, 2.0, dim)
+    expected_dtype = torch.float64 if dtype == torch.float64 else torch.float32
+    tolerance = 1e-12 if dtype == torch.float64 else 1e-5
+    for from_cpu, from_accelerator in zip(cpu, accelerator):
+        assert from_cpu.dtype == from_accelerator.dtype == expected_dtype
+        assert from_cpu.shape == from_accelerator.shape == features.sum(dim).shape
+        torch.testing.assert_close(from_cpu, from_accelerator, rtol=tolerance, atol=tolerance)
+    # The constant channel's threshold sits just below its value: every pixel is kept.
+    first = (0, 0) if channels_last else (0,)
+    assert cpu[1][first] < 0.5 <= cpu[1][first] * (1 + 2e-6)
 
 
 def test_every_chunking_route_gives_the_same_map() -> None:

@@ -55,11 +55,13 @@ def test_channels_last_nearly_constant_channels_are_exact() -> None:
 
 
 def test_the_accelerator_statistics_read_channels_last_too(monkeypatch: pytest.MonkeyPatch) -> None:
-    import mlfem.fem
+    import mlfem._fem_statistics
 
     activations = torch.relu(torch.randn(2, 16, 8, 8, generator=torch.Generator().manual_seed(14)))
     expected = fem_saliency(activations)
-    monkeypatch.setattr(mlfem.fem, "_cpu_moments", mlfem.fem._welford_moments)
+    monkeypatch.setattr(
+        mlfem._fem_statistics, "_cpu_mean_and_threshold", mlfem._fem_statistics._accelerator_mean_and_threshold
+    )
     torch.testing.assert_close(fem_saliency(_channels_last(activations)), expected)
 
 

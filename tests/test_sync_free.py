@@ -29,6 +29,7 @@ import torch
 from torch.overrides import TorchFunctionMode
 
 import mlfem
+import mlfem._fem_statistics
 import mlfem.extractor
 import mlfem.fem
 import mlfem.normalize
@@ -68,7 +69,9 @@ def _boolean_index(index: object) -> bool:
 def _per_layer_path_only(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     """The entry check switched off, the accelerator statistics route on every device."""
     monkeypatch.setattr(mlfem.extractor, "check_images", lambda images, argument="images", **options: None)
-    monkeypatch.setattr(mlfem.fem, "_cpu_moments", mlfem.fem._welford_moments)
+    monkeypatch.setattr(
+        mlfem._fem_statistics, "_cpu_mean_and_threshold", mlfem._fem_statistics._accelerator_mean_and_threshold
+    )
     yield
 
 

@@ -17,16 +17,11 @@ shows where the time goes):
   once per call, so the temporaries stay small and no large tensor is allocated (and
   page-faulted) per chunk; each chunk's weighted channel sum is one batched matrix
   product of the channel means with the masks;
-* on CPU the mean and variance come from a sum and a sum of squares
-  (``torch.var_mean`` over (H, W) is several times slower there); on accelerators one
-  Welford kernel (``var_mean``) is cheapest. Sums accumulate in float32 whatever the
-  activation dtype (float16 sums of squares overflow);
-* the one-pass variance loses precision when a channel is nearly constant
-  (variance below about 1e-5 of the mean square): those rare channels are recomputed
-  exactly, two-pass in float64, so that a constant channel gets ``sigma = 0`` exactly;
-* the threshold is formed in float64 and lowered by a relative 1e-6, so that an
-  activation equal to ``mu + k * sigma`` (a tie, as in constant or small-integer data)
-  is kept as ``>=`` requires even though the float32 statistics carry rounding errors.
+* the statistics and thresholds (mean, standard deviation, ties, nearly constant
+  channels) are :mod:`mlfem._fem_statistics`'s, with one route for the CPU and one for
+  accelerators;
+* channels-last activations (ConvNeXt's blocks) are read in their own layout, without
+  a copy.
 """
 
 from __future__ import annotations
@@ -35,6 +30,7 @@ import torch
 from torch import Tensor
 
 from mlfem._compiled_fem import compiled_mode, compiled_saliency
+from mlfem._fem_statistics import TIE_TOLERANCE, channel_mean_and_threshold
 
 __all__ = ["fem_saliency"]
 
@@ -100,12 +96,12 @@ def fem_saliency(
     # One row per (image, channel): a contiguous view, so the statistics need no copy.
     features = activations.contiguous().view(batch, channels, pixels)
     if mode is not None:
-        compiled = compiled_saliency(features, k, _TIE_TOLERANCE, mode)
+        compiled = compiled_saliency(features, k, TIE_TOLERANCE, mode)
         if compiled is not None:
             return compiled.view(batch, height, width)
     # Statistics for the whole layer at once: a handful of small operations per layer
     # instead of per chunk (their fixed cost dominated on the deep, small layers).
-    mean, threshold = _channel_mean_and_threshold(features.view(batch * channels, pixels), k)
+    mean, threshold = channel_mean_and_threshold(features.view(batch * channels, pixels), k)
     weights = mean.view(batch, 1, channels)
     threshold = threshold.view(batch, channels, 1)
 
@@ -163,7 +159,7 @@ def _channels_last_saliency(activations: Tensor, k: float, chunk_elements: int |
     out_dtype = torch.float64 if activations.dtype == torch.float64 else torch.float32
     device = activations.device
     features = activations.permute(0, 2, 3, 1).view(batch, pixels, channels)  # no copy
-    mean, threshold = _channel_mean_and_threshold(features, k, dim=1)  # (B, C) each
+    mean, threshold = channel_mean_and_threshold(features, k, dim=1)  # (B, C) each
     # (B, 1, C) @ (B, C, P): the mask read through its transpose, a matrix product that
     # BLAS takes as is (a (P, C) @ (C, 1) product per image was 3x slower).
     weights = mean.view(batch, 1, channels)
@@ -225,7 +221,7 @@ def _per_frame_saliency(volumes: Tensor, k: float, chunk_elements: int | None) -
     if volumes.numel() == 0:
         return torch.zeros(batch, frames, height, width, dtype=out_dtype, device=device)
     features = volumes.contiguous().view(batch, channels, frames, pixels)
-    mean, threshold = _channel_mean_and_threshold(features.view(-1, pixels), k)
+    mean, threshold = channel_mean_and_threshold(features.view(-1, pixels), k)
     # (B, T, 1, C): per clip, a batch over frames of one row of channel weights.
     weights = mean.to(out_dtype).view(batch, channels, frames).transpose(1, 2).unsqueeze(2)
     threshold = threshold.view(batch, channels, frames, 1)
@@ -256,107 +252,3 @@ def _per_frame_saliency(volumes: Tensor, k: float, chunk_elements: int | None) -
                     weights[clip, :, :, first:last], strong[clip - start].transpose(0, 1)
                 )
     return saliency.view(batch, frames, height, width)
-
-
-# Below this ratio of variance to mean square, float32 one-pass statistics cannot be
-# trusted (their relative error is ~1e-6) and the channel is recomputed exactly.
-_NEAR_CONSTANT = 1e-5
-# Relative tolerance of the threshold: well above the error of float32 statistics, far
-# below any difference that could matter between two activations.
-_TIE_TOLERANCE = 1e-6
-
-
-def _channel_mean_and_threshold(
-    features: Tensor, k: float, dim: int = -1
-) -> tuple[Tensor, Tensor]:
-    """Per-channel mean and threshold, both float64 for float64 features and float32
-    otherwise (the dtype the masks and the weighted sum are computed in).
-
-    ``features`` is (N, P), one channel of one image per row, reduced along ``dim=-1``; or
-    channels-last (B, P, C), reduced along ``dim=1``. Returns tensors (N,) (or (B, C)), the
-    two rows of one tensor. The arithmetic is in float64 whatever the features' dtype.
-    """
-    route = _cpu_moments if features.device.type == "cpu" else _welford_moments
-    # Without autograd: the statistics select a mask (piecewise constant) and weight it,
-    # and the in-place arithmetic below, on views of one tensor, is not differentiable.
-    with torch.no_grad():
-        # Row 0 the mean, row 1 the variance, both float64 and owned here: the threshold
-        # is formed in place in row 1, and one cast converts both rows. In place and few:
-        # these are a dozen operations per layer, and their fixed cost counts on small
-        # layers.
-        moments = route(features, dim)
-        threshold = moments[1].sqrt_().mul_(k).add_(moments[0])
-        # Statistics accumulated in float32 carry a relative error of about 1e-7 per sum;
-        # an activation within _TIE_TOLERANCE of the threshold is a tie, and ties are kept.
-        threshold.add_(threshold.abs(), alpha=-_TIE_TOLERANCE)
-        # Half-precision activations are compared with a float32 threshold: rounding the
-        # threshold to float16 would move it by up to 0.05%.
-        out_dtype = torch.float64 if features.dtype == torch.float64 else torch.float32
-        mean, threshold = moments.to(out_dtype)
-    return mean, threshold
-
-
-def _welford_moments(features: Tensor, dim: int = -1) -> Tensor:
-    """Mean and population variance along ``dim``, float64 (2, ...), from one ``var_mean``
-    kernel.
-
-    On accelerators a single Welford kernel is both exact enough and the fastest: kernel
-    launches, not memory traffic, dominate there. No host synchronisation.
-    """
-    rows = features if features.dtype in (torch.float32, torch.float64) else features.float()
-    variance, mean = torch.var_mean(rows, dim=dim, correction=0)
-    return torch.stack((mean, variance)).double()
-
-
-def _cpu_moments(features: Tensor, dim: int = -1) -> Tensor:
-    """Mean and population variance along ``dim``, float64 (2, ...), from a sum and a sum
-    of squares.
-
-    On CPU, a sum and a norm (two reads, no temporary) are several times faster than
-    ``torch.var_mean``. Nearly constant rows, where that formula cancels badly, are
-    recomputed exactly (a host-side check, free on the CPU).
-    """
-    pixels = features.shape[dim]
-    accumulate = torch.float64 if features.dtype == torch.float64 else torch.float32
-    along_rows = dim in (-1, features.ndim - 1)
-    if along_rows:  # a norm reads each row once, with no temporary
-        second_source = torch.linalg.vector_norm(features, dim=-1, dtype=accumulate)
-    else:
-        # Reduced across rows (channels-last), the norm kernel is 4-20x slower than a dot
-        # product of the features with themselves; that product squares into a temporary,
-        # so it is taken a few images at a time to keep the temporary small (a fresh
-        # layer-sized one cost more in page faults than the arithmetic).
-        values = features if features.dtype == accumulate else features.to(accumulate)
-        step = max(1, _CPU_CHUNK_ELEMENTS // max(1, values[0].numel()))
-        second_source = torch.cat(
-            [torch.linalg.vecdot(part, part, dim=dim) for part in values.split(step)]
-        )
-    sums = torch.stack((features.sum(dim, dtype=accumulate), second_source))
-    moments = sums.double()  # a no-op for float64 features: ``sums`` is ours to modify
-    mean, second = moments.unbind()
-    if along_rows:
-        second.square_()
-    moments.div_(pixels)  # row 0 the mean, row 1 the mean square
-    variance = torch.addcmul(second, mean, mean, value=-1.0)
-    # Strict "<": an all-zero row (a dead channel, common after ReLU) is exact already.
-    near_constant = variance < second * _NEAR_CONSTANT
-    torch.clamp(variance, min=0.0, out=second)  # row 1 is now the variance
-    if bool(near_constant.any()):
-        # (K, P), K small; for channels-last features, indexing a transposed view.
-        exact = features.movedim(dim, -1)[near_constant].double()
-        exact_variance, exact_mean = torch.var_mean(exact, dim=-1, correction=0)
-        mean.masked_scatter_(near_constant, exact_mean)
-        second.masked_scatter_(near_constant, exact_variance)
-    return moments
-
-
-def _welford_mean_and_variance(features: Tensor) -> tuple[Tensor, Tensor]:
-    """The accelerator route's mean and population variance (float64, (N,) each)."""
-    mean, variance = _welford_moments(features).unbind()
-    return mean, variance
-
-
-def _cpu_mean_and_variance(features: Tensor) -> tuple[Tensor, Tensor]:
-    """The CPU route's mean and population variance (float64, (N,) each)."""
-    mean, variance = _cpu_moments(features).unbind()
-    return mean, variance

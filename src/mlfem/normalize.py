@@ -217,7 +217,8 @@ def add_weighted_resized(
     and small maps are summed before the one resize (cheaper than resizing each).
     """
     dims = len(size)
-    scales = torch.tensor(list(weights), dtype=maps.dtype).to(maps.device)
+    # Non-blocking: a blocking host-to-device copy would synchronise with the host.
+    scales = torch.tensor(list(weights), dtype=maps.dtype).to(maps.device, non_blocking=True)
     scales = scales.view(-1, *(1,) * (maps.ndim - 1))
     if tuple(maps.shape[-dims:]) != tuple(size) and _boundary_matrices(maps, size) is None:
         # Large maps: the resize is needed for the extremes anyway; sum the resized maps.
