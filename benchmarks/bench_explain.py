@@ -12,7 +12,8 @@ Times, in one run, on ResNet-50 (random weights; cost does not depend on them):
   gradcam-captum captum LayerGradCam on layer4 (if installed)
 
 Prints each time as a ratio to the forward pass, and each method's peak memory rise as
-a ratio to the forward pass's, measured in a fresh process per method.
+a ratio to the forward pass's, measured in a fresh process per method on the CPU and with
+CUDA's peak-allocation counter in the same process on a GPU.
 
 With ``--models``, the same for several families (random weights, except the pretrained
 EfficientNet-Lite0 installed with mlfem; nothing is downloaded), by default the forward
@@ -189,6 +190,22 @@ def common_arguments(args: argparse.Namespace) -> list[str]:
             "--threads", str(args.threads), "--dtype", args.dtype]
 
 
+def peak_memory(
+    args: argparse.Namespace,
+    method: str,
+    function: Callable[[], object],
+    device: torch.device,
+    extra: list[str],
+) -> int:
+    """``method``'s peak memory rise: on CUDA in this process (the allocator's peak counter
+    is exact and resettable, and a fresh process per method would cost a lease's minutes),
+    on the CPU in a fresh process (the resident-set peak is the process's whole life)."""
+    if device.type == "cuda":
+        return peak_memory_bytes(function, device)
+    arguments = [*common_arguments(args), *extra, "--method", method]
+    return measure_in_subprocess(Path(__file__), arguments)["peak"]
+
+
 def run_models(args: argparse.Namespace) -> None:
     """``--models``: for each model, its methods against its forward pass, in its own
     interleaved rounds, and each method's peak memory in a fresh process."""
@@ -218,9 +235,7 @@ def run_models(args: argparse.Namespace) -> None:
         )
         print(f"{name}: forward pass {seconds_text(times['forward'])}; {load_text()} at the end", flush=True)
         peaks = {
-            method: measure_in_subprocess(
-                Path(__file__), [*common_arguments(args), "--model", name, "--method", method]
-            )["peak"]
+            method: peak_memory(args, method, functions[method], device, ["--model", name])
             for method in methods
         }
         rows.append((name, times, ratios, peaks))
@@ -241,7 +256,8 @@ def run_models(args: argparse.Namespace) -> None:
             )
 
 
-def main() -> None:
+def build_parser() -> argparse.ArgumentParser:
+    """The command line (tests/test_gpu_checks_script.py parses the prepared GPU steps with it)."""
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     add_run_arguments(parser, METHODS)
     parser.add_argument("--models", help=f"comma-separated, or 'all': {', '.join(MODELS)}")
@@ -253,6 +269,11 @@ def main() -> None:
         help="cpu: the thread's CPU time, steadier on a shared machine; needs --threads 1",
     )
     parser.add_argument("--model", help=argparse.SUPPRESS)
+    return parser
+
+
+def main() -> None:
+    parser = build_parser()
     args = parser.parse_args()
     if args.child:
         child(args)
@@ -278,10 +299,8 @@ def main() -> None:
         functions, "forward", args.repeats, device, CLOCKS[args.clock]
     )
     peaks: dict[str, float] = {}
-    common = common_arguments(args)
     for method in times:
-        result = measure_in_subprocess(Path(__file__), [*common, "--method", method])
-        peaks[method] = result["peak"]
+        peaks[method] = peak_memory(args, method, functions[method], device, [])
 
     base_peak = peaks["forward"]
     print(f"forward pass: {seconds_text(times['forward'])}; {load_text()} at the end")

@@ -31,13 +31,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import CLOCKS, machine_description, print_ratio_table  # noqa: E402
 
 
-def main() -> None:
-    import torchvision
-
-    from mlfem import MLFEM, fem_saliency, find_layers, minmax_normalize, resize_maps, resized_extrema
-    from mlfem._fem_statistics import channel_mean_and_threshold
-    from mlfem.hooks import forward_hooks
-
+def build_parser() -> argparse.ArgumentParser:
+    """The command line (tests/test_gpu_checks_script.py parses the prepared GPU steps with it)."""
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--batch", type=int, default=8)
@@ -46,6 +41,17 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=7)
     parser.add_argument("--clock", choices=sorted(CLOCKS), default="wall", help="cpu: the thread's CPU time (1 thread only)")
     parser.add_argument("--model", default="resnet50", help="a torchvision classifier's name (random weights)")
+    return parser
+
+
+def main() -> None:
+    import torchvision
+
+    from mlfem import MLFEM, fem_saliency, find_layers, minmax_normalize, resize_maps, resized_extrema
+    from mlfem._fem_statistics import channel_mean_and_threshold
+    from mlfem.hooks import forward_hooks
+
+    parser = build_parser()
     args = parser.parse_args()
     if args.clock == "cpu" and args.threads != 1:
         parser.error("--clock cpu measures the calling thread only: use it with --threads 1")
