@@ -66,9 +66,8 @@ def _extremes(flat: Tensor, keepdim: bool = False) -> tuple[Tensor, Tensor]:
     """Minimum and maximum over the last dimension.
 
     On the CPU this takes ``amin`` plus ``amax`` rather than ``aminmax``, whose CPU kernel
-    is not vectorised (2-5x slower on maps of 50,000 pixels with torch 2.15;
-    ``benchmarks/bench_extrema.py`` times both); on accelerators the single kernel is
-    cheaper.
+    was 3-7x slower on a quiet machine with torch 2.15 (``benchmarks/bench_extrema.py``
+    times both); on accelerators the single kernel is cheaper.
     """
     if flat.device.type == "cpu":
         return flat.amin(-1, keepdim=keepdim), flat.amax(-1, keepdim=keepdim)
