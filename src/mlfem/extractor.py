@@ -24,6 +24,8 @@ from typing import Any, NamedTuple
 import torch
 from torch import Tensor, nn
 
+from mlfem._compiled_fem import compiled_mode
+from mlfem._deferred_fem import SmallLayerFEM
 from mlfem.features import FeatureAdapter, adapter_for, observe_input
 from mlfem.fem import fem_saliency
 from mlfem.hooks import forward_hooks
@@ -334,12 +336,14 @@ class LayerMapExtractor:
                 deliver(next_index[0], pending.pop(next_index[0]))
                 next_index[0] += 1
 
+        # Small layers' FEM waits for the end of the pass (mlfem._deferred_fem).
+        small = SmallLayerFEM(self.k) if compiled_mode() is None else None
         with torch.inference_mode():
             inputs = model_inputs(images, self.model)
             observe_input(self.adapter, inputs)
             callbacks = {
                 spec.name: self._layer_callback(
-                    index, spec, out_dtype, seen, on_map, tuple(inputs.shape)
+                    index, spec, out_dtype, seen, on_map, tuple(inputs.shape), small
                 )
                 for index, spec in enumerate(self.layers)
             }
@@ -351,6 +355,8 @@ class LayerMapExtractor:
                     if clearer is None:
                         raise
                     raise clearer from error
+            for index, raw in small.maps() if small is not None else ():
+                on_map(index, raw.to(out_dtype))
         missing = [spec.name for spec, ran in zip(self.layers, seen) if not ran]
         if missing:
             raise RuntimeError(
@@ -359,7 +365,7 @@ class LayerMapExtractor:
             )
         return logits.clone() if isinstance(logits, Tensor) else logits
 
-    def _layer_callback(self, index, spec, out_dtype, seen, on_map, input_shape):
+    def _layer_callback(self, index, spec, out_dtype, seen, on_map, input_shape, small):
         input_ndim = len(input_shape)
 
         def on_output(output: Tensor) -> None:
@@ -376,6 +382,9 @@ class LayerMapExtractor:
                     f"inputs of shape {input_shape}: FEM reads (B, C, H, W) layers of images and "
                     "(B, C, T, H, W) layers of clips; choose layers of the same kind as the input"
                 )
+            if small is not None and small.accepts(features):
+                small.keep(index, features)
+                return
             on_map(index, fem_saliency(features, self.k, per_frame=self.per_frame).to(out_dtype))
 
         return on_output
