@@ -8,7 +8,9 @@ fusion; FEM is the extractor on one layer.
 
 FEM is evaluated inside each layer's forward hook, so an activation is reduced to one
 (B, h, w) map as soon as it is produced and is never kept alive for later: peak memory stays
-close to that of a plain forward pass.
+close to that of a plain forward pass. The exception is small outputs on the CPU, copied in
+their hook and reduced together after the pass (:mod:`mlfem._deferred_fem`): inside a hook
+each operation costs more, and on a small network that fixed cost is most of FEM's.
 
 >>> extractor = LayerMapExtractor(model, layers="auto")        # doctest: +SKIP
 >>> per_layer, logits = extractor.layer_maps(images)           # (B, L, H, W), (B, K)
@@ -288,8 +290,8 @@ class LayerMapExtractor:
         resolution, neither
         resized nor normalised, float32 (float64 for float64 images), on the model's
         device, and owned by the callee. It is computed inside the layer's forward hook
-        and delivered there, or as soon as the layers before it in ``self.layers`` are
-        delivered when the forward order differs. Returns the model's output, as an
+        (or, for a small layer on the CPU, right after the forward pass) and delivered as
+        soon as the layers before it in ``self.layers`` are delivered. Returns the model's output, as an
         ordinary (non-inference) tensor.
 
         A model that accepts only one batch size (a ``torch.export`` program exported
