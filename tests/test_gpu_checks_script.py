@@ -63,3 +63,11 @@ def test_every_benchmark_step_names_accepted_options(step: list[str]) -> None:
     if methods is not None and methods != ",".join(module.METHODS):  # not the default
         allowed = module.MODEL_METHODS if args.models else module.METHODS
         assert set(methods.split(",")) <= set(allowed)
+
+
+def test_the_steps_fit_one_device_command() -> None:
+    # The device tool runs one command for at most 600 s: the steps' limits, plus the
+    # wheels' installation, must fit, or the last steps' results would be lost.
+    limits = [int(limit) for limit in re.findall(r"\bstep \S+ (\d+) ", SCRIPT.read_text())]
+    assert len(limits) >= 9
+    assert sum(limits) <= 570
