@@ -148,22 +148,32 @@ def resized_extrema(maps: Tensor, size: tuple[int, ...]) -> tuple[Tensor, Tensor
         equal the extremes of the resized map up to rounding, and lie within the extremes
         of ``maps`` (so a constant map has ``low == high`` exactly).
     """
+    low, high, _ = _extrema_of_resized(maps, size)
+    return low, high
+
+
+def _extrema_of_resized(
+    maps: Tensor, size: tuple[int, ...]
+) -> tuple[Tensor, Tensor, Tensor | None]:
+    """:func:`resized_extrema`, plus the resized maps when they had to be computed (a map
+    upsampled twice or less, whose cell-boundary grid is most of the output), else None."""
     dims = len(size)
     if dims not in (2, 3):
         raise ValueError(f"size must be (H, W) or (T, H, W), got {tuple(size)}")
     low, high = _map_extremes(maps, dims)
     if tuple(maps.shape[-dims:]) == tuple(size):
-        return low, high
+        return low, high, None
     boundaries = _boundary_matrices(maps, size)
     if boundaries is None:  # the grid is most of the output: resizing is cheaper
-        return _extremes_within(resize_maps(maps, size), low, high, dims)
+        resized = resize_maps(maps, size)
+        return (*_extremes_within(resized, low, high, dims), resized)
     rows, columns, frames = boundaries
     arithmetic = rows.dtype
     grid = rows @ maps.to(arithmetic) @ columns.T
     if frames is not None:  # then the frames: (t', t) @ (..., t, h' * w')
         grid = frames @ grid.flatten(-2)
     # (..., h', w') or (..., t', h' * w'): 2 trailing dimensions either way.
-    return _extremes_within(grid, low, high, 2)
+    return (*_extremes_within(grid, low, high, 2), None)
 
 
 def _boundary_matrices(
@@ -215,17 +225,13 @@ def add_weighted_resized(
     starts a new sum. Every layer of a resolution is handled in a few batched operations,
     and small maps are summed before the one resize (cheaper than resizing each).
     """
-    dims = len(size)
     # Non-blocking: a blocking host-to-device copy would synchronise with the host.
     scales = torch.tensor(list(weights), dtype=maps.dtype).to(maps.device, non_blocking=True)
     scales = scales.view(-1, *(1,) * (maps.ndim - 1))
-    if tuple(maps.shape[-dims:]) != tuple(size) and _boundary_matrices(maps, size) is None:
-        # Large maps: the resize is needed for the extremes anyway; sum the resized maps.
-        resized = resize_maps(maps, size)
-        low, high = _extremes_within(resized, *_map_extremes(maps, dims), dims)
+    low, high, resized = _extrema_of_resized(maps, size)
+    if resized is not None:  # large maps, resized for their extremes: sum them as they are
         summed = _weighted_sum(resized, scales, high - low)
         return summed if accumulator is None else accumulator.add_(summed)
-    low, high = resized_extrema(maps, size)
     return _resize_into(accumulator, _weighted_sum(maps, scales, high - low), size)
 
 

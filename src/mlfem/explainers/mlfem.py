@@ -119,7 +119,6 @@ class MLFEM(LayerFEMExplainer):
             for resolution in sorted(by_resolution, key=lambda r: -math.prod(r)):
                 layer_weights, maps = by_resolution.pop(resolution)
                 fused = add_weighted_resized(fused, torch.stack(maps), layer_weights, size)
-                del maps
             if fused is None:  # every layer has weight 0 (not produced by the built-ins)
                 dtype = torch.float64 if images.dtype == torch.float64 else torch.float32
                 fused = torch.zeros(images.shape[0], *size, dtype=dtype, device=self.model_device)
