@@ -22,7 +22,7 @@ from collections.abc import Iterator
 import torch
 from torch import Tensor
 
-from mlfem._fem_statistics import channel_mean_and_threshold
+from mlfem._fem_statistics import channel_mean_and_threshold, map_dtype
 
 __all__ = ["SmallLayerFEM"]
 
@@ -71,7 +71,7 @@ class SmallLayerFEM:
         pixels = height * width
         features = torch.cat(layers, dim=1) if len(layers) > 1 else layers[0]
         channels = features.shape[1]
-        out_dtype = torch.float64 if features.dtype == torch.float64 else torch.float32
+        out_dtype = map_dtype(features)
         rows = features.view(batch, channels, pixels)
         mean, threshold = channel_mean_and_threshold(rows.view(batch * channels, pixels), self.k)
         strong = torch.empty(batch, channels, pixels, dtype=out_dtype)

@@ -30,7 +30,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-__all__ = ["TIE_TOLERANCE", "channel_mean_and_threshold"]
+__all__ = ["TIE_TOLERANCE", "channel_mean_and_threshold", "map_dtype"]
 
 # Below this ratio of variance to mean square, float32 one-pass statistics cannot be
 # trusted (their relative error is ~1e-6) and the channel is recomputed exactly.
@@ -58,7 +58,9 @@ def channel_mean_and_threshold(features: Tensor, k: float, dim: int = -1) -> tup
         return route(features, k, dim)
 
 
-def _out_dtype(features: Tensor) -> torch.dtype:
+def map_dtype(features: Tensor) -> torch.dtype:
+    """The dtype FEM computes and returns in for these features: float64 for float64,
+    float32 otherwise (half precision is accumulated in float32)."""
     return torch.float64 if features.dtype == torch.float64 else torch.float32
 
 
@@ -68,7 +70,7 @@ def _accelerator_mean_and_threshold(features: Tensor, k: float, dim: int) -> tup
     moments = _welford_moments(features, dim)  # row 0 the mean, row 1 the variance
     threshold = moments[1].sqrt_().mul_(k).add_(moments[0])
     threshold.add_(threshold.abs(), alpha=-TIE_TOLERANCE)  # ties are kept
-    mean, threshold = moments.to(_out_dtype(features))
+    mean, threshold = moments.to(map_dtype(features))
     return mean, threshold
 
 
@@ -79,7 +81,7 @@ def _cpu_mean_and_threshold(features: Tensor, k: float, dim: int) -> tuple[Tenso
     threshold *= k
     threshold += mean
     threshold -= np.abs(threshold) * TIE_TOLERANCE  # ties are kept
-    pair = np.empty((2, *mean.shape), dtype=np.float64 if _out_dtype(features) == torch.float64 else np.float32)
+    pair = np.empty((2, *mean.shape), dtype=np.float64 if map_dtype(features) == torch.float64 else np.float32)
     pair[0] = mean
     pair[1] = threshold
     mean_tensor, threshold_tensor = torch.from_numpy(pair).unbind()
@@ -99,7 +101,7 @@ def _cpu_moments(features: Tensor, dim: int = -1) -> tuple[np.ndarray, np.ndarra
     sum of squares; nearly constant rows, where that formula cancels badly, recomputed
     exactly."""
     pixels = features.shape[dim]
-    accumulate = torch.float64 if features.dtype == torch.float64 else torch.float32
+    accumulate = map_dtype(features)
     along_rows = dim in (-1, features.ndim - 1)
     if along_rows:  # a norm reads each row once, with no temporary
         second_source = torch.linalg.vector_norm(features, dim=-1, dtype=accumulate)

@@ -30,7 +30,7 @@ import torch
 from torch import Tensor
 
 from mlfem._compiled_fem import compiled_mode, compiled_saliency
-from mlfem._fem_statistics import TIE_TOLERANCE, channel_mean_and_threshold
+from mlfem._fem_statistics import TIE_TOLERANCE, channel_mean_and_threshold, map_dtype
 
 __all__ = ["fem_saliency"]
 
@@ -86,7 +86,7 @@ def fem_saliency(
 
     batch, channels, height, width = activations.shape
     pixels = height * width
-    out_dtype = torch.float64 if activations.dtype == torch.float64 else torch.float32
+    out_dtype = map_dtype(activations)
     device = activations.device
     if activations.numel() == 0:  # no image, channel or pixel: nothing is strong anywhere
         return torch.zeros(batch, height, width, dtype=out_dtype, device=device)
@@ -105,10 +105,7 @@ def fem_saliency(
     weights = mean.view(batch, 1, channels)
     threshold = threshold.view(batch, channels, 1)
 
-    if chunk_elements is None:
-        chunk_elements = (
-            _CPU_CHUNK_ELEMENTS if device.type == "cpu" else _ACCELERATOR_CHUNK_ELEMENTS
-        )
+    chunk_elements = _chunk_size(chunk_elements, device)
     per_image = channels * pixels
     if per_image <= chunk_elements:
         # Whole images per chunk: the mask of n images (n, C, P) weighted by each image's
@@ -140,6 +137,13 @@ def fem_saliency(
     return saliency.view(batch, height, width)
 
 
+def _chunk_size(chunk_elements: int | None, device: torch.device) -> int:
+    """Elements per chunk: the caller's, else the device's default."""
+    if chunk_elements is not None:
+        return chunk_elements
+    return _CPU_CHUNK_ELEMENTS if device.type == "cpu" else _ACCELERATOR_CHUNK_ELEMENTS
+
+
 def _is_channels_last(activations: Tensor) -> bool:
     """Whether a (B, C, H, W) tensor is laid out channels-last and not also contiguous (a
     ConvNeXt block's output, or any model run in ``torch.channels_last``)."""
@@ -156,7 +160,7 @@ def _channels_last_saliency(activations: Tensor, k: float, chunk_elements: int |
     as the contiguous route (ties, near-constant channels, bounded temporaries)."""
     batch, channels, height, width = activations.shape
     pixels = height * width
-    out_dtype = torch.float64 if activations.dtype == torch.float64 else torch.float32
+    out_dtype = map_dtype(activations)
     device = activations.device
     features = activations.permute(0, 2, 3, 1).view(batch, pixels, channels)  # no copy
     mean, threshold = channel_mean_and_threshold(features, k, dim=1)  # (B, C) each
@@ -164,10 +168,7 @@ def _channels_last_saliency(activations: Tensor, k: float, chunk_elements: int |
     # BLAS takes as is (a (P, C) @ (C, 1) product per image was 3x slower).
     weights = mean.view(batch, 1, channels)
     threshold = threshold.view(batch, 1, channels)
-    if chunk_elements is None:
-        chunk_elements = (
-            _CPU_CHUNK_ELEMENTS if device.type == "cpu" else _ACCELERATOR_CHUNK_ELEMENTS
-        )
+    chunk_elements = _chunk_size(chunk_elements, device)
     saliency = torch.empty(batch, 1, pixels, dtype=out_dtype, device=device)
     per_image = channels * pixels
     images_per_chunk = max(1, min(batch, chunk_elements // per_image))
@@ -216,7 +217,7 @@ def _per_frame_saliency(volumes: Tensor, k: float, chunk_elements: int | None) -
     """
     batch, channels, frames, height, width = volumes.shape
     pixels = height * width
-    out_dtype = torch.float64 if volumes.dtype == torch.float64 else torch.float32
+    out_dtype = map_dtype(volumes)
     device = volumes.device
     if volumes.numel() == 0:
         return torch.zeros(batch, frames, height, width, dtype=out_dtype, device=device)
@@ -225,10 +226,7 @@ def _per_frame_saliency(volumes: Tensor, k: float, chunk_elements: int | None) -
     # (B, T, 1, C): per clip, a batch over frames of one row of channel weights.
     weights = mean.to(out_dtype).view(batch, channels, frames).transpose(1, 2).unsqueeze(2)
     threshold = threshold.view(batch, channels, frames, 1)
-    if chunk_elements is None:
-        chunk_elements = (
-            _CPU_CHUNK_ELEMENTS if device.type == "cpu" else _ACCELERATOR_CHUNK_ELEMENTS
-        )
+    chunk_elements = _chunk_size(chunk_elements, device)
     per_channel = frames * pixels
     channels_per_chunk = max(1, min(channels, chunk_elements // per_channel))
     # Small layers: the masks of several clips at once, then one product per clip.
