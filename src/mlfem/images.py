@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Collection, Iterable
 from pathlib import Path
 
 import numpy as np
@@ -26,15 +26,29 @@ def find_images(paths: Iterable[str | Path]) -> list[Path]:
     Raises:
         FileNotFoundError: a path that does not exist.
     """
+    return find_files(paths, IMAGE_SUFFIXES, keep_named_files=True)
+
+
+def find_files(
+    paths: Iterable[str | Path], suffixes: Collection[str], *, keep_named_files: bool
+) -> list[Path]:
+    """Files among ``paths`` and, recursively and sorted, inside its directories, whose
+    lower-cased suffix is in ``suffixes``; with ``keep_named_files``, a file named
+    explicitly is kept whatever its suffix. Shared by images and videos.
+
+    Raises:
+        FileNotFoundError: a path that does not exist.
+    """
     found: list[Path] = []
     for raw in paths:
         path = Path(raw)
         if path.is_dir():
             found.extend(
-                sorted(p for p in path.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
+                sorted(p for p in path.rglob("*") if p.is_file() and p.suffix.lower() in suffixes)
             )
         elif path.is_file():
-            found.append(path)
+            if keep_named_files or path.suffix.lower() in suffixes:
+                found.append(path)
         else:
             raise FileNotFoundError(f"input not found: {path}")
     return found

@@ -24,6 +24,8 @@ from typing import Any
 
 import numpy as np
 
+from mlfem.images import find_files
+
 __all__ = [
     "VIDEO_SUFFIXES",
     "Clip",
@@ -107,19 +109,7 @@ class Clip:
 def find_videos(paths: Iterable[str | Path]) -> list[Path]:
     """Video files among ``paths``: files with a video suffix, and the video files (recursively,
     sorted) inside folders. Paths that do not exist raise :class:`FileNotFoundError`."""
-    found: list[Path] = []
-    for raw in paths:
-        path = Path(raw)
-        if path.is_dir():
-            found.extend(
-                sorted(p for p in path.rglob("*") if p.is_file() and p.suffix.lower() in VIDEO_SUFFIXES)
-            )
-        elif path.is_file():
-            if path.suffix.lower() in VIDEO_SUFFIXES:
-                found.append(path)
-        else:
-            raise FileNotFoundError(f"input not found: {path}")
-    return found
+    return find_files(paths, VIDEO_SUFFIXES, keep_named_files=False)
 
 
 def _open(path: Path) -> Any:
